@@ -1,0 +1,278 @@
+"""The settings model of callbackd (SPEC §6).
+
+One TOML file, every key overridable by `CALLBACKD_<SECTION>__<KEY>` environment variables,
+and secrets readable from files (systemd `LoadCredential`). A bad file raises `ConfigError`
+whose message is one plain line naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CHANNEL_PLACEHOLDER = "{number}"
+# Credential file names read from $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
+CREDENTIAL_FILES = {
+    "ami_secret": ("ami", "secret"),
+    "webhook_secret": ("webhooks", "secret"),
+}
+TOKENS_CREDENTIAL = "api_tokens"
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as one line for the operator."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_channel_template(value: str) -> str:
+    if value.count(CHANNEL_PLACEHOLDER) != 1:
+        raise ValueError(f"must contain {CHANNEL_PLACEHOLDER} exactly once")
+    if any(ch in value for ch in "\r\n&,;|"):
+        raise ValueError("must not contain CR, LF, '&', ',', ';' or '|'")
+    return value
+
+
+ChannelTemplate = Annotated[str, Field(min_length=len(CHANNEL_PLACEHOLDER) + 2)]
+RingTimeout = Annotated[int, Field(ge=1, le=600)]
+CallerIdNumber = Annotated[str, Field(pattern=r"^(\+?[0-9*#]{1,32})?$")]
+
+
+class ApiSettings(_Section):
+    listen: str = "127.0.0.1:8080"
+    tokens: dict[str, str] = Field(default_factory=dict)
+    tokens_file: Path | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_are_long_enough(cls, value: dict[str, str]) -> dict[str, str]:
+        for token, client in value.items():
+            if len(token) < 8:
+                raise ValueError("every token must be at least 8 characters")
+            if not client:
+                raise ValueError("every token must name a client id or '*'")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class StoreSettings(_Section):
+    path: Path = Path("/var/lib/callbackd/callbackd.db")
+
+
+class AmiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str = "callbackd"
+    secret: SecretStr = SecretStr("")
+    secret_file: Path | None = None
+    ping_interval: float = Field(default=10.0, gt=0)
+    check_dialplan: bool = True
+
+
+class ProfileOverrides(_Section):
+    """Call settings an extension profile may override; None = inherit from [calls]."""
+
+    a_channel: ChannelTemplate | None = None
+    b_channel: ChannelTemplate | None = None
+    a_ring_timeout: RingTimeout | None = None
+    b_ring_timeout: RingTimeout | None = None
+    max_talk_time: int | None = Field(default=None, ge=0)
+    caller_id_number: CallerIdNumber | None = None
+    caller_id_name: str | None = Field(default=None, max_length=80)
+
+    @field_validator("a_channel", "b_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        return None if value is None else _check_channel_template(value)
+
+
+class ExtensionProfile(ProfileOverrides):
+    account_code: str = Field(default="", max_length=80, pattern=r"^[A-Za-z0-9_.-]*$")
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+
+class CallSettings(_Section):
+    max_concurrent: int = Field(default=50, ge=1)
+    a_channel: ChannelTemplate = "PJSIP/{number}@carrier"
+    b_channel: ChannelTemplate = "PJSIP/{number}@carrier"
+    a_ring_timeout: RingTimeout = 30
+    b_ring_timeout: RingTimeout = 30
+    max_talk_time: int = Field(default=0, ge=0)
+    caller_id_number: CallerIdNumber = ""
+    caller_id_name: str = Field(default="", max_length=80)
+    account_code: str = Field(default="", max_length=80, pattern=r"^[A-Za-z0-9_.-]*$")
+    # A watchdog closes an attempt whose events stopped coming for this long after its
+    # longest possible ring phase.
+    event_silence_timeout: int = Field(default=120, ge=10)
+
+    @field_validator("a_channel", "b_channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        return _check_channel_template(value)
+
+
+class WebhookSettings(_Section):
+    secret: SecretStr = SecretStr("")
+    secret_file: Path | None = None
+    timeout: float = Field(default=5, gt=0, le=120)
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    deny_networks: list[str] = Field(default_factory=lambda: ["169.254.0.0/16", "fe80::/10"])
+
+    @field_validator("deny_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network") from exc
+        return value
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLBACKD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    calls: CallSettings = Field(default_factory=CallSettings)
+    extensions: dict[int, ExtensionProfile] = Field(default_factory=dict)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _profile_ids_positive(self) -> Settings:
+        for ext_id in self.extensions:
+            if ext_id < 0:
+                raise ValueError(f"extensions.{ext_id}: the id must not be negative")
+        return self
+
+
+def _read_secret_file(path: Path, key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"config error: {key}: cannot read {path}: {exc.strerror}") from exc
+
+
+def _load_tokens_file(path: Path, key: str) -> dict[str, str]:
+    """A tokens file holds `token client_id` pairs, one per line; '#' starts a comment."""
+    tokens: dict[str, str] = {}
+    for lineno, line in enumerate(_read_secret_file(path, key).splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ConfigError(f"config error: {key}: {path}:{lineno}: expected 'TOKEN CLIENT_ID'")
+        tokens[parts[0]] = parts[1]
+    return tokens
+
+
+def _apply_secret_files(raw: dict[str, Any]) -> dict[str, Any]:
+    """Fold `*_file` keys and systemd credentials into the raw settings."""
+    creds_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    for cred_name, (section, key) in CREDENTIAL_FILES.items():
+        sect = raw.setdefault(section, {})
+        file_key = f"{key}_file"
+        path = sect.get(file_key) or os.environ.get(
+            f"CALLBACKD_{section.upper()}__{file_key.upper()}"
+        )
+        if path is None and creds_dir and (Path(creds_dir) / cred_name).is_file():
+            path = str(Path(creds_dir) / cred_name)
+        if path is not None:
+            sect[key] = _read_secret_file(Path(path), f"{section}.{file_key}")
+    api = raw.setdefault("api", {})
+    tokens_path = api.get("tokens_file") or os.environ.get("CALLBACKD_API__TOKENS_FILE")
+    if tokens_path is None and creds_dir and (Path(creds_dir) / TOKENS_CREDENTIAL).is_file():
+        tokens_path = str(Path(creds_dir) / TOKENS_CREDENTIAL)
+    if tokens_path is not None:
+        api["tokens"] = {
+            **api.get("tokens", {}),
+            **_load_tokens_file(Path(tokens_path), "api.tokens_file"),
+        }
+    return raw
+
+
+def _one_line(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"config error: {key}: {message} in {source}{tail}"
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read the TOML file (if any), apply env overrides and secret files, validate."""
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "environment"
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config error: cannot read {path}: {exc.strerror}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from exc
+    try:
+        return Settings(**_apply_secret_files(raw))
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, source)) from None
