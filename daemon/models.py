@@ -1,0 +1,271 @@
+"""Domain models: what a queue and a callback task are, and the rules their fields obey.
+
+The API validates request bodies with these same models, so a rule lives in one place.
+Numbers and caller IDs end up inside AMI headers and dialplan arguments: anything that
+could break out of them is rejected here, never cleaned.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_TASKS_PER_REQUEST = 10_000
+MAX_PAUSE = 864_000
+
+NUMBER_RE = re.compile(r"\+?[0-9*#]{1,32}")
+VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# Characters that could end an AMI header, split a dialplan argument or join channels.
+FORBIDDEN_IN_TEXT = frozenset('\r\n/@&,;|\\"<>$')
+
+
+class TaskStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    EXECUTED = "executed"
+    DELAYED = "delayed"
+    DELAYED_CONCURRENT = "delayed_concurrent_task"
+    FINISHED = "finished"
+
+
+class FinishResult(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+WAITING_STATUSES = (TaskStatus.SCHEDULED, TaskStatus.DELAYED, TaskStatus.DELAYED_CONCURRENT)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _phone_number(value: str) -> str:
+    if not NUMBER_RE.fullmatch(value):
+        raise ValueError("must be '+' (optional) then 1-32 of the characters 0-9 * #")
+    return value
+
+
+def _safe_text(value: str) -> str:
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must not contain control characters")
+    bad = sorted(set(value) & FORBIDDEN_IN_TEXT)
+    if bad:
+        raise ValueError(f"must not contain {' '.join(repr(ch) for ch in bad)}")
+    return value
+
+
+def _numeric_int(value: Any) -> Any:
+    """Accept an int or a string of digits (the hosted API allows both), never a bool."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _start_time(value: Any) -> Any:
+    """`YYYY-MM-DD HH:MM[:SS]` in UTC, or ISO 8601 with an offset; stored in UTC."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string 'YYYY-MM-DD HH:MM[:SS]' (UTC) or ISO 8601")
+    text = value.strip()
+    for fmt in (TIME_FORMAT, "%Y-%m-%d %H:%M"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be 'YYYY-MM-DD HH:MM[:SS]' (UTC) or ISO 8601 with offset") from None
+    if parsed.tzinfo is None:
+        raise ValueError("an ISO 8601 time needs an offset, e.g. +03:00 or Z")
+    return parsed.astimezone(UTC)
+
+
+PhoneNumber = Annotated[str, AfterValidator(_phone_number)]
+CallerIdName = Annotated[str, Field(max_length=80), AfterValidator(_safe_text)]
+Pause = Annotated[int, BeforeValidator(_numeric_int), Field(ge=0, le=MAX_PAUSE)]
+WebhookUrl = HttpUrl
+StartTime = Annotated[datetime | None, BeforeValidator(_start_time)]
+AniList = Annotated[list[PhoneNumber], Field(max_length=50)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class CallbackParams(_Strict):
+    caller_id_name: CallerIdName | None = None
+    caller_id_number: PhoneNumber | None = None
+    extended_a_numbers: Annotated[list[PhoneNumber], Field(max_length=10)] = Field(
+        default_factory=list
+    )
+
+
+class TaskInput(_Strict):
+    """A callback task as a client submits it (SPEC §1.2)."""
+
+    name: Annotated[str, Field(max_length=255), AfterValidator(_safe_text)] = ""
+    a_number: PhoneNumber
+    b_number: PhoneNumber
+    extension_id: StrictInt | None = None
+    try_count: Annotated[StrictInt, Field(ge=1, le=50)] = 1
+    try_again_pause: Pause = 60
+    try_count_caller: Annotated[StrictInt, Field(ge=0, le=50)] = 0
+    try_again_pause_caller: Pause | None = None
+    url_before: WebhookUrl | None = None
+    url_before_again: WebhookUrl | None = None
+    url_success: WebhookUrl | None = None
+    url_after: WebhookUrl | None = None
+    start_time_utc: StartTime = None
+    callback_params: CallbackParams = Field(default_factory=CallbackParams)
+    variables: Annotated[dict[str, str], Field(max_length=50)] = Field(default_factory=dict)
+    attempts_src_ani_numbers: AniList = Field(default_factory=list)
+    attempts_dst_ani_numbers: AniList = Field(default_factory=list)
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not VARIABLE_NAME_RE.fullmatch(name):
+                raise ValueError(f"variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]{{0,63}}")
+            if len(text) > 200:
+                raise ValueError(f"variable {name!r} is longer than 200 characters")
+            _safe_text(text)
+        return value
+
+    @model_validator(mode="after")
+    def _a_numbers_distinct(self) -> TaskInput:
+        a_numbers = [self.a_number, *self.callback_params.extended_a_numbers]
+        if len(set(a_numbers)) != len(a_numbers):
+            raise ValueError("a_number and extended_a_numbers must all differ")
+        return self
+
+    def a_numbers(self) -> list[str]:
+        return [self.a_number, *self.callback_params.extended_a_numbers]
+
+    def stored_params(self) -> str:
+        """The JSON kept in the store; `start_time_utc` travels in its own column."""
+        return self.model_dump_json(exclude={"start_time_utc"}, exclude_defaults=True)
+
+
+class TaskOutput(BaseModel):
+    """A task as the API returns it."""
+
+    id: int
+    scheduler_id: int
+    name: str
+    a_number: str
+    b_number: str
+    extension_id: int | None
+    try_count: int
+    try_again_pause: int
+    try_count_caller: int
+    try_again_pause_caller: int | None
+    url_before: str | None
+    url_before_again: str | None
+    url_success: str | None
+    url_after: str | None
+    start_time_utc: str | None
+    callback_params: CallbackParams
+    variables: dict[str, str]
+    attempts_src_ani_numbers: list[str]
+    attempts_dst_ani_numbers: list[str]
+    status: TaskStatus
+    finish_result: FinishResult | None
+    finish_comment: str
+    cdr: str
+    attempts_made: int
+    next_attempt_utc: str | None
+    create_date_utc: str
+
+
+class QueueInput(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_safe_text)]
+    comment: Annotated[str, Field(max_length=1000)] = ""
+    status: Literal["on", "off"] = "off"
+    concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10
+
+
+class QueueUpdate(_Strict):
+    """PUT on a queue changes only the fields it names."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_safe_text)] | None = (
+        None
+    )
+    comment: Annotated[str, Field(max_length=1000)] | None = None
+    status: Literal["on", "off"] | None = None
+    concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
+
+
+class QueueOutput(BaseModel):
+    id: int
+    name: str
+    comment: str
+    status: Literal["on", "off"]
+    concurrent_task_limit: int
+    create_date_utc: str
+    task_count: int
+    sched_task_count: int
+    last_call_date: str | None
+
+
+class CallPlan(BaseModel):
+    """What an attempt dials and shows, fixed before the Originate is sent."""
+
+    a_numbers: list[str]
+    b_number: str
+    a_caller_id_number: str = ""
+    a_caller_id_name: str = ""
+    b_caller_id_number: str = ""
+    account_code: str = ""
+
+
+class CallRecord(BaseModel):
+    """One attempt's call (SPEC §1.3)."""
+
+    call_uuid: str
+    task_id: int
+    scheduler_id: int
+    attempt: int
+    state: Literal["originating", "in_call", "ended"]
+    a_numbers: list[str]
+    b_number: str
+    answered_a_number: str | None
+    a_caller_id_number: str
+    a_caller_id_name: str
+    b_caller_id_number: str
+    start_time_gmt: str
+    a_answer_time_gmt: str | None
+    bridged_time_gmt: str | None
+    end_time_gmt: str | None
+    duration: int | None
+    bridged_duration: int | None
+    a_dial_status: str | None
+    b_dial_status: str | None
+    a_hangup_cause: int | None
+    b_hangup_cause: int | None
+    result: str | None
+    result_comment: str
+    events: list[dict[str, str]] | None = None
