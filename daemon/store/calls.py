@@ -1,0 +1,100 @@
+"""Attempts and their calls in the store: the call history of SPEC §1.3."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from daemon.models import CallPlan, CallRecord, parse_time
+from daemon.store.db import Database
+from daemon.store.queries import q
+
+
+def _seconds_between(start: str | None, end: str | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return int((parse_time(end) - parse_time(start)).total_seconds())
+
+
+def call_from_row(row: sqlite3.Row, events: list[dict[str, str]] | None = None) -> CallRecord:
+    plan = CallPlan.model_validate_json(row["plan"])
+    return CallRecord(
+        call_uuid=row["call_uuid"],
+        task_id=row["task_id"],
+        scheduler_id=row["scheduler_id"],
+        attempt=row["attempt_no"],
+        state=row["state"],
+        a_numbers=plan.a_numbers,
+        b_number=plan.b_number,
+        answered_a_number=row["answered_a_number"],
+        a_caller_id_number=plan.a_caller_id_number,
+        a_caller_id_name=plan.a_caller_id_name,
+        b_caller_id_number=plan.b_caller_id_number,
+        start_time_gmt=row["start_time"],
+        a_answer_time_gmt=row["a_answer_time"],
+        bridged_time_gmt=row["bridged_time"],
+        end_time_gmt=row["end_time"],
+        duration=_seconds_between(row["start_time"], row["end_time"]),
+        bridged_duration=_seconds_between(row["bridged_time"], row["end_time"]),
+        a_dial_status=row["a_dial_status"],
+        b_dial_status=row["b_dial_status"],
+        a_hangup_cause=row["a_hangup_cause"],
+        b_hangup_cause=row["b_hangup_cause"],
+        result=row["result"],
+        result_comment=row["result_comment"],
+        events=events,
+    )
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    task_id: int | None = None
+    since: str | None = None  # start_time >= since
+    until: str | None = None  # start_time < until
+
+
+class CallRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, client_id: str, call_uuid: str, with_events: bool) -> CallRecord | None:
+        row = await self._db.fetch_one(
+            q("select_call"), {"call_uuid": call_uuid, "client_id": client_id}
+        )
+        if row is None:
+            return None
+        events = await self.events(call_uuid) if with_events else None
+        return call_from_row(row, events)
+
+    async def events(self, call_uuid: str) -> list[dict[str, str]]:
+        rows = await self._db.fetch_all(q("select_call_events"), {"call_uuid": call_uuid})
+        return [json.loads(row["event"]) for row in rows]
+
+    async def of_task(self, task_id: int) -> list[CallRecord]:
+        rows = await self._db.fetch_all(q("select_attempts_of_task"), {"task_id": task_id})
+        return [call_from_row(row) for row in rows]
+
+    async def list(
+        self, client_id: str, where: CallFilter, limit: int, offset: int
+    ) -> tuple[list[CallRecord], int]:
+        clauses = ["q.client_id = ?"]
+        params: list[object] = [client_id]
+        if where.task_id is not None:
+            clauses.append("a.task_id = ?")
+            params.append(where.task_id)
+        if where.since is not None:
+            clauses.append("a.start_time >= ?")
+            params.append(where.since)
+        if where.until is not None:
+            clauses.append("a.start_time < ?")
+            params.append(where.until)
+        base = (
+            f"FROM attempts a JOIN queues q ON q.id = a.scheduler_id WHERE {' AND '.join(clauses)}"
+        )
+        rows = await self._db.fetch_all(
+            f"SELECT a.* {base} ORDER BY a.start_time, a.call_uuid LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = int(await self._db.fetch_value(f"SELECT count(*) {base}", params))
+        return [call_from_row(row) for row in rows], total

@@ -1,0 +1,89 @@
+"""Queues (`task_scheduler`) in the store, always scoped to one client."""
+
+from __future__ import annotations
+
+import sqlite3
+from enum import Enum
+
+from daemon.models import QueueInput, QueueOutput, QueueUpdate
+from daemon.store.db import Database
+from daemon.store.queries import q
+
+
+class DeleteOutcome(Enum):
+    DELETED = "deleted"
+    NOT_FOUND = "not_found"
+    HAS_UNFINISHED_TASKS = "has_unfinished_tasks"
+
+
+def queue_from_row(row: sqlite3.Row) -> QueueOutput:
+    return QueueOutput(
+        id=row["id"],
+        name=row["name"],
+        comment=row["comment"],
+        status=row["status"],
+        concurrent_task_limit=row["concurrent_task_limit"],
+        create_date_utc=row["create_date"],
+        task_count=row["task_count"],
+        sched_task_count=row["sched_task_count"],
+        last_call_date=row["last_call_date"],
+    )
+
+
+class QueueRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, client_id: str, queue: QueueInput, now: str) -> QueueOutput:
+        async with self._db.transaction() as tx:
+            cursor = await tx.execute(
+                q("insert_queue"), {"client_id": client_id, "now": now, **queue.model_dump()}
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        created = await self.get(client_id, int(row[0]))
+        assert created is not None
+        return created
+
+    async def get(self, client_id: str, queue_id: int) -> QueueOutput | None:
+        row = await self._db.fetch_one(q("select_queue"), {"id": queue_id, "client_id": client_id})
+        return None if row is None else queue_from_row(row)
+
+    async def list(self, client_id: str) -> list[QueueOutput]:
+        rows = await self._db.fetch_all(q("select_queues"), {"client_id": client_id})
+        return [queue_from_row(row) for row in rows]
+
+    async def update(
+        self, client_id: str, queue_id: int, change: QueueUpdate
+    ) -> QueueOutput | None:
+        async with self._db.transaction() as tx:
+            cursor = await tx.execute(q("select_queue"), {"id": queue_id, "client_id": client_id})
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            merged = queue_from_row(row).model_dump() | change.model_dump(exclude_none=True)
+            await tx.execute(q("update_queue"), {**merged, "client_id": client_id})
+        return await self.get(client_id, queue_id)
+
+    async def delete(self, client_id: str, queue_id: int) -> DeleteOutcome:
+        """Delete a queue with its finished tasks and their history; refused while any
+        task is unfinished, so no call in progress loses its task. Webhooks still in the
+        outbox carry their own copy of the task and are delivered all the same."""
+        ids = {"id": queue_id, "client_id": client_id}
+        async with self._db.transaction() as tx:
+            cursor = await tx.execute(q("select_queue"), ids)
+            if await cursor.fetchone() is None:
+                return DeleteOutcome.NOT_FOUND
+            cursor = await tx.execute(q("count_unfinished_in_queue"), ids)
+            unfinished = await cursor.fetchone()
+            if unfinished is not None and unfinished[0] > 0:
+                return DeleteOutcome.HAS_UNFINISHED_TASKS
+            for name in (
+                "delete_queue_tasks_events",
+                "delete_queue_attempts",
+                "delete_queue_tasks",
+                "delete_queue_counts",
+                "delete_queue",
+            ):
+                await tx.execute(q(name), ids)
+        return DeleteOutcome.DELETED

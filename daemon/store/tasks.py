@@ -1,0 +1,254 @@
+"""Callback tasks in the store: bulk add (all or nothing, idempotent), list, change, cancel."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from daemon.models import (
+    WAITING_STATUSES,
+    CallbackParams,
+    FinishResult,
+    TaskInput,
+    TaskOutput,
+    TaskStatus,
+    format_time,
+)
+from daemon.store.db import Database
+from daemon.store.queries import q
+
+CANCELLED_COMMENT = "cancelled"
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    statuses: tuple[TaskStatus, ...] = ()
+    finish_result: FinishResult | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response kept for an Idempotency-Key; `replayed` when it was stored earlier."""
+
+    status: int
+    body: str
+    replayed: bool
+    same_request: bool = True
+
+
+class ChangeOutcome(Enum):
+    CHANGED = "changed"
+    NOT_FOUND = "not_found"
+    WRONG_STATE = "wrong_state"
+
+
+def due_time(start_time: datetime | None, now: str) -> str:
+    """A task without a start time, or with one in the past, is due now."""
+    if start_time is None:
+        return now
+    return max(format_time(start_time), now)
+
+
+# Stored params omit defaults (exclude_defaults); these fill them back in on read.
+_INPUT_DEFAULTS = TaskInput(a_number="0", b_number="0").model_dump(
+    mode="json", exclude={"a_number", "b_number", "start_time_utc", "callback_params"}
+)
+
+
+def task_from_row(row: sqlite3.Row) -> TaskOutput:
+    """Build the output of a stored task. The params were validated on the way in, so
+    they are trusted here: a list of a thousand tasks must not be validated again."""
+    fields = _INPUT_DEFAULTS | json.loads(row["params"])
+    fields["callback_params"] = CallbackParams.model_construct(**fields.get("callback_params", {}))
+    return TaskOutput.model_construct(
+        **fields,
+        id=row["id"],
+        scheduler_id=row["scheduler_id"],
+        start_time_utc=row["start_time"],
+        status=TaskStatus(row["status"]),
+        finish_result=FinishResult(row["finish_result"]) if row["finish_result"] else None,
+        finish_comment=row["finish_comment"],
+        cdr=row["cdr"],
+        attempts_made=row["attempts_made"],
+        next_attempt_utc=row["next_attempt"],
+        create_date_utc=row["create_date"],
+    )
+
+
+def _input_fields(task: TaskInput) -> dict[str, object]:
+    return task.model_dump(mode="json", exclude={"start_time_utc"})
+
+
+def new_task_output(task_id: int, scheduler_id: int, task: TaskInput, now: str) -> TaskOutput:
+    """The output of a task just inserted, built without reading it back."""
+    return TaskOutput(
+        id=task_id,
+        scheduler_id=scheduler_id,
+        start_time_utc=format_time(task.start_time_utc) if task.start_time_utc else None,
+        status=TaskStatus.SCHEDULED,
+        finish_result=None,
+        finish_comment="",
+        cdr="",
+        attempts_made=0,
+        next_attempt_utc=due_time(task.start_time_utc, now),
+        create_date_utc=now,
+        **_input_fields(task),
+    )
+
+
+def _filter_sql(scheduler_id: int, where: TaskFilter) -> tuple[str, list[object]]:
+    """The WHERE condition of a task filter; its columns exist in `tasks` and, except
+    `name`, in `task_counts` too."""
+    clauses = ["scheduler_id = ?"]
+    params: list[object] = [scheduler_id]
+    if where.statuses:
+        clauses.append(f"status IN ({', '.join('?' * len(where.statuses))})")
+        params.extend(str(s) for s in where.statuses)
+    if where.finish_result is not None:
+        clauses.append("finish_result = ?")
+        params.append(str(where.finish_result))
+    if where.name is not None:
+        clauses.append("name = ?")
+        params.append(where.name)
+    return " AND ".join(clauses), params
+
+
+class TaskRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(
+        self,
+        client_id: str,
+        scheduler_id: int,
+        tasks: Sequence[TaskInput],
+        now: str,
+        render: Callable[[list[TaskOutput]], str],
+        idempotent: IdempotentRequest | None = None,
+    ) -> StoredResponse:
+        """Insert all tasks in one transaction. With an Idempotency-Key, a repeated key
+        returns the response stored the first time and inserts nothing."""
+        async with self._db.transaction() as tx:
+            if idempotent is not None:
+                cursor = await tx.execute(
+                    q("select_idempotency"), {"client_id": client_id, "key": idempotent.key}
+                )
+                earlier = await cursor.fetchone()
+                if earlier is not None:
+                    return StoredResponse(
+                        status=earlier["status"],
+                        body=earlier["body"],
+                        replayed=True,
+                        same_request=earlier["request_hash"] == idempotent.request_hash,
+                    )
+            await tx.executemany(
+                q("insert_task"),
+                [
+                    {
+                        "scheduler_id": scheduler_id,
+                        "name": task.name,
+                        "params": task.stored_params(),
+                        "start_time": format_time(task.start_time_utc)
+                        if task.start_time_utc
+                        else None,
+                        "next_attempt": due_time(task.start_time_utc, now),
+                        "now": now,
+                    }
+                    for task in tasks
+                ],
+            )
+            cursor = await tx.execute("SELECT last_insert_rowid()")
+            last = await cursor.fetchone()
+            assert last is not None
+            # One IMMEDIATE transaction with no other writer: the rowids are consecutive.
+            first_id = int(last[0]) - len(tasks) + 1
+            created = [
+                new_task_output(first_id + i, scheduler_id, task, now)
+                for i, task in enumerate(tasks)
+            ]
+            body = render(created)
+            if idempotent is not None:
+                await tx.execute(
+                    q("insert_idempotency"),
+                    {
+                        "client_id": client_id,
+                        "key": idempotent.key,
+                        "request_hash": idempotent.request_hash,
+                        "status": 201,
+                        "body": body,
+                        "now": now,
+                    },
+                )
+        return StoredResponse(status=201, body=body, replayed=False)
+
+    async def get(self, scheduler_id: int, task_id: int) -> TaskOutput | None:
+        row = await self._db.fetch_one(
+            q("select_task"), {"id": task_id, "scheduler_id": scheduler_id}
+        )
+        return None if row is None else task_from_row(row)
+
+    async def list(
+        self, scheduler_id: int, where: TaskFilter, limit: int, offset: int
+    ) -> tuple[list[TaskOutput], int]:
+        """One page of the queue's tasks in id order, and the total that match."""
+        condition, params = _filter_sql(scheduler_id, where)
+        rows = await self._db.fetch_all(
+            f"SELECT * FROM tasks WHERE {condition} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
+            [*params, limit, offset],
+        )
+        if where.name is None:
+            # Status and result filters are answered from the trigger-kept counts.
+            count_sql = f"SELECT coalesce(sum(n), 0) FROM task_counts WHERE {condition}"  # noqa: S608
+        else:
+            count_sql = f"SELECT count(*) FROM tasks WHERE {condition}"  # noqa: S608
+        total = int(await self._db.fetch_value(count_sql, params))
+        return [task_from_row(row) for row in rows], total
+
+    async def update(
+        self, scheduler_id: int, task_id: int, task: TaskInput, now: str
+    ) -> ChangeOutcome:
+        """Replace a waiting task's input; a running or finished task is refused."""
+        async with self._db.transaction() as tx:
+            cursor = await tx.execute(
+                q("select_task"), {"id": task_id, "scheduler_id": scheduler_id}
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return ChangeOutcome.NOT_FOUND
+            if row["status"] not in WAITING_STATUSES:
+                return ChangeOutcome.WRONG_STATE
+            next_attempt = (
+                due_time(task.start_time_utc, now)
+                if row["attempts_made"] == 0
+                else row["next_attempt"]
+            )
+            await tx.execute(
+                q("update_task_params"),
+                {
+                    "id": task_id,
+                    "name": task.name,
+                    "params": task.stored_params(),
+                    "start_time": format_time(task.start_time_utc) if task.start_time_utc else None,
+                    "next_attempt": next_attempt,
+                },
+            )
+        return ChangeOutcome.CHANGED
+
+    async def finish(self, task_id: int, result: FinishResult, comment: str) -> bool:
+        """Finish a task that is not finished yet; False if it already was."""
+        async with self._db.transaction() as tx:
+            cursor = await tx.execute(
+                q("finish_task"), {"id": task_id, "result": str(result), "comment": comment}
+            )
+            return cursor.rowcount == 1
