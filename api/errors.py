@@ -1,0 +1,118 @@
+"""RFC 9457 problem+json for every error; never a traceback in a response."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+PROBLEM_TYPE = "application/problem+json"
+log = structlog.get_logger("callbackd.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Problem(Exception):
+    """An error answer; raise it anywhere in a handler, the middleware renders it."""
+
+    def __init__(
+        self, status: int, detail: str, *, errors: Sequence[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+
+    def response(self) -> web.Response:
+        return web.Response(
+            status=self.status,
+            text=json.dumps(problem_body(self.status, self.detail, self.errors)),
+            content_type=PROBLEM_TYPE,
+        )
+
+
+def problem_body(
+    status: int, detail: str, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": f"https://callbackd.dev/problems/{phrase.lower().replace(' ', '-')}",
+        "title": phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+_FRIENDLY = {
+    "string_pattern_mismatch": "contains characters that are not allowed",
+    "extra_forbidden": "unknown field",
+    "missing": "required",
+}
+
+
+def _pointer(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validation_errors(
+    exc: ValidationError, prefix: Sequence[int | str] = ()
+) -> list[dict[str, Any]]:
+    """Each error names where it is (`tasks[3].a_number`), by index and field too."""
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [*prefix, *err["loc"]]
+        entry: dict[str, Any] = {
+            "loc": _pointer(loc),
+            "message": _FRIENDLY.get(err["type"], err["msg"].removeprefix("Value error, ")),
+        }
+        if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+            entry["index"] = loc[1]
+            entry["field"] = ".".join(str(p) for p in loc[2:]) or None
+        else:
+            entry["field"] = ".".join(str(p) for p in loc) or None
+        errors.append(entry)
+    return errors
+
+
+def unprocessable(exc: ValidationError, prefix: Sequence[int | str] = ()) -> Problem:
+    errors = validation_errors(exc, prefix)
+    count = len(errors)
+    return Problem(422, f"{count} invalid field{'s' if count != 1 else ''}", errors=errors)
+
+
+_HTTP_DETAILS = {
+    404: "no such resource",
+    405: "this method is not allowed here",
+    413: "request body too large",
+}
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into problem+json; unexpected ones are logged, not shown."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = _HTTP_DETAILS.get(exc.status, exc.reason)
+        response = Problem(exc.status, detail).response()
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("request failed", method=request.method, path=request.path)
+        return Problem(500, "internal error; the details are in the daemon's log").response()

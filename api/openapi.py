@@ -1,0 +1,120 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models the
+handlers validate with."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from api.routing import Route
+from api.schemas import ProblemDetails
+
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+REF_TEMPLATE = "#/components/schemas/{model}"
+_PARAM_RE = re.compile(r"{(\w+)}")
+_PATH_PARAM_SCHEMAS = {
+    "client_id": {"type": "string", "description": "a client id, or @me"},
+    "scheduler_id": {"type": "integer"},
+    "task_id": {"type": "integer"},
+    "call_uuid": {"type": "string"},
+}
+
+
+def _models(routes: Iterable[Route]) -> list[type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {"ProblemDetails": ProblemDetails}
+    for route in routes:
+        for model in (route.body, route.response):
+            if model is not None:
+                found[model.__name__] = model
+    return list(found.values())
+
+
+def _mode(model: type[BaseModel], routes: list[Route]) -> JsonSchemaMode:
+    """Bodies are described as they are validated, responses as they are written."""
+    return "validation" if any(r.body is model for r in routes) else "serialization"
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": route.summary, "responses": {}}
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": _PATH_PARAM_SCHEMAS[name]}
+        for name in _PARAM_RE.findall(route.path)
+    ]
+    if route.query is not None:
+        params.extend(_query_parameters(route.query))
+    params.extend(
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string"},
+        }
+        for name, text in route.headers.items()
+    )
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(route.body)}},
+        }
+    if route.response is not None:
+        schema: dict[str, Any] = _ref(route.response)
+        if route.response_is_list:
+            schema = {"type": "array", "items": schema}
+        ok: dict[str, Any] = {
+            "description": "OK",
+            "content": {route.content_type: {"schema": schema}},
+        }
+        if route.response_is_list:
+            ok["headers"] = {"X-Total-Count": {"schema": {"type": "integer"}}}
+        op["responses"][str(route.status)] = ok
+    else:
+        text = "No content" if route.status == 204 else "OK"
+        op["responses"][str(route.status)] = {"description": text}
+        if route.status != 204:
+            op["responses"][str(route.status)]["content"] = {route.content_type: {"schema": {}}}
+    problem = {"application/problem+json": {"schema": _ref(ProblemDetails)}}
+    codes = set(route.errors) | ({401} if route.auth else set())
+    for code in sorted(codes):
+        op["responses"][str(code)] = {"description": "Problem", "content": problem}
+    if route.auth:
+        op["security"] = [{"bearer": []}]
+    return op
+
+
+def build_openapi(routes: Iterable[Route]) -> dict[str, Any]:
+    routes = list(routes)
+    _, defs = models_json_schema(
+        [(model, _mode(model, routes)) for model in _models(routes)], ref_template=REF_TEMPLATE
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "callbackd", "version": "1", "description": "Callback tasks on Asterisk"},
+        "paths": paths,
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

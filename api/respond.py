@@ -1,0 +1,31 @@
+"""JSON responses built straight from pydantic models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter
+
+_LIST_ADAPTERS: dict[type[BaseModel], TypeAdapter[Any]] = {}
+
+
+def model_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=model.model_dump_json(), content_type="application/json"
+    )
+
+
+def list_response(items: Sequence[BaseModel], total: int, model: type[BaseModel]) -> web.Response:
+    """A JSON array with the total in X-Total-Count, as every list endpoint answers."""
+    return web.Response(
+        body=dump_list(items, model),
+        content_type="application/json",
+        headers={"X-Total-Count": str(total)},
+    )
+
+
+def dump_list(items: Sequence[BaseModel], model: type[BaseModel]) -> bytes:
+    adapter = _LIST_ADAPTERS.setdefault(model, TypeAdapter(list[model]))  # type: ignore[valid-type]
+    return adapter.dump_json(list(items))

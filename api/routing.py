@@ -1,0 +1,40 @@
+"""The route table: one list that both registers the handlers and writes the OpenAPI
+document, so the document cannot miss a route."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from daemon.metrics import Metrics
+from daemon.services import Services
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVICES = web.AppKey("services", Services)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    status: int = 200
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    response_is_list: bool = False
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    auth: bool = True
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+METRICS = web.AppKey("metrics", Metrics)

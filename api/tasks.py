@@ -1,0 +1,204 @@
+"""Task endpoints: /client/{client_id}/task_scheduler/{scheduler_id}/tasks/."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from api.body import int_path, parse_query, read_json
+from api.errors import Problem, unprocessable
+from api.queues import ONE as QUEUE_PATH
+from api.queues import owned_queue
+from api.respond import dump_list, list_response, model_response
+from api.routing import Route, services
+from api.schemas import TaskListQuery, TasksCreate, TasksCreated
+from config import Settings
+from daemon.clock import now_text
+from daemon.models import CallRecord, TaskInput, TaskOutput
+from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter
+from daemon.task_service import cancel_task
+
+BASE = QUEUE_PATH + "/tasks/"
+ONE = BASE + "{task_id}"
+MAX_IDEMPOTENCY_KEY = 255
+MAX_REPORTED_ERRORS = 1000
+
+
+def _check_extensions(tasks: list[TaskInput], settings: Settings) -> None:
+    errors = [
+        {
+            "loc": f"tasks[{i}].extension_id",
+            "index": i,
+            "field": "extension_id",
+            "message": f"no extension profile {task.extension_id} in the config",
+        }
+        for i, task in enumerate(tasks)
+        if task.extension_id is not None and task.extension_id not in settings.extensions
+    ]
+    if errors:
+        raise Problem(422, f"{len(errors)} invalid fields", errors=errors[:MAX_REPORTED_ERRORS])
+
+
+def _idempotency(request: web.Request, raw: bytes) -> IdempotentRequest | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise Problem(400, f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+    return IdempotentRequest(key=key, request_hash=hashlib.sha256(raw).hexdigest())
+
+
+async def add_tasks(request: web.Request) -> web.Response:
+    """All or nothing: one invalid task rejects the request and stores nothing."""
+    client, queue = await owned_queue(request)
+    raw, data = await read_json(request)
+    idempotent = _idempotency(request, raw)
+    try:
+        body = TasksCreate.model_validate(data)
+    except ValidationError as exc:
+        problem = unprocessable(exc)
+        if problem.errors is not None:
+            problem.errors = problem.errors[:MAX_REPORTED_ERRORS]
+        raise problem from None
+    svc = services(request)
+    _check_extensions(body.tasks, svc.settings)
+    stored = await svc.tasks.add(
+        client,
+        queue.id,
+        body.tasks,
+        now_text(svc.clock),
+        render=lambda created: '{"tasks":' + dump_list(created, TaskOutput).decode() + "}",
+        idempotent=idempotent,
+    )
+    if stored.replayed and not stored.same_request:
+        raise Problem(422, "this Idempotency-Key was used before with a different request")
+    if not stored.replayed:
+        svc.scheduler.wake()
+    headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
+    return web.Response(
+        status=stored.status, text=stored.body, content_type="application/json", headers=headers
+    )
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    _, queue = await owned_queue(request)
+    query = parse_query(request, TaskListQuery, repeatable=frozenset({"status"}))
+    where = TaskFilter(
+        statuses=tuple(query.status), finish_result=query.finish_result, name=query.name
+    )
+    tasks, total = await services(request).tasks.list(queue.id, where, query.per_page, query.offset)
+    return list_response(tasks, total, TaskOutput)
+
+
+async def _owned_task(request: web.Request) -> TaskOutput:
+    _, queue = await owned_queue(request)
+    task = await services(request).tasks.get(queue.id, int_path(request, "task_id"))
+    if task is None:
+        raise Problem(404, "no such task")
+    return task
+
+
+async def get_task(request: web.Request) -> web.Response:
+    return model_response(await _owned_task(request))
+
+
+def _merged_input(task: TaskOutput, change: dict[str, Any]) -> TaskInput:
+    """PUT changes the fields it names; the result is validated as a whole task."""
+    current = task.model_dump(include=set(TaskInput.model_fields), exclude_none=True)
+    try:
+        return TaskInput.model_validate(current | change)
+    except ValidationError as exc:
+        raise unprocessable(exc) from None
+
+
+async def update_task(request: web.Request) -> web.Response:
+    task = await _owned_task(request)
+    _, change = await read_json(request)
+    if not isinstance(change, dict):
+        raise Problem(422, "the body must be a JSON object with the fields to change")
+    merged = _merged_input(task, change)
+    svc = services(request)
+    _check_extensions([merged], svc.settings)
+    outcome = await svc.tasks.update(task.scheduler_id, task.id, merged, now_text(svc.clock))
+    if outcome is ChangeOutcome.WRONG_STATE:
+        raise Problem(409, "only a task that has not started or waits for a retry can change")
+    if outcome is ChangeOutcome.NOT_FOUND:
+        raise Problem(404, "no such task")
+    svc.scheduler.wake()
+    updated = await svc.tasks.get(task.scheduler_id, task.id)
+    assert updated is not None
+    return model_response(updated)
+
+
+async def delete_task(request: web.Request) -> web.Response:
+    task = await _owned_task(request)
+    svc = services(request)
+    outcome = await cancel_task(svc, task.scheduler_id, task.id)
+    if outcome is ChangeOutcome.WRONG_STATE:
+        raise Problem(409, "the task is already finished")
+    if outcome is ChangeOutcome.NOT_FOUND:
+        raise Problem(404, "no such task")
+    cancelled = await svc.tasks.get(task.scheduler_id, task.id)
+    assert cancelled is not None
+    return model_response(cancelled)
+
+
+async def task_attempts(request: web.Request) -> web.Response:
+    task = await _owned_task(request)
+    attempts = await services(request).calls.of_task(task.id)
+    return list_response(attempts, len(attempts), CallRecord)
+
+
+ROUTES = [
+    Route(
+        "POST",
+        BASE,
+        add_tasks,
+        "Add 1-10,000 tasks, all or nothing",
+        201,
+        TasksCreate,
+        TasksCreated,
+        errors=(400, 404, 413, 415, 422),
+        headers={"Idempotency-Key": "repeat a key to get the first answer again"},
+    ),
+    Route(
+        "GET",
+        BASE,
+        list_tasks,
+        "List tasks, filtered and paged",
+        response=TaskOutput,
+        response_is_list=True,
+        query=TaskListQuery,
+        errors=(404, 422),
+    ),
+    Route("GET", ONE, get_task, "One task", response=TaskOutput, errors=(404,)),
+    Route(
+        "PUT",
+        ONE,
+        update_task,
+        "Change a task that has not started or waits for a retry",
+        body=TaskInput,
+        response=TaskOutput,
+        errors=(400, 404, 409, 413, 415, 422),
+    ),
+    Route(
+        "DELETE",
+        ONE,
+        delete_task,
+        "Cancel a task (hangs up its call if in one)",
+        response=TaskOutput,
+        errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        ONE + "/attempts",
+        task_attempts,
+        "Every attempt of a task with its call",
+        response=CallRecord,
+        response_is_list=True,
+        errors=(404,),
+    ),
+]
