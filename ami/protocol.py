@@ -50,8 +50,13 @@ class Frame:
     problem: str | None = None
 
 
-def parse_frame(raw: bytes) -> Frame:
-    """Headers of one frame (without its terminating blank line)."""
+FROM_ASTERISK = ("Event", "Response")
+FROM_CLIENT = ("Action",)
+
+
+def parse_frame(raw: bytes, kinds: Sequence[str] = FROM_ASTERISK) -> Frame:
+    """Headers of one frame (without its terminating blank line); a frame carrying
+    none of the ``kinds`` headers is skipped."""
     problem = None
     try:
         text = raw.decode("utf-8")
@@ -66,15 +71,18 @@ def parse_frame(raw: bytes) -> Frame:
             continue
         value = value.removeprefix(" ")
         headers[key] = f"{headers[key]}\n{value}" if key in headers else value
-    if "Event" not in headers and "Response" not in headers:
-        return Frame(None, f"frame of {len(raw)} bytes without Event or Response header")
+    if not any(kind in headers for kind in kinds):
+        return Frame(None, f"frame of {len(raw)} bytes without {' or '.join(kinds)} header")
     return Frame(headers, problem)
 
 
 class FrameDecoder:
     """Feed it bytes as they arrive; it returns the frames completed so far."""
 
-    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self, kinds: Sequence[str] = FROM_ASTERISK, max_frame_bytes: int = MAX_FRAME_BYTES
+    ) -> None:
+        self._kinds = kinds
         self._max = max_frame_bytes
         self._buf = bytearray()
         self._scanned = 0  # bytes of _buf already searched for FRAME_END
@@ -103,7 +111,7 @@ class FrameDecoder:
             elif len(raw) > self._max:
                 frames.append(Frame(None, f"frame over {self._max} bytes skipped"))
             elif raw.strip():
-                frames.append(parse_frame(raw))
+                frames.append(parse_frame(raw, self._kinds))
 
 
 def split_blocks(raw_text: str) -> list[bytes]:
