@@ -277,6 +277,27 @@ async def test_generic_action_returns_response_and_list_events(client: AmiClient
         await client.action({"Action": "ShowDialPlan", "Context": "nowhere"})
 
 
+async def test_generic_action_refuses_originate_and_caller_action_ids(client: AmiClient) -> None:
+    with pytest.raises(ValueError, match="originate"):
+        await client.action({"Action": "Originate", **ORIGINATE})
+    with pytest.raises(ValueError, match="ActionID"):
+        await client.action({"Action": "Ping", "ActionID": "mine"})
+
+
+async def test_stop_logs_off_and_stops_reconnecting(fake: FakeAmiServer) -> None:
+    ami = AmiClient(settings(fake))
+    await ami.start()
+    assert await ami.wait_logged_in(BOUND)
+    await ami.stop()
+    await fake.wait_for_action("Logoff")
+    assert not ami.logged_in
+    assert ami.events.get_nowait() == ConnectionChange(True, "logged in")
+    assert name(ami.events.get_nowait()) == "FullyBooted"  # type: ignore[arg-type]
+    assert ami.events.get_nowait() == ConnectionChange(False, "client stopped")
+    with pytest.raises(AmiNotConnected):
+        await ami.action({"Action": "Ping"})
+
+
 async def test_action_without_answer_times_out(fake: FakeAmiServer, client: AmiClient) -> None:
     fake.stop_answering()
     with pytest.raises(AmiActionTimeout):
@@ -289,7 +310,7 @@ async def test_action_without_answer_times_out(fake: FakeAmiServer, client: AmiC
 async def test_missing_pong_closes_a_half_open_link_and_reconnects(fake: FakeAmiServer) -> None:
     """Hazard 6: panoramisk's ping never looks for the Pong, so a link that stopped
     answering (socket still open) stays 'connected' forever."""
-    ami = AmiClient(settings(fake, ping_interval=0.02, ping_timeout=0.05))
+    ami = AmiClient(settings(fake, ping_interval=0.05, ping_timeout=0.2))
     await ami.start()
     try:
         assert (await next_change(ami)).logged_in
