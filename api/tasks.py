@@ -42,20 +42,23 @@ def _check_extensions(tasks: list[TaskInput], settings: Settings) -> None:
         raise Problem(422, f"{len(errors)} invalid fields", errors=errors[:MAX_REPORTED_ERRORS])
 
 
-def _idempotency(request: web.Request, raw: bytes) -> IdempotentRequest | None:
+def _idempotency(request: web.Request, queue_id: int, raw: bytes) -> IdempotentRequest | None:
+    """The key and what it stands for: this body sent to this queue. The same key sent
+    to another queue is another request, not a repeat of the first."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise Problem(400, f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
-    return IdempotentRequest(key=key, request_hash=hashlib.sha256(raw).hexdigest())
+    digest = hashlib.sha256(f"{queue_id}\n".encode() + raw).hexdigest()
+    return IdempotentRequest(key=key, request_hash=digest)
 
 
 async def add_tasks(request: web.Request) -> web.Response:
     """All or nothing: one invalid task rejects the request and stores nothing."""
     client, queue = await owned_queue(request)
     raw, data = await read_json(request)
-    idempotent = _idempotency(request, raw)
+    idempotent = _idempotency(request, queue.id, raw)
     try:
         body = TasksCreate.model_validate(data)
     except ValidationError as exc:
