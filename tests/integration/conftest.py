@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,3 +140,46 @@ async def api(api_factory: ApiFactory) -> Api:
 async def queue(api: Api) -> dict[str, Any]:
     """A queue of client acme."""
     return await api.new_queue()
+
+
+async def insert_call(
+    api: Api,
+    task_row: dict[str, Any],
+    call_uuid: str,
+    events: list[dict[str, str]],
+    attempt_no: int = 1,
+) -> None:
+    """Write an ended attempt and its AMI events as the call engine would."""
+    plan = {
+        "a_numbers": [task_row["a_number"]],
+        "b_number": task_row["b_number"],
+        "a_caller_id_number": "4951234567",
+        "a_caller_id_name": "Sales",
+        "b_caller_id_number": task_row["a_number"],
+    }
+    async with api.services.db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan,"
+            " start_time, a_answer_time, bridged_time, end_time, answered_a_number,"
+            " a_dial_status, b_dial_status, a_hangup_cause, b_hangup_cause, result,"
+            " result_comment)"
+            " VALUES (?, ?, ?, ?, 'ended', ?, '2024-03-01 10:00:00', '2024-03-01 10:00:07',"
+            " '2024-03-01 10:00:12', '2024-03-01 10:01:12', ?, 'ANSWER', 'ANSWER', 16, 16,"
+            " 'success', 'A and B talked')",
+            (
+                call_uuid,
+                task_row["id"],
+                attempt_no,
+                task_row["scheduler_id"],
+                json.dumps(plan),
+                task_row["a_number"],
+            ),
+        )
+        await tx.executemany(
+            "INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?)",
+            [
+                (call_uuid, seq, "2024-03-01 10:00:00", json.dumps(event))
+                for seq, event in enumerate(events)
+            ],
+        )
+        await tx.execute("UPDATE tasks SET cdr = ? WHERE id = ?", (call_uuid, task_row["id"]))

@@ -1,0 +1,115 @@
+"""Operations endpoints (SPEC §1.4), routing errors and CORS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.conftest import Api, ApiFactory, assert_problem, task
+
+
+async def test_healthz_answers_without_a_token(api: Api) -> None:
+    response = await api.request("GET", "/healthz", client=None)
+
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
+
+
+async def test_readyz_names_ami_while_no_call_engine_runs(api: Api) -> None:
+    response = await api.request("GET", "/readyz", client=None)
+
+    assert response.status == 503
+    body = await response.json()
+    assert body["ready"] is False
+    assert body["store"] == "ok"
+    assert body["ami"] != "ok"
+
+
+async def test_readyz_is_ready_when_ami_is_logged_in(api: Api) -> None:
+    class LoggedIn:
+        logged_in = True
+        last_error = None
+
+    api.services.ami = LoggedIn()
+
+    response = await api.request("GET", "/readyz", client=None)
+
+    assert response.status == 200
+    assert await response.json() == {"ready": True, "store": "ok", "ami": "ok"}
+
+
+async def test_metrics_are_prometheus_text_with_task_counts(
+    api: Api, queue: dict[str, Any]
+) -> None:
+    await api.add_tasks(queue["id"], [task(), task()])
+
+    response = await api.request("GET", "/metrics", client=None)
+
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    text = await response.text()
+    assert "# TYPE callbackd_tasks gauge" in text
+    assert 'callbackd_tasks{status="scheduled"} 2.0' in text
+    assert "callbackd_ami_connected 0.0" in text
+
+
+async def test_openapi_document_holds_every_route_of_the_app(api: Api) -> None:
+    document = await api.ok("GET", "/openapi.json", client=None)
+
+    assert document["openapi"].startswith("3.1")
+    assert api.http.app is not None
+    registered = set()
+    for route in api.http.app.router.routes():
+        if route.method in ("HEAD", "OPTIONS") or route.resource is None:
+            continue
+        info = route.resource.get_info()
+        registered.add((info.get("formatter") or info["path"], route.method.lower()))
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert len(registered) >= 16
+    assert registered <= documented
+
+
+async def test_openapi_describes_the_task_input_and_problems(api: Api) -> None:
+    document = await api.ok("GET", "/openapi.json", client=None)
+
+    schemas = document["components"]["schemas"]
+    assert "a_number" in schemas["TaskInput"]["properties"]
+    assert "ProblemDetails" in schemas
+    add = document["paths"]["/client/{client_id}/task_scheduler/{scheduler_id}/tasks/"]["post"]
+    assert {"201", "401", "422"} <= add["responses"].keys()
+
+
+async def test_unknown_path_and_wrong_method_are_problems(api: Api) -> None:
+    await assert_problem(await api.request("GET", "/nowhere"), 404)
+    wrong = await api.request("PATCH", "/client/acme/task_scheduler/")
+    await assert_problem(wrong, 405)
+    assert "POST" in wrong.headers["Allow"]
+
+
+async def test_cors_is_off_by_default(api: Api) -> None:
+    response = await api.request(
+        "GET", "/client/acme/task_scheduler/", headers={"Origin": "https://panel.example.com"}
+    )
+
+    assert response.status == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_cors_answers_only_the_configured_origin(api_factory: ApiFactory) -> None:
+    api = await api_factory(api={"cors_origins": ["https://panel.example.com"]})
+
+    preflight = await api.request(
+        "OPTIONS",
+        "/client/acme/task_scheduler/",
+        client=None,
+        headers={
+            "Origin": "https://panel.example.com",
+            "Access-Control-Request-Method": "POST",
+        },
+    )
+    other = await api.request(
+        "GET", "/client/acme/task_scheduler/", headers={"Origin": "https://evil.example.com"}
+    )
+
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://panel.example.com"
+    assert "Access-Control-Allow-Origin" not in other.headers
