@@ -1,34 +1,188 @@
-"""Logging with structlog: JSON lines when stdout is not a terminal, console otherwise."""
+"""Logging: one structlog pipeline for our own lines and for the stdlib loggers of
+aiohttp, aiosqlite and panoramisk. JSON lines when stderr is not a terminal (with the
+`<N>` syslog priority prefix journald reads when stderr is the journal), a readable
+console on a terminal. Every line passes the secret redactor last before rendering.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
+from config import Settings
 from config.settings import LogSettings
 
+REDACTED = "[redacted]"
+# journald's priorities (syslog(3)), read from a `<N>` prefix on each stream line.
+SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+# Third-party loggers never log below INFO: aiosqlite's DEBUG line is every statement.
+NOISY = ("aiosqlite",)
 
-def configure_logging(settings: LogSettings) -> None:
-    json_lines = settings.format == "json" or (
-        settings.format == "auto" and not sys.stderr.isatty()
+
+class Redactor:
+    """Replaces every occurrence of a known secret, in any field, key or nested value.
+
+    Secrets are only ever added (a token removed by a reload must still never be
+    logged), and a line is redacted after exceptions were formatted into it."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, secrets: Iterable[str]) -> None:
+        new = {s for s in secrets if s} - self._secrets
+        if not new:
+            return
+        self._secrets |= new
+        # Longest first, so a secret that contains another is replaced whole.
+        ordered = sorted(self._secrets, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def scrub(self, value: Any) -> Any:
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self._pattern.sub(REDACTED, value)
+        if isinstance(value, bool | int | float | None):
+            return value
+        if isinstance(value, Mapping):
+            return {self.scrub(k): self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.scrub(v) for v in value]
+        # Anything else is rendered through repr() anyway; redact that text.
+        return self._pattern.sub(REDACTED, repr(value))
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        return {key: self.scrub(value) for key, value in event_dict.items()}
+
+
+REDACTOR = Redactor()
+_handler: logging.Handler | None = None  # ours on the root logger, replaced on reconfigure
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value a config holds: the AMI secret, webhook secret, API tokens."""
+    return [
+        settings.ami.secret.get_secret_value(),
+        settings.webhooks.secret.get_secret_value(),
+        *settings.api.tokens,
+    ]
+
+
+def stream_is_journal(stream: TextIO, env: Mapping[str, str]) -> bool:
+    """True when `stream` is the journal stream systemd connected us to
+    (JOURNAL_STREAM names its device and inode, systemd.exec(5))."""
+    device, _, inode = env.get("JOURNAL_STREAM", "").partition(":")
+    if not device.isdigit() or not inode.isdigit():
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+class _JournalRenderer:
+    """JSON with the `<N>` prefix that journald turns into the line's priority."""
+
+    def __init__(self) -> None:
+        self._json = structlog.processors.JSONRenderer()
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+        priority = SYSLOG_PRIORITY.get(event_dict.get("level", "info"), 6)
+        line = self._json(logger, method_name, event_dict)
+        return f"<{priority}>{line.decode() if isinstance(line, bytes) else line}"
+
+
+def _renderer(settings: LogSettings, stream: TextIO, env: Mapping[str, str]) -> list[Processor]:
+    json_lines = settings.format == "json" or (settings.format == "auto" and not stream.isatty())
+    if not json_lines:
+        return [structlog.dev.ConsoleRenderer(colors=False)]
+    if stream_is_journal(stream, env):
+        return [_JournalRenderer()]
+    return [structlog.processors.JSONRenderer()]
+
+
+def _level(name: str) -> int:
+    return logging.getLevelNamesMapping()[name.upper()]
+
+
+def set_level(name: str) -> None:
+    """Change the level of every logger at once (config reload)."""
+    level = _level(name)
+    logging.getLogger().setLevel(level)
+    for noisy in NOISY:
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+
+
+def configure_logging(
+    settings: LogSettings,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Set up the pipeline; safe to call again (a reload with a new format does)."""
+    stream = sys.stderr if stream is None else stream
+    env = os.environ if env is None else env
+    REDACTOR.add(secrets)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            REDACTOR,
+            *_renderer(settings, stream, env),
+        ],
     )
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if json_lines
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    level = logging.getLevelNamesMapping()[settings.level.upper()]
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(stream)
+    _handler.setFormatter(formatter)
+    root.addHandler(_handler)
+    set_level(settings.level)
+    # The level check is the stdlib one, so set_level() also governs structlog loggers,
+    # including ones bound before a reload.
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+def call_log(task_id: int, attempt: int, call_uuid: str) -> structlog.stdlib.BoundLogger:
+    """The logger for lines about one attempt's call: each carries the three keys."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger("callbackd.call")
+    return logger.bind(task_id=task_id, attempt=attempt, call_uuid=call_uuid)
+
+
+@contextmanager
+def call_context(task_id: int, attempt: int, call_uuid: str) -> Iterator[None]:
+    """Binds the three call keys for every line logged inside the block (in this task),
+    including lines of code that does not know about the call."""
+    with structlog.contextvars.bound_contextvars(
+        task_id=task_id, attempt=attempt, call_uuid=call_uuid
+    ):
+        yield
