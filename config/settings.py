@@ -249,9 +249,17 @@ def _apply_secret_files(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def _env_name(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable that set the key at `loc`, if one did."""
+    wanted = "CALLBACKD_" + "__".join(str(p).upper() for p in loc)
+    return next((name for name in os.environ if name.upper() == wanted), None)
+
+
 def _one_line(exc: ValidationError, source: str) -> str:
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    # A value from the environment wins over the file, so name the variable, not the file.
+    source = _env_name(first["loc"]) or source
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     else:

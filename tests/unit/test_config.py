@@ -1,0 +1,299 @@
+"""Loading the settings (SPEC §6): TOML, CALLBACKD_* overrides, secret files, and one
+plain line naming the key when something is wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+
+GOOD = """
+[api]
+listen = "127.0.0.1:8099"
+[api.tokens]
+"change-me-acme" = "acme"
+
+[store]
+path = "{store}"
+
+[ami]
+host = "10.0.0.5"
+username = "callbackd"
+secret = "from-the-file"
+
+[calls]
+max_concurrent = 20
+a_channel = "PJSIP/{{number}}@carrier"
+a_ring_timeout = 30
+b_ring_timeout = 25
+caller_id_number = ""
+
+[extensions.101]
+account_code = "sales"
+caller_id_number = "4951234567"
+max_concurrent = 5
+
+[webhooks]
+secret = ""
+timeout = 5
+max_attempts = 6
+deny_networks = ["169.254.0.0/16"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("CALLBACKD_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+
+
+def _write(tmp_path: Path, text: str, name: str = "callbackd.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text.replace("{store}", str(tmp_path / "db.sqlite")))
+    return path
+
+
+def _error(path: Path | None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("config error: ")
+    return message
+
+
+def test_good_file_loads_every_section(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path, GOOD))
+
+    assert (settings.api.host, settings.api.port) == ("127.0.0.1", 8099)
+    assert settings.api.tokens == {"change-me-acme": "acme"}
+    assert settings.store.path == tmp_path / "db.sqlite"
+    assert settings.ami.host == "10.0.0.5"
+    assert settings.ami.secret.get_secret_value() == "from-the-file"
+    assert settings.calls.max_concurrent == 20
+    assert (settings.calls.a_ring_timeout, settings.calls.b_ring_timeout) == (30, 25)
+    assert settings.extensions[101].account_code == "sales"
+    assert settings.extensions[101].max_concurrent == 5
+    assert settings.webhooks.max_attempts == 6
+
+
+def test_defaults_fill_what_the_file_leaves_out(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path, ""))
+
+    assert settings.api.listen == "127.0.0.1:8080"
+    assert settings.calls.a_ring_timeout == 30
+    assert settings.calls.b_ring_timeout == 30
+    assert "169.254.0.0/16" in settings.webhooks.deny_networks
+
+
+def test_environment_overrides_one_key_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLBACKD_CALLS__A_RING_TIMEOUT", "45")
+    monkeypatch.setenv("CALLBACKD_EXTENSIONS__101__MAX_CONCURRENT", "7")
+
+    settings = load_settings(_write(tmp_path, GOOD))
+
+    assert settings.calls.a_ring_timeout == 45
+    assert settings.calls.b_ring_timeout == 25
+    assert settings.calls.max_concurrent == 20
+    assert settings.extensions[101].max_concurrent == 7
+    assert settings.extensions[101].account_code == "sales"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("[calls]\n", "[calls]\ncolour = 1\n", "calls.colour"),
+        ("[store]\n", "[telephony]\nx = 1\n[store]\n", "telephony"),
+        ("[extensions.101]\n", "[extensions.101]\nringtone = 'x'\n", "extensions.101.ringtone"),
+    ],
+)
+def test_unknown_key_is_named(tmp_path: Path, old: str, new: str, key: str) -> None:
+    message = _error(_write(tmp_path, GOOD.replace(old, new)))
+
+    assert f"{key}: unknown key" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("a_ring_timeout = 30", "a_ring_timeout = 0", "calls.a_ring_timeout"),
+        ("a_ring_timeout = 30", "a_ring_timeout = 'soon'", "calls.a_ring_timeout"),
+        ('a_channel = "PJSIP/{{number}}@carrier"', 'a_channel = "PJSIP/x@y"', "calls.a_channel"),
+        (
+            'a_channel = "PJSIP/{{number}}@carrier"',
+            'a_channel = "PJSIP/{{number}}@a&PJSIP/1@b"',
+            "calls.a_channel",
+        ),
+        ('listen = "127.0.0.1:8099"', 'listen = "8099"', "api.listen"),
+        ('"change-me-acme" = "acme"', '"short" = "acme"', "api.tokens"),
+        ('caller_id_number = "4951234567"', 'caller_id_number = "49;5"', "caller_id_number"),
+        ('deny_networks = ["169.254.0.0/16"]', 'deny_networks = ["nowhere"]', "deny_networks"),
+        ("max_attempts = 6", "max_attempts = 0", "webhooks.max_attempts"),
+    ],
+)
+def test_bad_value_is_named(tmp_path: Path, old: str, new: str, key: str) -> None:
+    assert old in GOOD
+    message = _error(_write(tmp_path, GOOD.replace(old, new)))
+
+    assert key in message
+    assert str(tmp_path / "callbackd.toml") in message
+
+
+def test_bad_value_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLBACKD_CALLS__A_RING_TIMEOUT", "abc")
+
+    message = _error(_write(tmp_path, GOOD))
+
+    assert "calls.a_ring_timeout" in message
+    assert "CALLBACKD_CALLS__A_RING_TIMEOUT" in message
+
+
+def test_several_problems_are_counted_on_the_one_line(tmp_path: Path) -> None:
+    text = GOOD.replace("a_ring_timeout = 30", "a_ring_timeout = 0").replace(
+        "max_attempts = 6", "max_attempts = 0"
+    )
+
+    assert "(and 1 more problem)" in _error(_write(tmp_path, text))
+
+
+def test_missing_or_unreadable_file_is_one_line(tmp_path: Path) -> None:
+    assert "cannot read" in _error(tmp_path / "absent.toml")
+    assert "cannot read" in _error(tmp_path)  # a directory
+
+
+def test_invalid_toml_is_one_line(tmp_path: Path) -> None:
+    message = _error(_write(tmp_path, "[api\nlisten = "))
+
+    assert "not valid TOML" in message
+
+
+def test_ami_secret_comes_from_its_file(tmp_path: Path) -> None:
+    secret = tmp_path / "ami.secret"
+    secret.write_text("s3cret-from-file\n")
+    text = GOOD.replace('secret = "from-the-file"', f'secret_file = "{secret}"')
+
+    settings = load_settings(_write(tmp_path, text))
+
+    assert settings.ami.secret.get_secret_value() == "s3cret-from-file"
+    assert "s3cret" not in repr(settings)
+
+
+def test_missing_secret_file_names_its_key(tmp_path: Path) -> None:
+    text = GOOD.replace('secret = "from-the-file"', f'secret_file = "{tmp_path / "nope"}"')
+
+    message = _error(_write(tmp_path, text))
+
+    assert "ami.secret_file" in message
+    assert "cannot read" in message
+
+
+def test_tokens_file_adds_tokens(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# panel tokens\nbeta-token-123 beta\n\nadmin-token-123 *  # ops\n")
+    text = GOOD.replace("[api.tokens]", f'tokens_file = "{tokens}"\n[api.tokens]')
+
+    settings = load_settings(_write(tmp_path, text))
+
+    assert settings.api.tokens == {
+        "change-me-acme": "acme",
+        "beta-token-123": "beta",
+        "admin-token-123": "*",
+    }
+
+
+def test_malformed_tokens_file_names_the_line_but_not_the_token(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("beta-token-123 beta\nsecret-without-client\n")
+    text = GOOD.replace("[api.tokens]", f'tokens_file = "{tokens}"\n[api.tokens]')
+
+    message = _error(_write(tmp_path, text))
+
+    assert "api.tokens_file" in message
+    assert f"{tokens}:2" in message
+    assert "secret-without-client" not in message
+
+
+def test_systemd_credentials_directory_supplies_secrets_and_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "ami_secret").write_text("ami-from-credential")
+    (creds / "webhook_secret").write_text("whsec-from-credential")
+    (creds / "api_tokens").write_text("cred-token-123 gamma\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    text = GOOD.replace('secret = "from-the-file"\n', "").replace('secret = ""\n', "")
+
+    settings = load_settings(_write(tmp_path, text))
+
+    assert settings.ami.secret.get_secret_value() == "ami-from-credential"
+    assert settings.webhooks.secret.get_secret_value() == "whsec-from-credential"
+    assert settings.api.tokens["cred-token-123"] == "gamma"
+
+
+def test_secret_file_named_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "ami.secret"
+    secret.write_text("env-pointed-secret")
+    monkeypatch.setenv("CALLBACKD_AMI__SECRET_FILE", str(secret))
+
+    settings = load_settings(_write(tmp_path, GOOD))
+
+    assert settings.ami.secret.get_secret_value() == "env-pointed-secret"
+
+
+CLI = "from daemon.cli import main; main()"
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CALLBACKD_")}
+    return subprocess.run(
+        [sys.executable, "-c", CLI, "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_check_config_exits_0_for_a_good_file(tmp_path: Path) -> None:
+    result = _check_config(_write(tmp_path, GOOD))
+
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("a_ring_timeout = 30", "a_ring_timeout = -1"), "calls.a_ring_timeout"),
+        (GOOD + "[bogus]\n", "bogus: unknown key"),
+        ("[api\n", "not valid TOML"),
+        (None, "cannot read"),
+    ],
+)
+def test_check_config_fails_with_one_line_and_no_traceback(
+    tmp_path: Path, text: str | None, expected: str
+) -> None:
+    path = tmp_path / "absent.toml" if text is None else _write(tmp_path, text)
+
+    result = _check_config(path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
