@@ -1,0 +1,184 @@
+"""The SQLite store on a real file: durability settings, all-or-nothing adds, what is read
+back equals what was answered, trigger-kept counts, and index use of the list queries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from daemon.models import FinishResult, QueueInput, TaskInput, TaskStatus
+from daemon.store.db import Database, schema_version
+from daemon.store.queries import migrations
+from daemon.store.queues import DeleteOutcome, QueueRepository
+from daemon.store.tasks import ChangeOutcome, TaskFilter, TaskRepository, _filter_sql
+
+NOW = "2024-05-01 12:00:00"
+
+FULL_TASK = {
+    "name": "order 42",
+    "a_number": "+74951230001",
+    "b_number": "101",
+    "extension_id": 101,
+    "try_count": 3,
+    "try_again_pause": "90",
+    "try_count_caller": 2,
+    "try_again_pause_caller": 30,
+    "url_before": "https://panel.example.com/before",
+    "url_after": "https://panel.example.com/after?x=1",
+    "start_time_utc": "2030-01-02T03:04:05+01:00",
+    "callback_params": {
+        "caller_id_name": "Sales",
+        "caller_id_number": "4951234567",
+        "extended_a_numbers": ["+74951230002"],
+    },
+    "variables": {"ORDER": "42"},
+    "attempts_src_ani_numbers": ["111", "222"],
+    "attempts_dst_ani_numbers": ["333"],
+}
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "store" / "callbackd.db")
+    yield database
+    await database.close()
+
+
+async def _queue(db: Database, client: str = "acme") -> int:
+    created = await QueueRepository(db).create(client, QueueInput(name="q"), NOW)
+    return created.id
+
+
+def _render(created: list[object]) -> str:
+    return str(len(created))
+
+
+async def test_store_is_durable_wal_with_full_sync(db: Database) -> None:
+    assert await db.fetch_value("PRAGMA journal_mode") == "wal"
+    assert await db.fetch_value("PRAGMA synchronous") == 2  # FULL
+    assert await db.fetch_value("PRAGMA foreign_keys") == 1
+
+
+async def test_reopening_a_migrated_store_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "callbackd.db"
+    first = await Database.open(path)
+    queue_id = await _queue(first)
+    await first.close()
+
+    again = await Database.open(path)
+    try:
+        assert await QueueRepository(again).get("acme", queue_id) is not None
+        async with again.transaction() as tx:
+            assert await schema_version(tx) == migrations()[-1][0]
+    finally:
+        await again.close()
+
+
+async def test_a_stored_task_reads_back_exactly_as_it_was_answered(db: Database) -> None:
+    queue_id = await _queue(db)
+    tasks = TaskRepository(db)
+    answered = []
+
+    def render(created: list[object]) -> str:
+        answered.extend(created)
+        return ""
+
+    await tasks.add("acme", queue_id, [TaskInput.model_validate(FULL_TASK)], NOW, render)
+    stored = await tasks.get(queue_id, answered[0].id)
+
+    assert stored is not None
+    assert stored.model_dump(mode="json") == answered[0].model_dump(mode="json")
+    assert stored.start_time_utc == "2030-01-02 02:04:05"
+    assert stored.try_again_pause == 90
+
+
+async def test_a_failing_add_stores_nothing(db: Database) -> None:
+    queue_id = await _queue(db)
+    tasks = TaskRepository(db)
+
+    def broken(created: list[object]) -> str:
+        raise RuntimeError("rendering failed after the inserts")
+
+    with pytest.raises(RuntimeError):
+        await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 5, NOW, broken)
+
+    assert await tasks.list(queue_id, TaskFilter(), 100, 0) == ([], 0)
+    assert (await QueueRepository(db).get("acme", queue_id)).task_count == 0  # type: ignore[union-attr]
+
+
+async def test_task_counts_follow_every_change(db: Database) -> None:
+    queue_id = await _queue(db)
+    tasks = TaskRepository(db)
+    await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 6, NOW, _render)
+    page, _ = await tasks.list(queue_id, TaskFilter(), 100, 0)
+    await tasks.finish(page[0].id, FinishResult.SUCCESS, "A and B talked")
+    await tasks.finish(page[1].id, FinishResult.FAILED, "A busy")
+    assert not await tasks.finish(page[1].id, FinishResult.SUCCESS, "again")
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE tasks SET status = 'delayed' WHERE id = ?", (page[2].id,))
+
+    for where in (
+        TaskFilter(),
+        TaskFilter(statuses=(TaskStatus.FINISHED,)),
+        TaskFilter(statuses=(TaskStatus.SCHEDULED, TaskStatus.DELAYED)),
+        TaskFilter(finish_result=FinishResult.FAILED),
+        TaskFilter(statuses=(TaskStatus.FINISHED,), finish_result=FinishResult.SUCCESS),
+    ):
+        condition, params = _filter_sql(queue_id, where)
+        counted = await db.fetch_value(f"SELECT count(*) FROM tasks WHERE {condition}", params)
+        listed, total = await tasks.list(queue_id, where, 100, 0)
+        assert total == counted == len(listed), where
+    queue = await QueueRepository(db).get("acme", queue_id)
+    assert queue is not None
+    assert (queue.task_count, queue.sched_task_count) == (6, 4)
+
+
+async def test_only_a_waiting_task_changes(db: Database) -> None:
+    queue_id = await _queue(db)
+    tasks = TaskRepository(db)
+    await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 2, NOW, _render)
+    waiting, done = (await tasks.list(queue_id, TaskFilter(), 100, 0))[0]
+    await tasks.finish(done.id, FinishResult.FAILED, "cancelled")
+    change = TaskInput(a_number="3", b_number="4", name="changed")
+
+    assert await tasks.update(queue_id, waiting.id, change, NOW) is ChangeOutcome.CHANGED
+    assert await tasks.update(queue_id, done.id, change, NOW) is ChangeOutcome.WRONG_STATE
+    assert await tasks.update(queue_id + 1, waiting.id, change, NOW) is ChangeOutcome.NOT_FOUND
+    assert (await tasks.get(queue_id, waiting.id)).name == "changed"  # type: ignore[union-attr]
+
+
+async def test_queue_delete_is_refused_while_tasks_are_unfinished(db: Database) -> None:
+    queue_id = await _queue(db)
+    queues, tasks = QueueRepository(db), TaskRepository(db)
+    await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")], NOW, _render)
+    [waiting], _ = await tasks.list(queue_id, TaskFilter(), 100, 0)
+
+    assert await queues.delete("beta", queue_id) is DeleteOutcome.NOT_FOUND
+    assert await queues.delete("acme", queue_id) is DeleteOutcome.HAS_UNFINISHED_TASKS
+    await tasks.finish(waiting.id, FinishResult.FAILED, "cancelled")
+    assert await queues.delete("acme", queue_id) is DeleteOutcome.DELETED
+    assert await db.fetch_value("SELECT count(*) FROM tasks") == 0
+    assert await db.fetch_value("SELECT coalesce(sum(n), 0) FROM task_counts") == 0
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        TaskFilter(),
+        TaskFilter(statuses=(TaskStatus.SCHEDULED,)),
+        TaskFilter(finish_result=FinishResult.FAILED),
+        TaskFilter(name="order 42"),
+    ],
+)
+async def test_task_list_queries_use_an_index(db: Database, where: TaskFilter) -> None:
+    condition, params = _filter_sql(1, where)
+    rows = await db.fetch_all(
+        f"EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE {condition} ORDER BY id LIMIT 100",
+        params,
+    )
+    plan = " | ".join(row["detail"] for row in rows)
+
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
