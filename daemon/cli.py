@@ -1,42 +1,90 @@
-"""The `callbackd` command: run, check-config, migrate, openapi."""
+"""The `callbackd` command: run, check-config, migrate, call, openapi.
+
+Every flag has an environment twin (named in --help), so a systemd unit or a container
+can configure the command without changing its arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from config import ConfigError, Settings, load_settings
-from daemon.logsetup import configure_logging
+from daemon.logsetup import configure_logging, secrets_of
+
+if TYPE_CHECKING:
+    from daemon.runner import PartsFactory
 
 DEFAULT_CONFIG = "/etc/callbackd/callbackd.toml"
+ASSEMBLY = "daemon.assembly"
+
+DESCRIPTION = """\
+Callback daemon for Asterisk: call A, then B, and bridge them.
+
+commands:
+  run           run the daemon (API, scheduler, call engine) until SIGTERM;
+                SIGHUP reloads the config
+  check-config  validate the config file and exit (0 = good, 2 = bad, one line why)
+  migrate       create or upgrade the SQLite store, then exit (run also does this)
+  call          print the attempt timeline of a task id or call uuid from the store,
+                read-only: works with the daemon stopped
+  openapi       print the OpenAPI document of the API
+"""
+
+
+def _env_flag(cmd: argparse.ArgumentParser, flag: str, env: str, help_text: str, **kw: str) -> None:
+    """A flag whose default comes from `env`; --help names the variable."""
+    default = os.environ.get(env, kw.pop("default", None))
+    cmd.add_argument(
+        flag,
+        type=Path,
+        default=None if default is None else Path(default),
+        help=f"{help_text} (env {env}; default %(default)s)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callbackd",
-        description="Callback daemon for Asterisk: call A, then B, and bridge them.",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.add_argument(
-            "--config",
-            type=Path,
-            default=Path(os.environ.get("CALLBACKD_CONFIG", DEFAULT_CONFIG)),
-            help="TOML config file (env CALLBACKD_CONFIG; default %(default)s)",
-        )
+        if name != "openapi":
+            _env_flag(
+                cmd, "--config", "CALLBACKD_CONFIG", "TOML config file", default=DEFAULT_CONFIG
+            )
         return cmd
 
-    with_config("run", "Run the daemon: API, scheduler and call engine, until SIGTERM.")
-    with_config("check-config", "Validate the config file and exit: 0 when it is good.")
-    with_config("migrate", "Create or upgrade the SQLite store, then exit.")
-    sub.add_parser("openapi", help="Print the OpenAPI document of the API.")
+    command("run", "Run the daemon until SIGTERM; SIGHUP reloads the config.")
+    command("check-config", "Validate the config file and exit: 0 when it is good.")
+    command("migrate", "Create or upgrade the SQLite store to the current schema, then exit.")
+    call = command(
+        "call",
+        "Print the attempt timeline of a task or a call from the store (read-only): "
+        "each attempt's call record and its AMI events in order.",
+    )
+    call.add_argument("ident", metavar="CALL_UUID|TASK_ID", help="a call uuid or a task id")
+    _env_flag(
+        call,
+        "--store",
+        "CALLBACKD_STORE__PATH",
+        "SQLite store file; without it the config's [store] path",
+    )
+    command("openapi", "Print the OpenAPI document of the API as JSON.")
     return parser
 
 
@@ -48,6 +96,44 @@ def _load(path: Path) -> Settings:
         raise SystemExit(2) from None
 
 
+def _fail(message: str) -> SystemExit:
+    print(f"callbackd: {message}", file=sys.stderr)
+    return SystemExit(1)
+
+
+def _build_parts() -> PartsFactory | None:
+    """`daemon.assembly.build_parts` once the call engine is assembled, else None."""
+    if importlib.util.find_spec(ASSEMBLY) is None:
+        return None
+    return cast("PartsFactory", importlib.import_module(ASSEMBLY).build_parts)
+
+
+def _run(settings: Settings, config: Path) -> None:
+    from daemon.runner import serve
+    from daemon.store.db import StoreError
+
+    try:
+        asyncio.run(serve(settings, _build_parts(), config_path=config))
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:  # typically the listen address is taken
+        raise _fail(f"cannot listen on {settings.api.listen}: {exc.strerror or exc}") from None
+
+
+def _call(args: argparse.Namespace) -> None:
+    from daemon.timeline import TimelineError, open_readonly, timeline
+
+    store: Path = args.store or _load(args.config).store.path
+    try:
+        with closing(open_readonly(store)) as conn:
+            lines = timeline(conn, args.ident)
+    except TimelineError as exc:
+        raise _fail(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise _fail(f"{store}: {exc}") from None
+    print("\n".join(lines))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "openapi":
@@ -56,8 +142,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         print(json.dumps(build_openapi(ALL_ROUTES), indent=2))
         return
+    if args.command == "call":
+        _call(args)
+        return
     settings = _load(args.config)
-    configure_logging(settings.log)
+    configure_logging(settings.log, secrets_of(settings))
     if args.command == "check-config":
         print(f"{args.config}: ok")
     elif args.command == "migrate":
@@ -70,6 +159,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(migrate())
         print(f"{settings.store.path}: up to date")
     elif args.command == "run":
-        from daemon.runner import serve
-
-        asyncio.run(serve(settings))
+        _run(settings, args.config)

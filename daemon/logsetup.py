@@ -172,6 +172,15 @@ def configure_logging(
     )
 
 
+def reset_logging() -> None:
+    """Undo configure_logging(): our handler off the root logger, structlog defaults."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler = None
+    structlog.reset_defaults()
+
+
 def call_log(task_id: int, attempt: int, call_uuid: str) -> structlog.stdlib.BoundLogger:
     """The logger for lines about one attempt's call: each carries the three keys."""
     logger: structlog.stdlib.BoundLogger = structlog.get_logger("callbackd.call")

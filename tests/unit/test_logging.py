@@ -16,12 +16,12 @@ import structlog
 
 from config import Settings
 from config.settings import LogSettings
-from daemon import logsetup
 from daemon.logsetup import (
     REDACTED,
     call_context,
     call_log,
     configure_logging,
+    reset_logging,
     secrets_of,
     set_level,
 )
@@ -41,11 +41,8 @@ def _restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     level = root.level
     yield
-    if logsetup._handler is not None:
-        root.removeHandler(logsetup._handler)
-        logsetup._handler = None
+    reset_logging()
     root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

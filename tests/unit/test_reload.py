@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -45,11 +44,7 @@ def log_output() -> Iterator[io.StringIO]:
     out = io.StringIO()
     logsetup.configure_logging(LogSettings(format="json"), stream=out, env={})
     yield out
-    root = logging.getLogger()
-    if logsetup._handler is not None:
-        root.removeHandler(logsetup._handler)
-        logsetup._handler = None
-    structlog.reset_defaults()
+    logsetup.reset_logging()
 
 
 @pytest.fixture

@@ -1,0 +1,135 @@
+"""`callbackd call`: the attempt timeline of a task or a call, read from the store file
+read-only, so it works with the daemon stopped or running (SQLite WAL readers do not
+block the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from daemon.models import CallRecord
+from daemon.store.calls import call_from_row
+
+# Headers worth a glance in a one-line event, in this order, when the event has them.
+KEY_FIELDS = (
+    "DestChannel",
+    "ChannelStateDesc",
+    "DialStatus",
+    "Cause",
+    "Cause-txt",
+    "Response",
+    "Reason",
+    "BridgeUniqueid",
+    "UserEvent",
+    "Variable",
+)
+_TASK = """SELECT id, scheduler_id, status, finish_result, finish_comment, attempts_made,
+                  next_attempt FROM tasks WHERE id = ?"""
+_ATTEMPTS_OF_TASK = "SELECT * FROM attempts WHERE task_id = ? ORDER BY attempt_no"
+_ATTEMPT = "SELECT * FROM attempts WHERE call_uuid = ?"
+_EVENTS = "SELECT received_at, event FROM call_events WHERE call_uuid = ? ORDER BY seq"
+
+
+class TimelineError(Exception):
+    """The store cannot be read, or holds no such task or call."""
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise TimelineError(f"{path}: no such store file")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _get(event: dict[str, str], key: str) -> str:
+    # Asterisk spells some headers differently across events (Uniqueid / UniqueID).
+    wanted = key.lower()
+    return next((v for k, v in event.items() if k.lower() == wanted), "")
+
+
+def event_line(received_at: str, event: dict[str, str]) -> str:
+    name = _get(event, "Event") or _get(event, "Response") or "?"
+    fields = " ".join(f"{k}={v}" for k in KEY_FIELDS if (v := _get(event, k)) and k != "Response")
+    return f"{received_at}  {name:<18} {_get(event, 'Channel') or '-':<36} {fields}".rstrip()
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
+def _caller_id(number: str, name: str = "") -> str:
+    if not number and not name:
+        return "default"
+    return f'"{name}" <{number}>' if name else number
+
+
+def attempt_lines(call: CallRecord) -> Iterator[str]:
+    result = _or_dash(call.result) + (f": {call.result_comment}" if call.result_comment else "")
+    yield f"attempt {call.attempt}  call {call.call_uuid}  {call.state}  result {result}"
+    yield (
+        f"  A {', '.join(call.a_numbers)}  caller ID "
+        f"{_caller_id(call.a_caller_id_number, call.a_caller_id_name)}"
+        f"  answered {_or_dash(call.answered_a_number)}"
+    )
+    yield f"  B {call.b_number}  caller ID {_caller_id(call.b_caller_id_number)}"
+    yield (
+        f"  start {call.start_time_gmt}  A answered {_or_dash(call.a_answer_time_gmt)}"
+        f"  bridged {_or_dash(call.bridged_time_gmt)}  end {_or_dash(call.end_time_gmt)}"
+    )
+    yield (
+        f"  duration {_or_dash(call.duration)}s  bridged {_or_dash(call.bridged_duration)}s"
+        f"  dial status A {_or_dash(call.a_dial_status)} B {_or_dash(call.b_dial_status)}"
+        f"  hangup cause A {_or_dash(call.a_hangup_cause)} B {_or_dash(call.b_hangup_cause)}"
+    )
+
+
+def _task_line(row: sqlite3.Row) -> str:
+    outcome = row["status"] + (f"/{row['finish_result']}" if row["finish_result"] else "")
+    parts = [f"task {row['id']}  queue {row['scheduler_id']}  {outcome}"]
+    if row["finish_comment"]:
+        parts.append(f"({row['finish_comment']})")
+    parts.append(f"attempts made {row['attempts_made']}")
+    if row["next_attempt"]:
+        parts.append(f"next attempt {row['next_attempt']}")
+    return "  ".join(parts)
+
+
+def _events(conn: sqlite3.Connection, call_uuid: str) -> list[str]:
+    rows = conn.execute(_EVENTS, (call_uuid,)).fetchall()
+    if not rows:
+        return ["  no AMI events recorded"]
+    lines = [f"  AMI events ({len(rows)}):"]
+    for row in rows:
+        try:
+            event = json.loads(row["event"])
+        except json.JSONDecodeError:
+            event = {"Event": "(unreadable)"}
+        lines.append("    " + event_line(row["received_at"], event))
+    return lines
+
+
+def timeline(conn: sqlite3.Connection, ident: str) -> list[str]:
+    """The lines to print for `ident`: a task id (all digits) or a call uuid."""
+    if ident.isdigit():
+        task = conn.execute(_TASK, (int(ident),)).fetchone()
+        if task is None:
+            raise TimelineError(f"no task {ident} in the store")
+        attempts = conn.execute(_ATTEMPTS_OF_TASK, (int(ident),)).fetchall()
+    else:
+        attempts = conn.execute(_ATTEMPT, (ident,)).fetchall()
+        if not attempts:
+            raise TimelineError(f"no call {ident} in the store")
+        task = conn.execute(_TASK, (attempts[0]["task_id"],)).fetchone()
+    lines = [_task_line(task)] if task is not None else []
+    if not attempts:
+        lines.append("no attempts yet")
+    for row in attempts:
+        call = call_from_row(row)
+        lines.append("")
+        lines.extend(attempt_lines(call))
+        lines.extend(_events(conn, call.call_uuid))
+    return lines
