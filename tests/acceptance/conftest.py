@@ -1,0 +1,168 @@
+"""The real `callbackd run` as a subprocess, signalled the way systemd would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+TOKEN = "acceptance-token-acme"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+
+
+def callbackd_command() -> list[str]:
+    """The installed `callbackd` console script of this venv, or the same entry point."""
+    script = Path(sys.executable).with_name("callbackd")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from daemon.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(directory: Path, port: int) -> Path:
+    path = directory / "callbackd.toml"
+    path.write_text(
+        f"""
+[api]
+listen = "127.0.0.1:{port}"
+[api.tokens]
+"{TOKEN}" = "acme"
+
+[store]
+path = "{directory / "callbackd.db"}"
+
+[ami]
+host = "127.0.0.1"
+port = {free_port()}
+secret = "unused"
+
+[log]
+level = "info"
+format = "json"
+"""
+    )
+    return path
+
+
+class Daemon:
+    """One run of the daemon; `stop`/`kill` end it, `url` reaches its API."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.log: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        """Wait until /healthz answers. Each try follows a new log line of the daemon, and
+        it logs when it starts listening; if it exits first, say what it wrote."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(START_TIMEOUT):
+            while not await self._healthy(session):
+                line = await self.process.stderr.readline()
+                if not line:
+                    await self.process.wait()
+                    raise AssertionError(
+                        f"callbackd exited with {self.process.returncode}:\n" + "".join(self.log)
+                    )
+                self.log.append(line.decode(errors="replace"))
+        self._drain = asyncio.create_task(self._keep_reading())
+
+    async def _healthy(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(self.url + "/healthz") as response:
+                return response.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    async def _keep_reading(self) -> None:
+        # A full stderr pipe would block the daemon; keep the lines for failure messages.
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.log.append(line.decode(errors="replace"))
+
+    async def kill(self) -> None:
+        """kill -9: no cleanup, no flush, exactly like a crash or a power cut."""
+        self.process.send_signal(signal.SIGKILL)
+        await self.wait_exit()
+
+    async def stop(self) -> int:
+        """SIGTERM, as systemd stops it; the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return await self.wait_exit()
+
+    async def wait_exit(self) -> int:
+        async with asyncio.timeout(STOP_TIMEOUT):
+            code = await self.process.wait()
+        if self._drain is not None:
+            await self._drain
+        return code
+
+
+DaemonStarter = Callable[[], Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+async def start_daemon(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> AsyncIterator[DaemonStarter]:
+    """Start `callbackd run` on one config and store; call again to restart it there."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CALLBACKD_")}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    started: list[Daemon] = []
+
+    async def start() -> Daemon:
+        process = await asyncio.create_subprocess_exec(
+            *callbackd_command(),
+            "run",
+            "--config",
+            str(config),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        daemon = Daemon(process, port)
+        started.append(daemon)
+        try:
+            await daemon.wait_ready(session)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.returncode is None:
+            await daemon.kill()
+
+
+async def answer(response: aiohttp.ClientResponse) -> tuple[int, Any]:
+    return response.status, await response.json(content_type=None)
