@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from config import ExtensionProfile, Settings
 from daemon.cli import _parser, main
 from daemon.logsetup import reset_logging
 from daemon.store.db import Database
@@ -239,3 +240,24 @@ def test_call_without_a_store_file_says_so(
     assert code == 1
     assert "no such store file" in err
     assert not missing.exists()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "callbackd.example.toml"
+
+
+def test_the_example_config_passes_check_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    code, out, err = run(capsys, "check-config", "--config", str(EXAMPLE))
+    assert (code, out.strip(), err) == (0, f"{EXAMPLE}: ok", "")
+
+
+def test_the_example_config_shows_every_key_of_the_settings() -> None:
+    text = EXAMPLE.read_text()
+    for section, field in Settings.model_fields.items():
+        model = ExtensionProfile if section == "extensions" else field.annotation
+        assert isinstance(model, type)
+        for key in model.model_fields:
+            shown = re.search(rf"^(# )?{key} = ", text, re.MULTILINE)
+            assert shown or f"[{section}.{key}]" in text, f"{section}.{key}"
