@@ -61,9 +61,13 @@ def _or_dash(value: object) -> str:
     return "-" if value in (None, "") else str(value)
 
 
-def _caller_id(number: str, name: str = "") -> str:
+def _seconds(value: int | None) -> str:
+    return "-" if value is None else f"{value}s"
+
+
+def _caller_id(number: str, name: str = "", empty: str = "default") -> str:
     if not number and not name:
-        return "default"
+        return empty
     return f'"{name}" <{number}>' if name else number
 
 
@@ -75,13 +79,15 @@ def attempt_lines(call: CallRecord) -> Iterator[str]:
         f"{_caller_id(call.a_caller_id_number, call.a_caller_id_name)}"
         f"  answered {_or_dash(call.answered_a_number)}"
     )
-    yield f"  B {call.b_number}  caller ID {_caller_id(call.b_caller_id_number)}"
+    # An empty B caller ID means B is shown the A number that answered.
+    b_caller_id = _caller_id(call.b_caller_id_number, empty="the A number that answered")
+    yield f"  B {call.b_number}  caller ID {b_caller_id}"
     yield (
         f"  start {call.start_time_gmt}  A answered {_or_dash(call.a_answer_time_gmt)}"
         f"  bridged {_or_dash(call.bridged_time_gmt)}  end {_or_dash(call.end_time_gmt)}"
     )
     yield (
-        f"  duration {_or_dash(call.duration)}s  bridged {_or_dash(call.bridged_duration)}s"
+        f"  duration {_seconds(call.duration)}  bridged {_seconds(call.bridged_duration)}"
         f"  dial status A {_or_dash(call.a_dial_status)} B {_or_dash(call.b_dial_status)}"
         f"  hangup cause A {_or_dash(call.a_hangup_cause)} B {_or_dash(call.b_hangup_cause)}"
     )
