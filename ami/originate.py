@@ -1,0 +1,86 @@
+"""The one Originate that places an attempt (docs/call-flow.md), built as plain fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ami.outcome import A_SIDE_SUFFIX
+
+A_CONTEXT = "callbackd-a"
+B_CONTEXT = "callbackd-b"
+REQUIRED_CONTEXTS = (A_CONTEXT, B_CONTEXT)
+# Extra time the Originate waits beyond A's ring timeout, so that Dial() in the A
+# context (which knows the per-number statuses) ends the ringing, not the Originate.
+ORIGINATE_SLACK_S = 5
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """Everything one attempt dials and shows; validated before it gets here."""
+
+    call_uuid: str
+    a_numbers: Sequence[str]
+    b_number: str
+    a_channel: str  # template with {number}
+    b_channel: str
+    a_ring_timeout: int
+    b_ring_timeout: int
+    a_caller_id_number: str = ""
+    a_caller_id_name: str = ""
+    b_caller_id_number: str = ""
+    account_code: str = ""
+    max_talk_time: int = 0
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+def channel(template: str, number: str) -> str:
+    return template.replace("{number}", number)
+
+
+def dial_string_of(channel_name: str) -> str:
+    """What Asterisk reports as `DialString` for a channel: the part after `Tech/`."""
+    return channel_name.split("/", 1)[1] if "/" in channel_name else channel_name
+
+
+def a_dial_strings(request: CallRequest) -> dict[str, str]:
+    """DialString -> A number, to tell which A number a dialled leg rings."""
+    return {
+        dial_string_of(channel(request.a_channel, number)): number for number in request.a_numbers
+    }
+
+
+def originate_fields(request: CallRequest) -> dict[str, str | list[str]]:
+    a_dial = "&".join(channel(request.a_channel, n) for n in request.a_numbers)
+    variables = {
+        "CBD_CALL_UUID": request.call_uuid,
+        "CBD_A_DIAL": a_dial,
+        "CBD_A_TIMEOUT": str(request.a_ring_timeout),
+        "CBD_A_CID_NUM": request.a_caller_id_number,
+        "CBD_A_CID_NAME": request.a_caller_id_name,
+        "CBD_B_DIAL": channel(request.b_channel, request.b_number),
+        "CBD_B_TIMEOUT": str(request.b_ring_timeout),
+        "CBD_B_CID_NUM": request.b_caller_id_number,
+        "CBD_B_OPTS": f"S({request.max_talk_time})" if request.max_talk_time else "",
+    }
+    # A leading "_" makes Asterisk copy a task variable once more, from the Local
+    # channels to the A and B channels, so both legs carry it.
+    lines = [f"{key}={value}" for key, value in variables.items()]
+    lines += [f"_{key}={value}" for key, value in request.variables.items()]
+    fields: dict[str, str | list[str]] = {
+        "Action": "Originate",
+        "Channel": f"Local/s@{A_CONTEXT}",
+        "Context": B_CONTEXT,
+        "Exten": "s",
+        "Priority": "1",
+        "ChannelId": request.call_uuid,
+        "OtherChannelId": request.call_uuid + A_SIDE_SUFFIX,
+        "Timeout": str((request.a_ring_timeout + ORIGINATE_SLACK_S) * 1000),
+        "Async": "true",
+        "Variable": lines,
+    }
+    if request.a_caller_id_number or request.a_caller_id_name:
+        fields["CallerID"] = f'"{request.a_caller_id_name}" <{request.a_caller_id_number}>'
+    if request.account_code:
+        fields["Account"] = request.account_code
+    return fields

@@ -1,0 +1,333 @@
+"""What happened to one attempt, decided from its AMI events alone.
+
+`CallTracker` folds the events of one call, in arrival order, into the facts that matter
+(which A number answered, whether B answered and was bridged, dial statuses, hangup
+causes, times) and reports milestones as they happen. `decide()` is the same fold as one
+pure function, for tests on recorded event streams. Nothing here does I/O or reads a
+clock: event times are passed in.
+
+The call shape is that of docs/call-flow.md: the Originate's Local;2 half (uniqueid
+`<uuid>-a`) dials the A numbers, Local;1 (uniqueid `<uuid>`) dials B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from ami.events import AmiEvent, header, name
+
+A_SIDE_SUFFIX = "-a"
+INVALID_NUMBER_CAUSES = frozenset({1, 28})
+
+
+class Result(StrEnum):
+    SUCCESS = "success"
+    A_BUSY = "a_busy"
+    A_NO_ANSWER = "a_no_answer"
+    A_CONGESTION = "a_congestion"
+    A_UNAVAILABLE = "a_unavailable"
+    A_INVALID = "a_invalid"
+    B_BUSY = "b_busy"
+    B_NO_ANSWER = "b_no_answer"
+    B_CONGESTION = "b_congestion"
+    B_UNAVAILABLE = "b_unavailable"
+    B_INVALID = "b_invalid"
+    A_HUNG_UP = "a_hung_up_before_b"
+    REJECTED = "rejected"
+    INTERRUPTED = "interrupted"
+
+
+COMMENTS = {
+    Result.SUCCESS: "A and B connected",
+    Result.A_BUSY: "A busy",
+    Result.A_NO_ANSWER: "A did not answer",
+    Result.A_CONGESTION: "A congestion",
+    Result.A_UNAVAILABLE: "A unavailable",
+    Result.A_INVALID: "A number invalid",
+    Result.B_BUSY: "B busy",
+    Result.B_NO_ANSWER: "B did not answer",
+    Result.B_CONGESTION: "B congestion",
+    Result.B_UNAVAILABLE: "B unavailable",
+    Result.B_INVALID: "B number invalid",
+    Result.A_HUNG_UP: "A hung up before B answered",
+    Result.REJECTED: "rejected by the PBX",
+    Result.INTERRUPTED: "interrupted",
+}
+
+
+class Milestone(StrEnum):
+    A_ANSWERED = "a_answered"
+    B_ANSWERED = "b_answered"
+    BRIDGED = "bridged"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    comment: str
+    answered_a_number: str | None = None
+    a_dial_status: str | None = None
+    b_dial_status: str | None = None
+    a_hangup_cause: int | None = None
+    b_hangup_cause: int | None = None
+    a_answer_time: datetime | None = None
+    bridged_time: datetime | None = None
+    end_time: datetime | None = None
+    invalid_numbers: tuple[str, ...] = ()
+
+    @property
+    def success(self) -> bool:
+        return self.result is Result.SUCCESS
+
+    @property
+    def a_answered(self) -> bool:
+        return self.a_answer_time is not None
+
+
+def _cause(ev: AmiEvent) -> int | None:
+    text = header(ev, "Cause")
+    return int(text) if text.isdigit() else None
+
+
+# DialStatus of one dialled leg -> the side's result when no leg answered.
+_A_STATUS = {
+    "BUSY": Result.A_BUSY,
+    "NOANSWER": Result.A_NO_ANSWER,
+    "CONGESTION": Result.A_CONGESTION,
+    "CHANUNAVAIL": Result.A_UNAVAILABLE,
+    "DONTCALL": Result.REJECTED,
+    "TORTURE": Result.REJECTED,
+    "INVALIDARGS": Result.REJECTED,
+}
+_B_STATUS = {
+    "BUSY": Result.B_BUSY,
+    "NOANSWER": Result.B_NO_ANSWER,
+    "CONGESTION": Result.B_CONGESTION,
+    "CHANUNAVAIL": Result.B_UNAVAILABLE,
+    "DONTCALL": Result.REJECTED,
+    "TORTURE": Result.REJECTED,
+    "INVALIDARGS": Result.REJECTED,
+}
+# With several A numbers ringing, the reason shown is the most telling one.
+_A_PRIORITY = [
+    Result.A_NO_ANSWER,
+    Result.A_BUSY,
+    Result.A_CONGESTION,
+    Result.A_UNAVAILABLE,
+    Result.A_INVALID,
+    Result.REJECTED,
+]
+
+
+@dataclass
+class _Leg:
+    number: str
+    uniqueid: str = ""
+    dial_status: str | None = None
+    cause: int | None = None
+
+
+@dataclass
+class CallTracker:
+    """The state of one call, fed its events one by one."""
+
+    call_uuid: str
+    # Dial string as Asterisk reports it in DialBegin (after the technology, e.g.
+    # "1001@phones") -> the A number it rings.
+    a_dial_strings: Mapping[str, str]
+    b_number: str = ""
+    a_legs: dict[str, _Leg] = field(default_factory=dict)  # by DestUniqueid
+    b_leg: _Leg | None = None
+    live_channels: set[str] = field(default_factory=set)
+    seen_channel: bool = False
+    answered_a: _Leg | None = None
+    a_answer_time: datetime | None = None
+    b_answer_time: datetime | None = None
+    bridged_time: datetime | None = None
+    end_time: datetime | None = None
+    originate_failed: bool = False
+    rejected: bool = False
+
+    @property
+    def a_side(self) -> str:
+        return self.call_uuid + A_SIDE_SUFFIX
+
+    @property
+    def ended(self) -> bool:
+        return self.end_time is not None
+
+    def feed(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        """Take one event of this call; return the milestones it reached."""
+        if self.ended:
+            return []
+        handler = _HANDLERS.get(name(ev) or "")
+        reached = handler(self, ev, at) if handler else []
+        if self._over():
+            self.end_time = at
+            reached.append(Milestone.ENDED)
+        return reached
+
+    def _over(self) -> bool:
+        if self.seen_channel:
+            return not self.live_channels
+        return self.originate_failed
+
+    def _on_newchannel(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        self.live_channels.add(header(ev, "Uniqueid"))
+        self.seen_channel = True
+        return []
+
+    def _on_hangup(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        uid = header(ev, "Uniqueid")
+        self.live_channels.discard(uid)
+        leg = self.a_legs.get(uid)
+        if leg is None and self.b_leg is not None and self.b_leg.uniqueid == uid:
+            leg = self.b_leg
+        if leg is not None:
+            leg.cause = _cause(ev)
+        return []
+
+    def _on_dial_begin(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        uid, dest = header(ev, "Uniqueid"), header(ev, "DestUniqueid")
+        if uid == self.a_side:
+            dial_string = header(ev, "DialString")
+            number = self.a_dial_strings.get(dial_string, dial_string)
+            self.a_legs[dest] = _Leg(number=number, uniqueid=dest)
+        elif uid == self.call_uuid:
+            self.b_leg = _Leg(number=self.b_number, uniqueid=dest)
+        return []
+
+    def _on_dial_end(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        uid, dest = header(ev, "Uniqueid"), header(ev, "DestUniqueid")
+        status = header(ev, "DialStatus")
+        if uid == self.a_side and dest in self.a_legs:
+            leg = self.a_legs[dest]
+            leg.dial_status = status
+            if status == "ANSWER" and self.answered_a is None:
+                self.answered_a = leg
+                self.a_answer_time = at
+                return [Milestone.A_ANSWERED]
+        elif uid == self.call_uuid and self.b_leg is not None:
+            self.b_leg.dial_status = status
+            if status == "ANSWER":
+                self.b_answer_time = at
+                return [Milestone.B_ANSWERED]
+        return []
+
+    def _on_bridge_enter(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        b_up = self.b_leg is not None and self.b_answer_time is not None
+        if (
+            b_up
+            and self.bridged_time is None
+            and header(ev, "Uniqueid")
+            in (
+                self.call_uuid,
+                self.b_leg.uniqueid if self.b_leg else "",
+            )
+        ):
+            self.bridged_time = at
+            return [Milestone.BRIDGED]
+        return []
+
+    def _on_originate_response(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        if header(ev, "Response") != "Success":
+            self.originate_failed = True
+        return []
+
+    def _on_user_event(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        if header(ev, "UserEvent") == "CallbackdRejected":
+            self.rejected = True
+        return []
+
+    def outcome(self) -> Outcome:
+        """The attempt's result from what is known now. Before the call ended this is
+        the result of an interrupted call, unless it was already bridged."""
+        result = self._result()
+        answered = self.answered_a
+        b = self.b_leg
+        return Outcome(
+            result=result,
+            comment=COMMENTS[result],
+            answered_a_number=answered.number if answered else None,
+            a_dial_status=answered.dial_status if answered else self._a_status(),
+            b_dial_status=b.dial_status if b else None,
+            a_hangup_cause=self._a_cause(),
+            b_hangup_cause=b.cause if b else None,
+            a_answer_time=self.a_answer_time,
+            bridged_time=self.bridged_time,
+            end_time=self.end_time,
+            invalid_numbers=tuple(
+                leg.number for leg in self.a_legs.values() if leg.cause in INVALID_NUMBER_CAUSES
+            ),
+        )
+
+    def _result(self) -> Result:
+        if self.bridged_time is not None:
+            return Result.SUCCESS
+        if not self.ended:
+            return Result.INTERRUPTED
+        if self.rejected:
+            return Result.REJECTED
+        if self.answered_a is None:
+            return self._a_failure()
+        return self._b_failure()
+
+    def _a_status(self) -> str | None:
+        statuses = {leg.dial_status for leg in self.a_legs.values() if leg.dial_status}
+        return ",".join(sorted(statuses)) or None
+
+    def _a_cause(self) -> int | None:
+        if self.answered_a is not None:
+            return self.answered_a.cause
+        causes = [leg.cause for leg in self.a_legs.values() if leg.cause is not None]
+        return causes[0] if causes else None
+
+    def _a_failure(self) -> Result:
+        results = set()
+        for leg in self.a_legs.values():
+            if leg.cause in INVALID_NUMBER_CAUSES:
+                results.add(Result.A_INVALID)
+            elif leg.dial_status in _A_STATUS:
+                results.add(_A_STATUS[leg.dial_status])
+            elif leg.dial_status == "CANCEL":
+                results.add(Result.A_NO_ANSWER)  # the ring timeout of the Originate
+        for candidate in _A_PRIORITY:
+            if candidate in results:
+                return candidate
+        return Result.A_NO_ANSWER if self.a_legs else Result.A_UNAVAILABLE
+
+    def _b_failure(self) -> Result:
+        b = self.b_leg
+        if b is None or b.dial_status in (None, "CANCEL", "ANSWER"):
+            # B never rang, or its ringing was cancelled because the A side went away.
+            return Result.A_HUNG_UP
+        if b.cause in INVALID_NUMBER_CAUSES:
+            return Result.B_INVALID
+        return _B_STATUS.get(b.dial_status, Result.B_NO_ANSWER)
+
+
+_HANDLERS = {
+    "Newchannel": CallTracker._on_newchannel,
+    "Hangup": CallTracker._on_hangup,
+    "DialBegin": CallTracker._on_dial_begin,
+    "DialEnd": CallTracker._on_dial_end,
+    "BridgeEnter": CallTracker._on_bridge_enter,
+    "OriginateResponse": CallTracker._on_originate_response,
+    "UserEvent": CallTracker._on_user_event,
+}
+
+
+def decide(
+    call_uuid: str,
+    a_dial_strings: Mapping[str, str],
+    events: Iterable[tuple[AmiEvent, datetime]],
+) -> Outcome:
+    """The outcome of a call from its events in arrival order (pure)."""
+    tracker = CallTracker(call_uuid, a_dial_strings)
+    for ev, at in events:
+        tracker.feed(ev, at)
+    return tracker.outcome()
