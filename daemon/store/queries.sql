@@ -84,3 +84,61 @@ WHERE a.call_uuid = :call_uuid AND q.client_id = :client_id;
 
 -- name: select_call_events
 SELECT received_at, event FROM call_events WHERE call_uuid = :call_uuid ORDER BY seq;
+
+-- name: claim_task
+UPDATE tasks SET status = 'executed', attempts_made = attempts_made + 1, cdr = :call_uuid,
+                 next_attempt = NULL
+WHERE id = :id AND status IN ('scheduled', 'delayed', 'delayed_concurrent_task');
+
+-- name: insert_attempt
+INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan, start_time)
+VALUES (:call_uuid, :task_id, :attempt_no, :scheduler_id, 'originating', :plan, :now);
+
+-- name: touch_queue_last_call
+UPDATE queues SET last_call_date = :now WHERE id = :scheduler_id;
+
+-- name: delete_unsent_attempt
+DELETE FROM attempts WHERE call_uuid = :call_uuid AND state = 'originating';
+
+-- name: unclaim_task
+UPDATE tasks SET status = CASE WHEN attempts_made <= 1 THEN 'scheduled' ELSE 'delayed' END,
+                 attempts_made = attempts_made - 1,
+                 next_attempt = :now,
+                 cdr = coalesce((SELECT call_uuid FROM attempts
+                                 WHERE task_id = :id ORDER BY attempt_no DESC LIMIT 1), '')
+WHERE id = :id AND status = 'executed';
+
+-- name: mark_attempt_answered
+UPDATE attempts SET state = 'in_call', a_answer_time = :at, answered_a_number = :number
+WHERE call_uuid = :call_uuid AND state != 'ended';
+
+-- name: mark_attempt_bridged
+UPDATE attempts SET state = 'in_call', bridged_time = :at
+WHERE call_uuid = :call_uuid AND state != 'ended';
+
+-- name: end_attempt
+UPDATE attempts SET state = 'ended', a_answer_time = coalesce(a_answer_time, :a_answer_time),
+                    bridged_time = coalesce(bridged_time, :bridged_time), end_time = :end_time,
+                    answered_a_number = coalesce(:answered_a_number, answered_a_number),
+                    a_dial_status = :a_dial_status, b_dial_status = :b_dial_status,
+                    a_hangup_cause = :a_hangup_cause, b_hangup_cause = :b_hangup_cause,
+                    result = :result, result_comment = :result_comment
+WHERE call_uuid = :call_uuid AND state != 'ended';
+
+-- name: task_after_attempt
+UPDATE tasks SET status = :status, finish_result = :finish_result, finish_comment = :comment,
+                 next_attempt = :next_attempt, caller_attempts = :caller_attempts,
+                 invalid_numbers = :invalid_numbers
+WHERE id = :id AND status = 'executed';
+
+-- name: select_live_attempts
+SELECT * FROM attempts WHERE state != 'ended' ORDER BY start_time;
+
+-- name: select_attempt
+SELECT * FROM attempts WHERE call_uuid = :call_uuid;
+
+-- name: insert_call_event
+INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?);
+
+-- name: max_event_seq
+SELECT coalesce(max(seq), 0) FROM call_events WHERE call_uuid = :call_uuid;

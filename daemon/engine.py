@@ -1,0 +1,408 @@
+"""The call engine: places attempts through AMI, follows each call by its events, and
+closes it with the outcome the events show.
+
+One consumer reads the AMI event queue in arrival order and feeds each event to the
+`CallTracker` of its call (routed by Linkedid/Uniqueid, which carry the call uuid).
+Store writes run as supervised side tasks so a slow disk never stalls event intake.
+After every (re)login, and for calls whose events stopped coming, the engine asks
+Asterisk which channels exist (`CoreShowChannels`): a call still up is followed to its
+end, one that is gone is closed ("interrupted" unless it was already bridged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from ami.client import (
+    AmiActionError,
+    AmiClient,
+    AmiError,
+    AmiNotConnected,
+    AmiSentButUnanswered,
+)
+from ami.events import AmiEvent, ConnectionChange, linkedid, uniqueid
+from ami.originate import (
+    REQUIRED_CONTEXTS,
+    a_dial_strings,
+    channel,
+    dial_string_of,
+    originate_fields,
+)
+from ami.outcome import A_SIDE_SUFFIX, CallTracker, Milestone, Outcome
+from config import Settings
+from daemon.clock import Clock
+from daemon.models import format_time, parse_time
+from daemon.plan import plan_attempt, profile_for
+from daemon.retry import NextStep, RetryRules, next_step, progress_after
+from daemon.store.attempts import AttemptRepository, LiveAttempt, StoredEvent, TaskRecord
+
+log = structlog.get_logger("callbackd.engine")
+
+EVENT_FLUSH_INTERVAL = 0.5
+WATCHDOG_INTERVAL = 5.0
+
+
+class AttemptListener(Protocol):
+    """Who hears about attempts: the scheduler (slots) and the webhook outbox."""
+
+    async def attempt_started(self, record: TaskRecord, call_uuid: str) -> None: ...
+
+    async def call_bridged(self, task_id: int, call_uuid: str) -> None: ...
+
+    async def attempt_ended(
+        self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None
+    ) -> None: ...
+
+
+class NoListener:
+    async def attempt_started(self, record: TaskRecord, call_uuid: str) -> None:
+        return None
+
+    async def call_bridged(self, task_id: int, call_uuid: str) -> None:
+        return None
+
+    async def attempt_ended(
+        self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None
+    ) -> None:
+        return None
+
+
+@dataclass
+class ActiveCall:
+    call_uuid: str
+    task_id: int
+    attempt_no: int
+    tracker: CallTracker
+    next_seq: int = 1
+    pending_events: list[StoredEvent] = field(default_factory=list)
+    last_event_at: datetime | None = None
+    silence_limit: timedelta = timedelta(seconds=120)
+    closing: bool = False
+
+    def log(self) -> Any:
+        return log.bind(task_id=self.task_id, attempt=self.attempt_no, call_uuid=self.call_uuid)
+
+
+class CallEngine:
+    def __init__(
+        self,
+        ami: AmiClient,
+        attempts: AttemptRepository,
+        clock: Clock,
+        settings: Callable[[], Settings],
+        listener: AttemptListener | None = None,
+    ) -> None:
+        self.ami = ami
+        self._attempts = attempts
+        self._clock = clock
+        self._settings = settings
+        self.listener: AttemptListener = listener or NoListener()
+        self.calls: dict[str, ActiveCall] = {}
+        self._ready = asyncio.Event()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self.dialplan_error: str | None = None
+        self.events_routed = 0
+
+    # --- status -------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Logged in, reconciled, and the dialplan contexts are loaded."""
+        return self._ready.is_set() and self.ami.logged_in and self.dialplan_error is None
+
+    @property
+    def logged_in(self) -> bool:
+        return self.ami.logged_in
+
+    @property
+    def last_error(self) -> str | None:
+        if self.dialplan_error:
+            return self.dialplan_error
+        if self.ami.logged_in and not self._ready.is_set():
+            return "reconciling calls after login"
+        return self.ami.last_error
+
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - bounded waiting is the point
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return self.ready
+
+    # --- placing and hanging up ----------------------------------------------------
+
+    async def place(self, record: TaskRecord) -> str | None:
+        """Start the task's next attempt: claim it and write the attempt row, then send
+        the one Originate. Returns the call uuid, or None if nothing was started (the
+        task is no longer waiting, or AMI is not ready; no attempt is used then)."""
+        if not self.ready:
+            return None
+        attempt_no = record.attempts_made + 1
+        call_uuid = str(uuid.uuid4())
+        request, plan = plan_attempt(record, self._settings(), attempt_no, call_uuid)
+        now = self._clock.now()
+        if not await self._attempts.claim(
+            record.id, record.scheduler_id, call_uuid, attempt_no, plan, now
+        ):
+            return None
+        call = self._follow(call_uuid, record.id, attempt_no, a_dial_strings(request))
+        call.tracker.b_number = request.b_number
+        call.silence_limit = timedelta(seconds=request.a_ring_timeout + request.b_ring_timeout + 60)
+        call.last_event_at = now
+        await self.listener.attempt_started(record, call_uuid)
+        try:
+            await self.ami.originate(originate_fields(request))
+        except AmiNotConnected:
+            # Certainly not sent: give the attempt back.
+            del self.calls[call_uuid]
+            await self._attempts.release(record.id, call_uuid, self._clock.now())
+            return None
+        except AmiActionError as exc:
+            call.log().warning("originate refused", reason=exc.message)
+            call.tracker.originate_failed = True
+            call.tracker.rejected = True
+            self._close(call, self._clock.now())
+        except AmiSentButUnanswered:
+            # It may ring: never resend. Reconcile or the watchdog settles it.
+            call.log().warning("originate unanswered; the call is followed by its events")
+        call.log().info("originate sent", a_numbers=request.a_numbers, b_number=request.b_number)
+        return call_uuid
+
+    async def hang_up_task(self, task_id: int) -> bool:
+        """Hang up every channel of the task's call in progress."""
+        calls = [c for c in self.calls.values() if c.task_id == task_id and not c.closing]
+        for call in calls:
+            for uid in sorted(call.tracker.live_channels | {call.call_uuid}):
+                # Already gone, or AMI is down: the call ends or is reconciled anyway.
+                with contextlib.suppress(AmiError):
+                    await self.ami.hangup(uid)
+        return bool(calls)
+
+    # --- the event consumer ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume AMI events until cancelled, with the event flusher and the watchdog
+        beside it. If any of them dies, the engine stops loudly."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._consume())
+            group.create_task(self._every(EVENT_FLUSH_INTERVAL, self._flush_events))
+            group.create_task(self._every(WATCHDOG_INTERVAL, self._watchdog))
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self.ami.events.get()
+            if isinstance(item, ConnectionChange):
+                await self._on_connection_change(item)
+            else:
+                self.route(item, self._clock.now())
+
+    def route(self, ev: AmiEvent, at: datetime) -> None:
+        call = self.calls.get(linkedid(ev)) or self.calls.get(
+            uniqueid(ev).removesuffix(A_SIDE_SUFFIX)
+        )
+        if call is None:
+            return
+        self.events_routed += 1
+        call.last_event_at = at
+        call.pending_events.append(
+            StoredEvent(call.call_uuid, call.next_seq, format_time(at), dict(ev))
+        )
+        call.next_seq += 1
+        for milestone in call.tracker.feed(ev, at):
+            self._on_milestone(call, milestone, at)
+
+    def _on_milestone(self, call: ActiveCall, milestone: Milestone, at: datetime) -> None:
+        tracker = call.tracker
+        if milestone is Milestone.A_ANSWERED:
+            number = tracker.answered_a.number if tracker.answered_a else None
+            call.log().info("A answered", number=number)
+            self._spawn(self._attempts.mark_answered(call.call_uuid, at, number))
+        elif milestone is Milestone.BRIDGED:
+            call.log().info("A and B bridged")
+            self._spawn(self._bridged(call, at))
+        elif milestone is Milestone.ENDED:
+            self._close(call, at)
+
+    async def _bridged(self, call: ActiveCall, at: datetime) -> None:
+        await self._attempts.mark_bridged(call.call_uuid, at)
+        await self.listener.call_bridged(call.task_id, call.call_uuid)
+
+    # --- closing an attempt ------------------------------------------------------------
+
+    def _close(self, call: ActiveCall, at: datetime) -> None:
+        if call.closing:
+            return
+        call.closing = True
+        if call.tracker.end_time is None:
+            call.tracker.end_time = at
+        self._spawn(self._finish(call))
+
+    async def _finish(self, call: ActiveCall) -> None:
+        outcome = call.tracker.outcome()
+        record = await self._attempts.task(call.task_id)
+        step: NextStep | None = None
+        if record is None:
+            return
+        progress = progress_after(record.progress, outcome)
+        end = outcome.end_time or self._clock.now()
+        step = next_step(_rules(record), progress, outcome, end)
+        invalid = [*record.invalid_numbers, *outcome.invalid_numbers]
+        events, call.pending_events = call.pending_events, []
+        closed = await self._attempts.end(
+            call.call_uuid, call.task_id, outcome, progress, step, invalid, events
+        )
+        self.calls.pop(call.call_uuid, None)
+        call.log().info(
+            "attempt ended",
+            result=str(outcome.result),
+            comment=outcome.comment,
+            task_finished=step.finished,
+            next_attempt=format_time(step.next_attempt) if step.next_attempt else None,
+        )
+        if closed:
+            await self.listener.attempt_ended(call.task_id, call.call_uuid, outcome, step)
+
+    # --- reconcile, watchdog, event flushing ----------------------------------------------
+
+    async def _on_connection_change(self, change: ConnectionChange) -> None:
+        if not change.logged_in:
+            self._ready.clear()
+            log.warning("AMI link down; no attempt starts until it is back", reason=change.reason)
+            return
+        try:
+            await self._check_dialplan()
+            await self.reconcile()
+        except AmiError as exc:
+            log.warning("reconcile after login failed; waiting for the next login", error=str(exc))
+            return
+        self._ready.set()
+        log.info("AMI ready", calls_followed=len(self.calls))
+
+    async def _check_dialplan(self) -> None:
+        if not self._settings().ami.check_dialplan:
+            return
+        missing = []
+        for context in REQUIRED_CONTEXTS:
+            try:
+                await self.ami.action({"Action": "ShowDialPlan", "Context": context})
+            except AmiActionError:
+                missing.append(context)
+        if missing:
+            self.dialplan_error = (
+                f"dialplan context(s) {', '.join(missing)} not loaded on the PBX: include "
+                "config/asterisk/extensions_callbackd.conf and run 'dialplan reload'"
+            )
+            log.error("dialplan check failed", error=self.dialplan_error)
+        else:
+            self.dialplan_error = None
+
+    async def reconcile(self, only: set[str] | None = None) -> None:
+        """Match the attempts that are in a call with the channels Asterisk has."""
+        channels = await self.ami.core_show_channels()
+        by_call: dict[str, set[str]] = {}
+        for ev in channels:
+            by_call.setdefault(linkedid(ev), set()).add(uniqueid(ev))
+        if only is None:
+            for live in await self._attempts.live():
+                if live.call_uuid not in self.calls:
+                    await self._adopt(live)
+        now = self._clock.now()
+        for call in list(self.calls.values()):
+            if call.closing or (only is not None and call.call_uuid not in only):
+                continue
+            present = by_call.get(call.call_uuid, set())
+            if present:
+                call.tracker.live_channels = set(present)
+                call.tracker.seen_channel = True
+                call.last_event_at = now
+                call.log().info("call still up; following it", channels=len(present))
+            else:
+                call.log().warning("call gone without its end; closing it")
+                self._close(call, now)
+
+    async def _adopt(self, live: LiveAttempt) -> None:
+        """Follow an attempt that a previous run of the daemon started."""
+        record = await self._attempts.task(live.task_id)
+        extension_id = record.task.extension_id if record is not None else None
+        template = profile_for(self._settings(), extension_id).a_channel
+        dial_strings = {dial_string_of(channel(template, n)): n for n in live.plan.a_numbers}
+        call = self._follow(live.call_uuid, live.task_id, live.attempt_no, dial_strings)
+        call.next_seq = await self._attempts.next_event_seq(live.call_uuid)
+        tracker = call.tracker
+        tracker.b_number = live.plan.b_number
+        if live.a_answer_time:
+            tracker.a_answer_time = parse_time(live.a_answer_time)
+        if live.bridged_time:
+            tracker.bridged_time = parse_time(live.bridged_time)
+
+    def _follow(
+        self, call_uuid: str, task_id: int, attempt_no: int, dial_strings: dict[str, str]
+    ) -> ActiveCall:
+        call = ActiveCall(call_uuid, task_id, attempt_no, CallTracker(call_uuid, dial_strings))
+        self.calls[call_uuid] = call
+        return call
+
+    async def _watchdog(self) -> None:
+        """Calls whose events stopped coming are checked against Asterisk."""
+        now = self._clock.now()
+        silent = {
+            c.call_uuid
+            for c in self.calls.values()
+            if not c.closing
+            and c.tracker.bridged_time is None
+            and c.last_event_at is not None
+            and now - c.last_event_at > c.silence_limit
+        }
+        if silent and self.ready:
+            try:
+                await self.reconcile(only=silent)
+            except AmiError as exc:
+                log.warning("watchdog check failed", error=str(exc))
+
+    async def _flush_events(self) -> None:
+        batch: list[StoredEvent] = []
+        for call in self.calls.values():
+            if not call.closing and call.pending_events:
+                batch.extend(call.pending_events)
+                call.pending_events = []
+        await self._attempts.save_events(batch)
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await job()
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_task_done)
+
+    def _side_task_done(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine side task failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for the store writes in flight (shutdown, tests)."""
+        while self._side_tasks:
+            await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
+        await self._flush_events()
+
+
+def _rules(record: TaskRecord) -> RetryRules:
+    task = record.task
+    return RetryRules(
+        try_count=task.try_count,
+        try_again_pause=task.try_again_pause,
+        try_count_caller=task.try_count_caller,
+        try_again_pause_caller=task.try_again_pause_caller,
+    )

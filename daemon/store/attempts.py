@@ -1,0 +1,217 @@
+"""Writes of the call engine: claiming a task for an attempt, the attempt's milestones,
+its end together with the task's next state, and the AMI events behind it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiosqlite
+
+from ami.outcome import Outcome
+from daemon.models import CallPlan, TaskInput, TaskStatus, format_time
+from daemon.retry import NextStep, Progress
+from daemon.store.db import Database
+from daemon.store.queries import q
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A stored task with what the scheduler and the retry policy need."""
+
+    id: int
+    scheduler_id: int
+    status: TaskStatus
+    task: TaskInput
+    attempts_made: int
+    caller_attempts: int
+    invalid_numbers: tuple[str, ...]
+
+    @property
+    def progress(self) -> Progress:
+        invalid = set(self.invalid_numbers)
+        return Progress(
+            attempts_made=self.attempts_made,
+            caller_attempts=self.caller_attempts,
+            a_numbers_left=[n for n in self.task.a_numbers() if n not in invalid],
+        )
+
+
+def task_record(row: sqlite3.Row) -> TaskRecord:
+    params = json.loads(row["params"])
+    if row["start_time"]:
+        params["start_time_utc"] = row["start_time"]
+    return TaskRecord(
+        id=row["id"],
+        scheduler_id=row["scheduler_id"],
+        status=TaskStatus(row["status"]),
+        task=TaskInput.model_validate(params),
+        attempts_made=row["attempts_made"],
+        caller_attempts=row["caller_attempts"],
+        invalid_numbers=tuple(json.loads(row["invalid_numbers"])),
+    )
+
+
+@dataclass(frozen=True)
+class LiveAttempt:
+    call_uuid: str
+    task_id: int
+    attempt_no: int
+    plan: CallPlan
+    a_answer_time: str | None
+    bridged_time: str | None
+    answered_a_number: str | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    call_uuid: str
+    seq: int
+    received_at: str
+    event: dict[str, str]
+
+
+def _opt_time(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment else None
+
+
+class AttemptRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def task(self, task_id: int) -> TaskRecord | None:
+        row = await self._db.fetch_one(q("select_task_by_id"), {"id": task_id})
+        return None if row is None else task_record(row)
+
+    async def claim(
+        self,
+        task_id: int,
+        scheduler_id: int,
+        call_uuid: str,
+        attempt_no: int,
+        plan: CallPlan,
+        now: datetime,
+    ) -> bool:
+        """Mark the task `executed` and write its attempt row, in one transaction, before
+        anything is sent to Asterisk. False if the task is no longer waiting."""
+        when = format_time(now)
+        async with self._db.transaction() as tx:
+            cursor = await tx.execute(q("claim_task"), {"id": task_id, "call_uuid": call_uuid})
+            if cursor.rowcount != 1:
+                return False
+            await tx.execute(
+                q("insert_attempt"),
+                {
+                    "call_uuid": call_uuid,
+                    "task_id": task_id,
+                    "attempt_no": attempt_no,
+                    "scheduler_id": scheduler_id,
+                    "plan": plan.model_dump_json(),
+                    "now": when,
+                },
+            )
+            await tx.execute(
+                q("touch_queue_last_call"), {"scheduler_id": scheduler_id, "now": when}
+            )
+        return True
+
+    async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
+        """Undo a claim whose Originate was certainly never sent: no attempt is used."""
+        async with self._db.transaction() as tx:
+            await tx.execute(q("delete_unsent_attempt"), {"call_uuid": call_uuid})
+            await tx.execute(q("unclaim_task"), {"id": task_id, "now": format_time(now)})
+
+    async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                q("mark_attempt_answered"),
+                {"call_uuid": call_uuid, "at": format_time(at), "number": number},
+            )
+
+    async def mark_bridged(self, call_uuid: str, at: datetime) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": format_time(at)}
+            )
+
+    async def end(
+        self,
+        call_uuid: str,
+        task_id: int,
+        outcome: Outcome,
+        progress: Progress,
+        step: NextStep,
+        invalid_numbers: Sequence[str],
+        events: Sequence[StoredEvent],
+    ) -> bool:
+        """Close the attempt with its outcome and move the task on, atomically. False if
+        the attempt was already closed (a second close changes nothing)."""
+        async with self._db.transaction() as tx:
+            await self._insert_events(tx, events)
+            cursor = await tx.execute(
+                q("end_attempt"),
+                {
+                    "call_uuid": call_uuid,
+                    "a_answer_time": _opt_time(outcome.a_answer_time),
+                    "bridged_time": _opt_time(outcome.bridged_time),
+                    "end_time": _opt_time(outcome.end_time),
+                    "answered_a_number": outcome.answered_a_number,
+                    "a_dial_status": outcome.a_dial_status,
+                    "b_dial_status": outcome.b_dial_status,
+                    "a_hangup_cause": outcome.a_hangup_cause,
+                    "b_hangup_cause": outcome.b_hangup_cause,
+                    "result": str(outcome.result),
+                    "result_comment": outcome.comment,
+                },
+            )
+            if cursor.rowcount != 1:
+                return False
+            await tx.execute(
+                q("task_after_attempt"),
+                {
+                    "id": task_id,
+                    "status": str(TaskStatus.FINISHED if step.finished else TaskStatus.DELAYED),
+                    "finish_result": str(step.finish_result) if step.finish_result else None,
+                    "comment": step.comment,
+                    "next_attempt": _opt_time(step.next_attempt),
+                    "caller_attempts": progress.caller_attempts,
+                    "invalid_numbers": json.dumps(sorted(set(invalid_numbers))),
+                },
+            )
+        return True
+
+    async def live(self) -> list[LiveAttempt]:
+        rows = await self._db.fetch_all(q("select_live_attempts"))
+        return [
+            LiveAttempt(
+                call_uuid=row["call_uuid"],
+                task_id=row["task_id"],
+                attempt_no=row["attempt_no"],
+                plan=CallPlan.model_validate_json(row["plan"]),
+                a_answer_time=row["a_answer_time"],
+                bridged_time=row["bridged_time"],
+                answered_a_number=row["answered_a_number"],
+            )
+            for row in rows
+        ]
+
+    async def next_event_seq(self, call_uuid: str) -> int:
+        return int(await self._db.fetch_value(q("max_event_seq"), {"call_uuid": call_uuid})) + 1
+
+    async def save_events(self, events: Sequence[StoredEvent]) -> None:
+        if events:
+            async with self._db.transaction() as tx:
+                await self._insert_events(tx, events)
+
+    @staticmethod
+    async def _insert_events(tx: aiosqlite.Connection, events: Sequence[StoredEvent]) -> None:
+        if not events:
+            return
+
+        await tx.executemany(
+            q("insert_call_event"),
+            [(e.call_uuid, e.seq, e.received_at, json.dumps(e.event)) for e in events],
+        )
