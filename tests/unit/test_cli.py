@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sqlite3
@@ -118,10 +119,8 @@ def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_every_flag_names_its_environment_twin() -> None:
-    parser = _parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command").choices  # type: ignore[union-attr]
-    assert subparsers is not None
-    for name, sub in subparsers.items():
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands._name_parser_map.items():
         for action in sub._actions:
             if action.option_strings and action.dest != "help":
                 assert "env CALLBACKD_" in (action.help or ""), (name, action.option_strings)

@@ -51,7 +51,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 def configured(fmt: str = "json", level: str = "debug", **kw: Any) -> io.StringIO:
     out = io.StringIO()
-    configure_logging(LogSettings(format=fmt, level=level), stream=out, env={}, **kw)  # type: ignore[arg-type]
+    configure_logging(LogSettings(format=fmt, level=level), stream=out, env={}, **kw)
     return out
 
 
