@@ -233,7 +233,7 @@ class CallEngine:
             self._close(call, at)
 
     async def _bridged(self, call: ActiveCall, at: datetime) -> None:
-        await self._attempts.mark_bridged(call.call_uuid, at)
+        await self._attempts.mark_bridged(call.call_uuid, call.task_id, at)
         await self.listener.call_bridged(call.task_id, call.call_uuid)
 
     # --- closing an attempt ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from daemon.clock import now_text
 from daemon.models import FinishResult, TaskStatus
 from daemon.services import Services
 from daemon.store.tasks import CANCELLED_COMMENT, ChangeOutcome
@@ -17,7 +18,8 @@ async def cancel_task(services: Services, scheduler_id: int, task_id: int) -> Ch
         return ChangeOutcome.WRONG_STATE
     if task.status == TaskStatus.EXECUTED:
         await services.call_control.hang_up_task(task_id)
-    if not await services.tasks.finish(task_id, FinishResult.FAILED, CANCELLED_COMMENT):
+    now = now_text(services.clock)
+    if not await services.tasks.finish(task_id, FinishResult.FAILED, CANCELLED_COMMENT, now):
         return ChangeOutcome.WRONG_STATE
     services.scheduler.wake()
     return ChangeOutcome.CHANGED

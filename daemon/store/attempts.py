@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import aiosqlite
 
@@ -16,6 +16,7 @@ from daemon.models import CallPlan, TaskInput, TaskStatus, format_time
 from daemon.retry import NextStep, Progress
 from daemon.store.db import Database
 from daemon.store.queries import q
+from daemon.store.webhooks import WebhookEvent, enqueue_webhook
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,15 @@ class AttemptRepository:
                 {"call_uuid": call_uuid, "at": format_time(at), "number": number},
             )
 
-    async def mark_bridged(self, call_uuid: str, at: datetime) -> None:
+    async def mark_bridged(self, call_uuid: str, task_id: int, at: datetime) -> None:
+        """Record the bridge and queue the task's `success` webhook with it."""
+        when = format_time(at)
         async with self._db.transaction() as tx:
-            await tx.execute(
-                q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": format_time(at)}
+            cursor = await tx.execute(
+                q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": when}
             )
+            if cursor.rowcount == 1:
+                await enqueue_webhook(tx, WebhookEvent.SUCCESS, task_id, call_uuid, when)
 
     async def end(
         self,
@@ -181,6 +186,9 @@ class AttemptRepository:
                     "invalid_numbers": json.dumps(sorted(set(invalid_numbers))),
                 },
             )
+            if step.finished:
+                when = _opt_time(outcome.end_time) or format_time(datetime.now(UTC))
+                await enqueue_webhook(tx, WebhookEvent.AFTER, task_id, call_uuid, when)
         return True
 
     async def live(self) -> list[LiveAttempt]:

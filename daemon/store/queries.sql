@@ -142,3 +142,7 @@ INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?)
 
 -- name: max_event_seq
 SELECT coalesce(max(seq), 0) FROM call_events WHERE call_uuid = :call_uuid;
+
+-- name: insert_webhook
+INSERT INTO outbox (task_id, event, url, body, created, next_try)
+VALUES (:task_id, :event, :url, :body, :now, :now);

@@ -245,10 +245,19 @@ class TaskRepository:
             )
         return ChangeOutcome.CHANGED
 
-    async def finish(self, task_id: int, result: FinishResult, comment: str) -> bool:
-        """Finish a task that is not finished yet; False if it already was."""
+    async def finish(self, task_id: int, result: FinishResult, comment: str, now: str) -> bool:
+        """Finish a task that is not finished yet, queueing its `after` webhook; False
+        if it already was finished."""
+        from daemon.store.webhooks import WebhookEvent, enqueue_webhook
+
         async with self._db.transaction() as tx:
             cursor = await tx.execute(
                 q("finish_task"), {"id": task_id, "result": str(result), "comment": comment}
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            cursor = await tx.execute(q("select_task_by_id"), {"id": task_id})
+            row = await cursor.fetchone()
+            last_call = row["cdr"] if row is not None and row["cdr"] else None
+            await enqueue_webhook(tx, WebhookEvent.AFTER, task_id, last_call, now)
+            return True

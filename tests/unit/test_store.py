@@ -113,9 +113,9 @@ async def test_task_counts_follow_every_change(db: Database) -> None:
     tasks = TaskRepository(db)
     await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 6, NOW, _render)
     page, _ = await tasks.list(queue_id, TaskFilter(), 100, 0)
-    await tasks.finish(page[0].id, FinishResult.SUCCESS, "A and B talked")
-    await tasks.finish(page[1].id, FinishResult.FAILED, "A busy")
-    assert not await tasks.finish(page[1].id, FinishResult.SUCCESS, "again")
+    await tasks.finish(page[0].id, FinishResult.SUCCESS, "A and B talked", NOW)
+    await tasks.finish(page[1].id, FinishResult.FAILED, "A busy", NOW)
+    assert not await tasks.finish(page[1].id, FinishResult.SUCCESS, "again", NOW)
     async with db.transaction() as tx:
         await tx.execute("UPDATE tasks SET status = 'delayed' WHERE id = ?", (page[2].id,))
 
@@ -140,7 +140,7 @@ async def test_only_a_waiting_task_changes(db: Database) -> None:
     tasks = TaskRepository(db)
     await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 2, NOW, _render)
     waiting, done = (await tasks.list(queue_id, TaskFilter(), 100, 0))[0]
-    await tasks.finish(done.id, FinishResult.FAILED, "cancelled")
+    await tasks.finish(done.id, FinishResult.FAILED, "cancelled", NOW)
     change = TaskInput(a_number="3", b_number="4", name="changed")
 
     assert await tasks.update(queue_id, waiting.id, change, NOW) is ChangeOutcome.CHANGED
@@ -157,7 +157,7 @@ async def test_queue_delete_is_refused_while_tasks_are_unfinished(db: Database) 
 
     assert await queues.delete("beta", queue_id) is DeleteOutcome.NOT_FOUND
     assert await queues.delete("acme", queue_id) is DeleteOutcome.HAS_UNFINISHED_TASKS
-    await tasks.finish(waiting.id, FinishResult.FAILED, "cancelled")
+    await tasks.finish(waiting.id, FinishResult.FAILED, "cancelled", NOW)
     assert await queues.delete("acme", queue_id) is DeleteOutcome.DELETED
     assert await db.fetch_value("SELECT count(*) FROM tasks") == 0
     assert await db.fetch_value("SELECT coalesce(sum(n), 0) FROM task_counts") == 0

@@ -1,0 +1,62 @@
+"""Queues a webhook in the outbox inside the transaction that changed the task, so a
+webhook is stored exactly when its change is (SPEC §4). The body is rendered now, from
+the state just written: a late delivery still tells what was true at the time."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+import aiosqlite
+
+from daemon.store.calls import call_from_row
+from daemon.store.queries import q
+from daemon.store.tasks import task_from_row
+
+
+class WebhookEvent(StrEnum):
+    BEFORE = "before"
+    BEFORE_AGAIN = "before_again"
+    SUCCESS = "success"
+    AFTER = "after"
+
+
+URL_FIELD = {
+    WebhookEvent.BEFORE: "url_before",
+    WebhookEvent.BEFORE_AGAIN: "url_before_again",
+    WebhookEvent.SUCCESS: "url_success",
+    WebhookEvent.AFTER: "url_after",
+}
+
+
+async def enqueue_webhook(
+    tx: aiosqlite.Connection,
+    event: WebhookEvent,
+    task_id: int,
+    call_uuid: str | None,
+    now: str,
+) -> bool:
+    """Store the task's webhook for `event` if the task has that URL; True if stored."""
+    cursor = await tx.execute(q("select_task_by_id"), {"id": task_id})
+    task_row = await cursor.fetchone()
+    if task_row is None:
+        return False
+    task = task_from_row(task_row)
+    url = getattr(task, URL_FIELD[event])
+    if not url:
+        return False
+    attempt = None
+    if call_uuid:
+        cursor = await tx.execute(q("select_attempt"), {"call_uuid": call_uuid})
+        attempt_row = await cursor.fetchone()
+        if attempt_row is not None:
+            attempt = call_from_row(attempt_row).model_dump(mode="json", exclude={"events"})
+    body = json.dumps(
+        {"event": str(event), "task": task.model_dump(mode="json"), "attempt": attempt},
+        separators=(",", ":"),
+    )
+    await tx.execute(
+        q("insert_webhook"),
+        {"task_id": task_id, "event": str(event), "url": str(url), "body": body, "now": now},
+    )
+    return True
