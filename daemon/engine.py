@@ -39,6 +39,7 @@ from ami.originate import (
 from ami.outcome import A_SIDE_SUFFIX, CallTracker, Milestone, Outcome
 from config import Settings
 from daemon.clock import Clock
+from daemon.metrics import Metrics
 from daemon.models import format_time, parse_time
 from daemon.plan import plan_attempt, profile_for
 from daemon.retry import NextStep, RetryRules, next_step, progress_after
@@ -99,7 +100,10 @@ class CallEngine:
         clock: Clock,
         settings: Callable[[], Settings],
         listener: AttemptListener | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
+        self.on_ready: Callable[[], None] = lambda: None
         self.ami = ami
         self._attempts = attempts
         self._clock = clock
@@ -249,8 +253,9 @@ class CallEngine:
     async def _finish(self, call: ActiveCall) -> None:
         outcome = call.tracker.outcome()
         record = await self._attempts.task(call.task_id)
-        step: NextStep | None = None
         if record is None:
+            self.calls.pop(call.call_uuid, None)
+            await self.listener.attempt_ended(call.task_id, call.call_uuid, outcome, None)
             return
         progress = progress_after(record.progress, outcome)
         end = outcome.end_time or self._clock.now()
@@ -268,8 +273,9 @@ class CallEngine:
             task_finished=step.finished,
             next_attempt=format_time(step.next_attempt) if step.next_attempt else None,
         )
-        if closed:
-            await self.listener.attempt_ended(call.task_id, call.call_uuid, outcome, step)
+        if closed and self._metrics is not None:
+            self._metrics.attempts.labels(outcome=str(outcome.result)).inc()
+        await self.listener.attempt_ended(call.task_id, call.call_uuid, outcome, step)
 
     # --- reconcile, watchdog, event flushing ----------------------------------------------
 
@@ -286,6 +292,7 @@ class CallEngine:
             return
         self._ready.set()
         log.info("AMI ready", calls_followed=len(self.calls))
+        self.on_ready()
 
     async def _check_dialplan(self) -> None:
         if not self._settings().ami.check_dialplan:

@@ -25,8 +25,10 @@ from daemon.notify import Notifier
 from daemon.reload import Reloader
 from daemon.services import Services
 from daemon.store.db import Database
+from daemon.supervise import Supervisor
 
 log = structlog.get_logger("callbackd")
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
 
 Part = Callable[[web.Application], AsyncIterator[None]]
 # Builds the background parts (call engine, scheduler, webhook outbox) over the
@@ -37,18 +39,6 @@ PartsFactory = Callable[[Services], Sequence[Part]]
 async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
     db = await Database.open(settings.store.path)
     return Services.over(settings, db, clock or SystemClock())
-
-
-def _supervise(task: asyncio.Task[None], stop: asyncio.Event) -> None:
-    """A side task that ends on its own is a bug: say so and stop the daemon."""
-
-    def done(t: asyncio.Task[None]) -> None:
-        if t.cancelled():
-            return
-        log.error("side task ended, stopping", task=t.get_name(), exc_info=t.exception())
-        stop.set()
-
-    task.add_done_callback(done)
 
 
 async def serve(
@@ -65,10 +55,12 @@ async def serve(
     the `Services`. SIGHUP re-reads `config_path` (see daemon.reload). `notifier`
     defaults to the one systemd set up through the environment."""
     notifier = notifier or Notifier.from_env()
+    supervisor = Supervisor()
     notify.install(notifier)
     services = await open_services(settings)
     metrics = Metrics()
     app = create_app(services, metrics)
+    app[SUPERVISOR] = supervisor
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -82,7 +74,7 @@ async def serve(
     reloader.on_reload(lambda new: configure_logging(new.log, secrets_of(new)))
     reloader.on_reload(lambda new: services.scheduler.wake())  # limits may have grown
 
-    stop = asyncio.Event()
+    stop = supervisor.stop
     hup = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -110,7 +102,7 @@ async def serve(
         if notifier.watchdog_enabled:
             side_tasks.append(asyncio.create_task(notifier.watchdog(), name="watchdog"))
         for task in side_tasks:
-            _supervise(task, stop)
+            supervisor.watch(task)
         log.info("listening", listen=settings.api.listen, store=str(settings.store.path))
         notifier.ready(listening)
         await stop.wait()
@@ -126,3 +118,5 @@ async def serve(
             loop.remove_signal_handler(sig)
         notifier.close()
     log.info("stopped")
+    if supervisor.failed:
+        raise SystemExit(1)

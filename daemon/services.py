@@ -50,7 +50,7 @@ class NoCalls:
         return False
 
 
-class NoScheduler:
+class NoWakeup:
     def wake(self) -> None:
         return None
 
@@ -65,7 +65,8 @@ class Services:
     calls: CallRepository
     ami: AmiStatus = field(default_factory=NoAmi)
     call_control: CallControl = field(default_factory=NoCalls)
-    scheduler: Wakeup = field(default_factory=NoScheduler)
+    scheduler: Wakeup = field(default_factory=NoWakeup)
+    outbox: Wakeup = field(default_factory=NoWakeup)
 
     @classmethod
     def over(cls, settings: Settings, db: Database, clock: Clock) -> Services:

@@ -22,4 +22,5 @@ async def cancel_task(services: Services, scheduler_id: int, task_id: int) -> Ch
     if not await services.tasks.finish(task_id, FinishResult.FAILED, CANCELLED_COMMENT, now):
         return ChangeOutcome.WRONG_STATE
     services.scheduler.wake()
+    services.outbox.wake()
     return ChangeOutcome.CHANGED

@@ -146,3 +146,14 @@ SELECT coalesce(max(seq), 0) FROM call_events WHERE call_uuid = :call_uuid;
 -- name: insert_webhook
 INSERT INTO outbox (task_id, event, url, body, created, next_try)
 VALUES (:task_id, :event, :url, :body, :now, :now);
+
+-- name: select_queue_limits
+SELECT id, status, concurrent_task_limit FROM queues;
+
+-- name: select_executing_tasks
+SELECT id, scheduler_id, params FROM tasks WHERE status = 'executed';
+
+-- name: select_next_due_time
+SELECT t.next_attempt FROM tasks t JOIN queues q ON q.id = t.scheduler_id
+WHERE t.next_attempt IS NOT NULL AND t.next_attempt > :now AND q.status = 'on'
+ORDER BY t.next_attempt LIMIT 1;

@@ -1,0 +1,211 @@
+"""The scheduler: starts due tasks, oldest-due first, within the limits of their queue,
+their extension profile and the whole PBX.
+
+It never polls the table on a timer: it sleeps until the next due time or until woken
+(a task added or changed, a slot freed, a queue switched on, the config reloaded, AMI
+ready again). While AMI is not ready nothing starts and no attempt is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from ami.outcome import Outcome
+from config import Settings
+from daemon.clock import Clock
+from daemon.engine import CallEngine
+from daemon.metrics import Metrics
+from daemon.models import WAITING_STATUSES, format_time, parse_time
+from daemon.plan import profile_for
+from daemon.retry import NextStep
+from daemon.store.attempts import TaskRecord, task_record
+from daemon.store.db import Database
+from daemon.store.queries import q
+
+log = structlog.get_logger("callbackd.scheduler")
+
+DUE_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Running:
+    scheduler_id: int
+    extension_id: int | None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        engine: CallEngine,
+        clock: Clock,
+        settings: Callable[[], Settings],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._db = db
+        self._engine = engine
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+        self._woken = asyncio.Event()
+        self._paused = False
+        self.running: dict[int, Running] = {}  # task id -> where its call counts
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def pause(self) -> None:
+        """Start nothing more (shutdown); calls in progress go on."""
+        self._paused = True
+        self.wake()
+
+    # --- what the engine reports --------------------------------------------------------
+
+    def attempt_started(self, record: TaskRecord) -> None:
+        self.running[record.id] = Running(record.scheduler_id, record.task.extension_id)
+
+    def attempt_ended(self, task_id: int) -> None:
+        self.running.pop(task_id, None)
+        self.wake()
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._load_running()
+        while True:
+            self._woken.clear()
+            wake_at = None if self._paused else await self.dispatch_due()
+            await self._sleep(wake_at)
+
+    async def _load_running(self) -> None:
+        for row in await self._db.fetch_all(q("select_executing_tasks")):
+            extension_id = json.loads(row["params"]).get("extension_id")
+            self.running[row["id"]] = Running(row["scheduler_id"], extension_id)
+
+    async def _sleep(self, until: datetime | None) -> None:
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._woken.wait())]
+        if until is not None:
+            waiters.append(asyncio.ensure_future(self._clock.sleep_until(until)))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def dispatch_due(self) -> datetime | None:
+        """Start what is due and fits; return when to look again (None: when woken)."""
+        while self._engine.ready and not self._paused:
+            started, more = await self._dispatch_batch()
+            if not (started and more):
+                break
+        if not self._engine.ready:
+            return None
+        now = format_time(self._clock.now())
+        next_due = await self._db.fetch_value(q("select_next_due_time"), {"now": now})
+        return parse_time(next_due) if next_due else None
+
+    async def _dispatch_batch(self) -> tuple[int, bool]:
+        """One pass over the oldest due tasks; (tasks started, batch was full)."""
+        settings = self._settings()
+        now = self._clock.now()
+        queues = {
+            row["id"]: row["concurrent_task_limit"]
+            for row in await self._db.fetch_all(q("select_queue_limits"))
+            if row["status"] == "on"
+        }
+        per_queue = Counter(r.scheduler_id for r in self.running.values())
+        per_extension = Counter(r.extension_id for r in self.running.values())
+        full_queues = {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
+        rows = await self._due_rows(now, queues.keys() - full_queues)
+        blocked: list[int] = []
+        started = 0
+        for row in rows:
+            record = task_record(row)
+            ext = record.task.extension_id
+            ext_limit = profile_for(settings, ext).max_concurrent
+            if (
+                len(self.running) >= settings.calls.max_concurrent
+                or per_queue[record.scheduler_id] >= queues[record.scheduler_id]
+                or (ext_limit is not None and per_extension[ext] >= ext_limit)
+            ):
+                blocked.append(record.id)
+                continue
+            due = parse_time(row["next_attempt"])
+            call_uuid = await self._engine.place(record)
+            if call_uuid is None:
+                if not self._engine.ready:
+                    break
+                continue
+            started += 1
+            per_queue[record.scheduler_id] += 1
+            per_extension[ext] += 1
+            if self._metrics is not None:
+                latency = (self._clock.now() - due).total_seconds()
+                self._metrics.dispatch_latency.observe(max(latency, 0.0))
+        await self._mark_waiting_for_slot(blocked, full_queues, now)
+        return started, len(rows) == DUE_BATCH
+
+    async def _due_rows(self, now: datetime, queue_ids: set[int]) -> list[sqlite3.Row]:
+        if not queue_ids:
+            return []
+        marks = ", ".join("?" * len(queue_ids))
+        statuses = ", ".join(f"'{s}'" for s in WAITING_STATUSES)
+        sql = (
+            "SELECT * FROM tasks WHERE next_attempt IS NOT NULL AND next_attempt <= ? "  # noqa: S608
+            f"AND status IN ({statuses}) AND scheduler_id IN ({marks}) "
+            "ORDER BY next_attempt, id LIMIT ?"
+        )
+        return list(await self._db.fetch_all(sql, [format_time(now), *queue_ids, DUE_BATCH]))
+
+    async def _mark_waiting_for_slot(
+        self, task_ids: list[int], full_queues: set[int], now: datetime
+    ) -> None:
+        """Due tasks held back by a limit show `delayed_concurrent_task`."""
+        if not task_ids and not full_queues:
+            return
+        async with self._db.transaction() as tx:
+            if task_ids:
+                marks = ", ".join("?" * len(task_ids))
+                await tx.execute(
+                    "UPDATE tasks SET status = 'delayed_concurrent_task' "  # noqa: S608
+                    f"WHERE id IN ({marks}) AND status IN ('scheduled', 'delayed')",
+                    task_ids,
+                )
+            if full_queues:
+                marks = ", ".join("?" * len(full_queues))
+                await tx.execute(
+                    "UPDATE tasks SET status = 'delayed_concurrent_task' "  # noqa: S608
+                    f"WHERE scheduler_id IN ({marks}) AND next_attempt <= ? "
+                    "AND status IN ('scheduled', 'delayed')",
+                    [*full_queues, format_time(now)],
+                )
+
+
+class EngineEvents:
+    """Fans the engine's attempt events out to the scheduler and the webhook outbox."""
+
+    def __init__(self, scheduler: Scheduler, outbox_wake: Callable[[], None]) -> None:
+        self._scheduler = scheduler
+        self._outbox_wake = outbox_wake
+
+    async def attempt_started(self, record: TaskRecord, call_uuid: str) -> None:
+        self._scheduler.attempt_started(record)
+        self._outbox_wake()
+
+    async def call_bridged(self, task_id: int, call_uuid: str) -> None:
+        self._outbox_wake()
+
+    async def attempt_ended(
+        self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None
+    ) -> None:
+        self._scheduler.attempt_ended(task_id)
+        self._outbox_wake()
