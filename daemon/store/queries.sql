@@ -157,3 +157,27 @@ SELECT id, scheduler_id, params FROM tasks WHERE status = 'executed';
 SELECT t.next_attempt FROM tasks t JOIN queues q ON q.id = t.scheduler_id
 WHERE t.next_attempt IS NOT NULL AND t.next_attempt > :now AND q.status = 'on'
 ORDER BY t.next_attempt LIMIT 1;
+
+-- Webhook outbox delivery
+
+-- name: outbox_heads
+-- The oldest pending webhook of each task, soonest first, leaving out the tasks in
+-- :busy (a JSON list of task ids being delivered now): a task's webhook waits until
+-- every earlier one is delivered or given up.
+SELECT o.id, o.task_id, o.event, o.url, o.body, o.created, o.next_try, o.tries
+FROM outbox o
+WHERE o.delivered_at IS NULL AND o.given_up = 0
+  AND o.task_id NOT IN (SELECT value FROM json_each(:busy))
+  AND NOT EXISTS (SELECT 1 FROM outbox e
+                  WHERE e.task_id = o.task_id AND e.id < o.id
+                    AND e.delivered_at IS NULL AND e.given_up = 0)
+ORDER BY o.next_try, o.id
+LIMIT :n;
+
+-- name: outbox_delivered
+UPDATE outbox SET delivered_at = :now, tries = :tries
+WHERE id = :id AND delivered_at IS NULL AND given_up = 0;
+
+-- name: outbox_failed
+UPDATE outbox SET tries = :tries, last_error = :error, next_try = :next_try, given_up = :given_up
+WHERE id = :id AND delivered_at IS NULL AND given_up = 0;
