@@ -1,0 +1,226 @@
+"""The scheduler over a real store and a fake AMI server: what starts, when, and within
+which limits. Time is a FakeClock; dispatch passes are driven explicitly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ami.client import AmiClient, AmiSettings
+from ami.events import AmiEvent, header
+from ami.fake import FakeAmiServer
+from config import Settings
+from daemon.clock import FakeClock, now_text
+from daemon.engine import CallEngine
+from daemon.models import QueueInput, QueueUpdate, TaskInput
+from daemon.scheduler import EngineEvents, Scheduler
+from daemon.store.attempts import AttemptRepository
+from daemon.store.db import Database
+from daemon.store.queues import QueueRepository
+from daemon.store.tasks import TaskFilter, TaskRepository
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+CLIENT = "acme"
+
+
+def call_stays_up(action: AmiEvent) -> list[AmiEvent]:
+    """The Local channel appears and stays until the test hangs it up."""
+    return [{"Event": "Newchannel", "Channel": "Local/s@callbackd-a-1;1"}]
+
+
+@dataclass
+class World:
+    fake: FakeAmiServer
+    db: Database
+    clock: FakeClock
+    engine: CallEngine
+    scheduler: Scheduler
+    settings: Settings
+
+    async def queue(self, **fields: Any) -> int:
+        created = await QueueRepository(self.db).create(
+            CLIENT, QueueInput(name="q", **fields), now_text(self.clock)
+        )
+        return created.id
+
+    async def add(self, queue_id: int, count: int = 1, **fields: Any) -> None:
+        tasks = [
+            TaskInput.model_validate({"a_number": f"{100 + i}", "b_number": "200", **fields})
+            for i in range(count)
+        ]
+        await TaskRepository(self.db).add(
+            CLIENT, queue_id, tasks, now_text(self.clock), render=lambda made: ""
+        )
+
+    def originated(self) -> list[AmiEvent]:
+        return [a for a in self.fake.actions if header(a, "Action").lower() == "originate"]
+
+    async def statuses(self, queue_id: int) -> list[str]:
+        tasks, _ = await TaskRepository(self.db).list(queue_id, TaskFilter(), 1000, 0)
+        return [str(t.status) for t in tasks]
+
+    async def hang_up(self, call_uuid: str) -> None:
+        """End a call the way Asterisk would, and wait until the engine closed it."""
+        ended = asyncio.Event()
+        self.engine.listener = EndSignal(self.engine.listener, call_uuid, ended)
+        await self.fake.push_events(
+            [{"Event": "Hangup", "Uniqueid": call_uuid, "Linkedid": call_uuid, "Cause": "16"}]
+        )
+        async with asyncio.timeout(5):
+            await ended.wait()
+
+
+@dataclass
+class EndSignal:
+    """Passes the engine's reports on, and sets `ended` when one call has ended."""
+
+    inner: Any
+    call_uuid: str
+    ended: asyncio.Event
+
+    async def attempt_started(self, record: Any, call_uuid: str) -> None:
+        await self.inner.attempt_started(record, call_uuid)
+
+    async def call_bridged(self, task_id: int, call_uuid: str) -> None:
+        await self.inner.call_bridged(task_id, call_uuid)
+
+    async def attempt_ended(self, task_id: int, call_uuid: str, outcome: Any, step: Any) -> None:
+        await self.inner.attempt_ended(task_id, call_uuid, outcome, step)
+        if call_uuid == self.call_uuid:
+            self.ended.set()
+
+
+def settings(**calls: Any) -> Settings:
+    return Settings(
+        calls={"a_channel": "Local/{number}@phones", "b_channel": "Local/{number}@phones", **calls},
+        extensions={7: {"max_concurrent": 1}},
+    )
+
+
+@pytest.fixture
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    config = getattr(request, "param", settings())
+    async with FakeAmiServer(secret="s3cret-for-tests", originate_script=call_stays_up) as fake:
+        db = await Database.open(tmp_path / "cb.db")
+        clock = FakeClock(T0)
+        ami = AmiClient(AmiSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
+        engine = CallEngine(ami, AttemptRepository(db), clock, lambda: config)
+        scheduler = Scheduler(db, engine, clock, lambda: config)
+        engine.listener = EngineEvents(scheduler, lambda: None)
+        await ami.start()
+        running = asyncio.create_task(engine.run())
+        try:
+            assert await engine.wait_ready(5)
+            yield World(fake, db, clock, engine, scheduler, config)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await ami.stop()
+            await db.close()
+
+
+async def test_a_queue_that_is_off_starts_nothing_until_switched_on(world: World) -> None:
+    queue_id = await world.queue()
+    await world.add(queue_id, 2)
+
+    await world.scheduler.dispatch_due()
+    assert world.originated() == []
+
+    await QueueRepository(world.db).update(CLIENT, queue_id, QueueUpdate(status="on"))
+    await world.scheduler.dispatch_due()
+    assert len(world.originated()) == 2
+
+
+async def test_queue_limit_of_two_keeps_the_rest_waiting_for_a_slot(world: World) -> None:
+    queue_id = await world.queue(status="on", concurrent_task_limit=2)
+    await world.add(queue_id, 6)
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 2
+    assert sorted(await world.statuses(queue_id)) == sorted(
+        ["executed"] * 2 + ["delayed_concurrent_task"] * 4
+    )
+    first_call = header(world.originated()[0], "ChannelId")
+    await world.hang_up(first_call)
+    await world.scheduler.dispatch_due()
+    assert len(world.originated()) == 3
+
+
+async def test_oldest_due_task_starts_first(world: World) -> None:
+    queue_id = await world.queue(status="on", concurrent_task_limit=1)
+    await world.add(queue_id, 1, a_number="111", start_time_utc="2026-03-01 08:59:30")
+    await world.add(queue_id, 1, a_number="222", start_time_utc="2026-03-01 08:58:00")
+
+    await world.scheduler.dispatch_due()
+
+    [originate] = world.originated()
+    assert any("CBD_A_DIAL=Local/222@phones" in v for v in originate["Variable"].split("\n"))
+
+
+async def test_a_future_start_time_is_honoured(world: World) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1, start_time_utc="2026-03-01 09:10:00")
+
+    wake_at = await world.scheduler.dispatch_due()
+    assert world.originated() == []
+    assert wake_at == T0 + timedelta(minutes=10)
+
+    await world.clock.advance(600)
+    await world.scheduler.dispatch_due()
+    assert len(world.originated()) == 1
+
+
+@pytest.mark.parametrize("world", [settings(max_concurrent=3)], indirect=True)
+async def test_the_pbx_limit_holds_across_queues(world: World) -> None:
+    for _ in range(2):
+        queue_id = await world.queue(status="on", concurrent_task_limit=10)
+        await world.add(queue_id, 4)
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 3
+
+
+async def test_an_extension_profile_limit_holds(world: World) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 3, extension_id=7)
+    await world.add(queue_id, 1)
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 2  # one of extension 7, plus the plain task
+
+
+async def test_nothing_starts_and_no_attempt_is_used_while_ami_is_not_logged_in(
+    tmp_path: Path,
+) -> None:
+    config = settings()
+    async with FakeAmiServer(secret="the-right-one") as fake:
+        db = await Database.open(tmp_path / "cb.db")
+        clock = FakeClock(T0)
+        ami = AmiClient(AmiSettings(fake.host, fake.port, "callbackd", "a-wrong-secret"))
+        engine = CallEngine(ami, AttemptRepository(db), clock, lambda: config)
+        scheduler = Scheduler(db, engine, clock, lambda: config)
+        await ami.start()
+        try:
+            queue = await QueueRepository(db).create(
+                CLIENT, QueueInput(name="q", status="on"), now_text(clock)
+            )
+            task = TaskInput(a_number="100", b_number="200")
+            await TaskRepository(db).add(CLIENT, queue.id, [task], now_text(clock), lambda m: "")
+
+            assert await scheduler.dispatch_due() is None  # sleeps until woken
+
+            assert fake.count("Originate") == 0
+            tasks, _ = await TaskRepository(db).list(queue.id, TaskFilter(), 10, 0)
+            assert [(str(t.status), t.attempts_made) for t in tasks] == [("scheduled", 0)]
+        finally:
+            await ami.stop()
+            await db.close()
