@@ -117,6 +117,8 @@ class AttemptRepository:
             await tx.execute(
                 q("touch_queue_last_call"), {"scheduler_id": scheduler_id, "now": when}
             )
+            event = WebhookEvent.BEFORE if attempt_no == 1 else WebhookEvent.BEFORE_AGAIN
+            await enqueue_webhook(tx, event, task_id, call_uuid, when)
         return True
 
     async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
