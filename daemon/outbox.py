@@ -239,7 +239,8 @@ class WebhookOutbox:
                                 return
                             await poked.wait()
                 except TimeoutError:
-                    log.warning("webhook drain timed out", in_flight=len(self._in_flight))
+                    # Left pending: the next start sends them again, with the same ids.
+                    log.warning("outbox drain timed out", in_flight=sorted(self._in_flight))
                 finally:
                     await _cancel(started)
 
@@ -247,6 +248,7 @@ class WebhookOutbox:
         """Return once no webhook is being delivered and none is due now."""
         with self._listening() as poked:
             while True:
+                self._raise_crash()
                 poked.clear()
                 async with self._dispatch_lock:
                     if not self._in_flight:

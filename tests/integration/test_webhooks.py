@@ -487,6 +487,38 @@ async def test_drain_is_bounded_by_its_timeout(
     assert (stored["delivered_at"], stored["tries"]) == (None, 0)  # sent again next start
 
 
+async def test_drain_at_shutdown_waits_for_the_delivery_the_run_loop_started(
+    db: Database, clock: FakeClock, receiver: WebhookReceiver
+) -> None:
+    receiver.hold()
+    first = await add_webhook(db, 1, receiver.url(), event="before")
+    second = await add_webhook(db, 1, receiver.url(), event="after")
+    outbox = make_outbox(db, clock)
+    async with running(outbox):
+        await receiver.wait_arrivals(1)
+        drain = asyncio.create_task(outbox.drain(5))
+        receiver.release()
+        await asyncio.wait_for(drain, 5)
+        for row_id in (first, second):
+            assert (await outbox_row(db, row_id))["delivered_at"] is not None
+    assert len(receiver.requests) == 2
+
+
+async def test_a_delivery_that_cannot_be_recorded_stops_the_run_loudly(
+    tmp_path: Path, clock: FakeClock, receiver: WebhookReceiver
+) -> None:
+    db = await Database.open(tmp_path / "callbackd.db")
+    await add_webhook(db, 1, receiver.url())
+    receiver.hold()
+    outbox = make_outbox(db, clock)
+    run = asyncio.create_task(outbox.run())
+    await receiver.wait_arrivals(1)
+    await db.close()  # the store goes away under the delivery
+    receiver.release()
+    with pytest.raises(ValueError, match="no active connection"):
+        await asyncio.wait_for(run, 5)
+
+
 # --- denied networks ------------------------------------------------------------------
 
 
