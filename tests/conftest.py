@@ -1,0 +1,29 @@
+"""Fixtures shared by every test directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pbx import TestPbx, TestPbxError
+
+
+@pytest.fixture(scope="session")
+def testpbx() -> Iterator[TestPbx]:
+    """The real test PBX (tools/testpbx), built and started if needed.
+
+    Stopped at the end of the session only if this session started it. A PBX that
+    cannot start fails the tests that need it; they are never skipped.
+    """
+    pbx = TestPbx.from_env()
+    started_here = False
+    if not pbx.is_running():
+        try:
+            pbx.start()
+        except TestPbxError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        started_here = True
+    yield pbx
+    if started_here:
+        pbx.stop()

@@ -1,0 +1,31 @@
+"""The test PBX is up and carries the dialplan callbackd needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pbx import TestPbx, ami_action
+
+pytestmark = pytest.mark.pbx
+
+
+async def test_callbackd_and_phones_contexts_are_loaded(testpbx: TestPbx) -> None:
+    replies = await ami_action(testpbx, "ShowDialPlan")
+
+    assert replies[0]["Response"] == "Success"
+    assert replies[-1]["Event"] == "ShowDialPlanComplete"
+    entries = [r for r in replies if r.get("Event") == "ListDialplan"]
+    extensions = {(e["Context"], e["Extension"]) for e in entries}
+    assert ("callbackd-a", "s") in extensions
+    assert ("callbackd-b", "s") in extensions
+    assert ("phones", "_XXXX") in extensions
+    dials = {e["Context"] for e in entries if e.get("Application") == "Dial"}
+    assert {"callbackd-a", "callbackd-b"} <= dials
+
+
+async def test_the_callbackd_user_has_no_rights_beyond_its_own(testpbx: TestPbx) -> None:
+    # Reloading needs the `system`/`config` classes the shipped user does not have.
+    replies = await ami_action(testpbx, "Reload", ("Module", "manager"))
+
+    assert replies[0]["Response"] == "Error"
+    assert "Permission denied" in replies[0]["Message"]
