@@ -191,8 +191,12 @@ async def test_start_time_is_stored_in_utc(
     assert created["next_attempt_utc"] == stored
 
 
-async def test_start_time_in_the_past_is_due_now(api: Api, queue: dict[str, Any]) -> None:
+async def test_start_time_in_the_past_is_due_at_once_and_ahead_of_later_ones(
+    api: Api, queue: dict[str, Any]
+) -> None:
     created = await _accepted(api, queue["id"], start_time_utc="2001-01-01 00:00")
 
     assert created["start_time_utc"] == "2001-01-01 00:00:00"
-    assert created["next_attempt_utc"] == created["create_date_utc"]
+    # Already due (not later than now), and ordered by the time it came due.
+    assert created["next_attempt_utc"] == "2001-01-01 00:00:00"
+    assert created["next_attempt_utc"] <= created["create_date_utc"]
