@@ -34,6 +34,14 @@ class CallRequest:
     variables: Mapping[str, str] = field(default_factory=dict)
 
 
+def escape_variable(value: str) -> str:
+    """Asterisk parses an Originate `Variable:` header like application arguments: it
+    splits at commas and drops quotes and backslashes. Escaped, a value arrives as sent."""
+    for special in ("\\", '"', ",", "(", ")"):
+        value = value.replace(special, "\\" + special)
+    return value
+
+
 def channel(template: str, number: str) -> str:
     return template.replace("{number}", number)
 
@@ -65,8 +73,8 @@ def originate_fields(request: CallRequest) -> dict[str, str | list[str]]:
     }
     # A leading "_" makes Asterisk copy a task variable once more, from the Local
     # channels to the A and B channels, so both legs carry it.
-    lines = [f"{key}={value}" for key, value in variables.items()]
-    lines += [f"_{key}={value}" for key, value in request.variables.items()]
+    lines = [f"{key}={escape_variable(value)}" for key, value in variables.items()]
+    lines += [f"_{key}={escape_variable(value)}" for key, value in request.variables.items()]
     fields: dict[str, str | list[str]] = {
         "Action": "Originate",
         "Channel": f"Local/s@{A_CONTEXT}",
