@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from daemon.models import (
     WAITING_STATUSES,
@@ -54,10 +55,9 @@ class ChangeOutcome(Enum):
 
 
 def due_time(start_time: datetime | None, now: str) -> str:
-    """A task without a start time, or with one in the past, is due now."""
-    if start_time is None:
-        return now
-    return max(format_time(start_time), now)
+    """A task without a start time is due now; one with a start time is due then, even
+    if that is past (it starts at once, and before tasks that came due later)."""
+    return now if start_time is None else format_time(start_time)
 
 
 # Stored params omit defaults (exclude_defaults); these fill them back in on read.
@@ -66,13 +66,25 @@ _INPUT_DEFAULTS = TaskInput(a_number="0", b_number="0").model_dump(
 )
 
 
+_CALLBACK_DEFAULTS = CallbackParams().model_dump(mode="json")
+_CALLBACK_FIELDS = set(CallbackParams.model_fields)
+_OUTPUT_FIELDS = set(TaskOutput.model_fields)
+
+
+def _task_output(params: str, **state: Any) -> TaskOutput:
+    """A task's output from its stored params and its state columns. The params were
+    validated on the way in, so they are trusted here: neither a list of a thousand
+    tasks nor the answer to a POST of ten thousand is validated again."""
+    fields = _INPUT_DEFAULTS | json.loads(params)
+    callback_params = _CALLBACK_DEFAULTS | fields.get("callback_params", {})
+    # Every field is given, so naming them all spares model_construct its default lookups.
+    fields["callback_params"] = CallbackParams.model_construct(_CALLBACK_FIELDS, **callback_params)
+    return TaskOutput.model_construct(_OUTPUT_FIELDS, **fields, **state)
+
+
 def task_from_row(row: sqlite3.Row) -> TaskOutput:
-    """Build the output of a stored task. The params were validated on the way in, so
-    they are trusted here: a list of a thousand tasks must not be validated again."""
-    fields = _INPUT_DEFAULTS | json.loads(row["params"])
-    fields["callback_params"] = CallbackParams.model_construct(**fields.get("callback_params", {}))
-    return TaskOutput.model_construct(
-        **fields,
+    return _task_output(
+        row["params"],
         id=row["id"],
         scheduler_id=row["scheduler_id"],
         start_time_utc=row["start_time"],
@@ -86,24 +98,33 @@ def task_from_row(row: sqlite3.Row) -> TaskOutput:
     )
 
 
-def _input_fields(task: TaskInput) -> dict[str, object]:
-    return task.model_dump(mode="json", exclude={"start_time_utc"})
+def _insert_row(scheduler_id: int, task: TaskInput, now: str) -> dict[str, Any]:
+    """The `insert_task` parameters of a new task."""
+    return {
+        "scheduler_id": scheduler_id,
+        "name": task.name,
+        "params": task.stored_params(),
+        "start_time": format_time(task.start_time_utc) if task.start_time_utc else None,
+        "next_attempt": due_time(task.start_time_utc, now),
+        "now": now,
+    }
 
 
-def new_task_output(task_id: int, scheduler_id: int, task: TaskInput, now: str) -> TaskOutput:
-    """The output of a task just inserted, built without reading it back."""
-    return TaskOutput(
+def new_task_output(task_id: int, inserted: dict[str, Any]) -> TaskOutput:
+    """The output of a task just inserted from `inserted` (its `_insert_row`), built the
+    same way as a read would build it, without reading it back."""
+    return _task_output(
+        inserted["params"],
         id=task_id,
-        scheduler_id=scheduler_id,
-        start_time_utc=format_time(task.start_time_utc) if task.start_time_utc else None,
+        scheduler_id=inserted["scheduler_id"],
+        start_time_utc=inserted["start_time"],
         status=TaskStatus.SCHEDULED,
         finish_result=None,
         finish_comment="",
         cdr="",
         attempts_made=0,
-        next_attempt_utc=due_time(task.start_time_utc, now),
-        create_date_utc=now,
-        **_input_fields(task),
+        next_attempt_utc=inserted["next_attempt"],
+        create_date_utc=inserted["now"],
     )
 
 
@@ -139,6 +160,8 @@ class TaskRepository:
     ) -> StoredResponse:
         """Insert all tasks in one transaction. With an Idempotency-Key, a repeated key
         returns the response stored the first time and inserts nothing."""
+        # Prepared before the write lock is taken, so other writers wait less.
+        rows = [_insert_row(scheduler_id, task, now) for task in tasks]
         async with self._db.transaction() as tx:
             if idempotent is not None:
                 cursor = await tx.execute(
@@ -152,31 +175,13 @@ class TaskRepository:
                         replayed=True,
                         same_request=earlier["request_hash"] == idempotent.request_hash,
                     )
-            await tx.executemany(
-                q("insert_task"),
-                [
-                    {
-                        "scheduler_id": scheduler_id,
-                        "name": task.name,
-                        "params": task.stored_params(),
-                        "start_time": format_time(task.start_time_utc)
-                        if task.start_time_utc
-                        else None,
-                        "next_attempt": due_time(task.start_time_utc, now),
-                        "now": now,
-                    }
-                    for task in tasks
-                ],
-            )
+            await tx.executemany(q("insert_task"), rows)
             cursor = await tx.execute("SELECT last_insert_rowid()")
             last = await cursor.fetchone()
             assert last is not None
             # One IMMEDIATE transaction with no other writer: the rowids are consecutive.
             first_id = int(last[0]) - len(tasks) + 1
-            created = [
-                new_task_output(first_id + i, scheduler_id, task, now)
-                for i, task in enumerate(tasks)
-            ]
+            created = [new_task_output(first_id + i, row) for i, row in enumerate(rows)]
             body = render(created)
             if idempotent is not None:
                 await tx.execute(
