@@ -239,8 +239,12 @@ class CallTracker:
         return []
 
     def _on_user_event(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
-        if header(ev, "UserEvent") == "CallbackdRejected":
+        kind = header(ev, "UserEvent")
+        if kind == "CallbackdRejected":
             self.rejected = True
+        elif kind == "CallbackdBDialResult" and self.b_leg is None:
+            # B's channel could not be created: Dial() rang nothing and says why here.
+            self.b_leg = _Leg(number=self.b_number, dial_status=header(ev, "DialStatus"))
         return []
 
     def outcome(self) -> Outcome:
