@@ -38,7 +38,9 @@ from ami.originate import (
 )
 from ami.outcome import A_SIDE_SUFFIX, CallTracker, Milestone, Outcome
 from config import Settings
+from daemon import notify
 from daemon.clock import Clock
+from daemon.logsetup import call_log
 from daemon.metrics import Metrics
 from daemon.models import format_time, parse_time
 from daemon.plan import plan_attempt, profile_for
@@ -89,7 +91,7 @@ class ActiveCall:
     closing: bool = False
 
     def log(self) -> Any:
-        return log.bind(task_id=self.task_id, attempt=self.attempt_no, call_uuid=self.call_uuid)
+        return call_log(self.task_id, self.attempt_no, self.call_uuid)
 
 
 class CallEngine:
@@ -113,6 +115,7 @@ class CallEngine:
         self._ready = asyncio.Event()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.dialplan_error: str | None = None
+        self._logins = 0
         self.events_routed = 0
 
     # --- status -------------------------------------------------------------------
@@ -202,11 +205,14 @@ class CallEngine:
             group.create_task(self._every(WATCHDOG_INTERVAL, self._watchdog))
 
     async def _consume(self) -> None:
+        events_counter = self._metrics.ami_events if self._metrics is not None else None
         while True:
             item = await self.ami.events.get()
             if isinstance(item, ConnectionChange):
                 await self._on_connection_change(item)
             else:
+                if events_counter is not None:
+                    events_counter.inc()
                 self.route(item, self._clock.now())
 
     def route(self, ev: AmiEvent, at: datetime) -> None:
@@ -280,10 +286,16 @@ class CallEngine:
     # --- reconcile, watchdog, event flushing ----------------------------------------------
 
     async def _on_connection_change(self, change: ConnectionChange) -> None:
+        if self._metrics is not None:
+            self._metrics.ami_connected.set(1 if change.logged_in else 0)
         if not change.logged_in:
             self._ready.clear()
+            notify.status(f"AMI disconnected ({change.reason}); no call starts")
             log.warning("AMI link down; no attempt starts until it is back", reason=change.reason)
             return
+        if self._logins and self._metrics is not None:
+            self._metrics.ami_reconnects.inc()
+        self._logins += 1
         try:
             await self._check_dialplan()
             await self.reconcile()
@@ -291,6 +303,7 @@ class CallEngine:
             log.warning("reconcile after login failed; waiting for the next login", error=str(exc))
             return
         self._ready.set()
+        notify.status(f"AMI ready; following {len(self.calls)} call(s)")
         log.info("AMI ready", calls_followed=len(self.calls))
         self.on_ready()
 
@@ -303,14 +316,16 @@ class CallEngine:
                 await self.ami.action({"Action": "ShowDialPlan", "Context": context})
             except AmiActionError:
                 missing.append(context)
+        error = None
         if missing:
-            self.dialplan_error = (
+            error = (
                 f"dialplan context(s) {', '.join(missing)} not loaded on the PBX: include "
                 "config/asterisk/extensions_callbackd.conf and run 'dialplan reload'"
             )
-            log.error("dialplan check failed", error=self.dialplan_error)
-        else:
-            self.dialplan_error = None
+        if error is not None and error != self.dialplan_error:
+            log.error("dialplan check failed", error=error)  # once, not at every recheck
+            notify.status(f"not ready: {error}")
+        self.dialplan_error = error
 
     async def reconcile(self, only: set[str] | None = None) -> None:
         """Match the attempts that are in a call with the channels Asterisk has."""
@@ -359,7 +374,14 @@ class CallEngine:
         return call
 
     async def _watchdog(self) -> None:
-        """Calls whose events stopped coming are checked against Asterisk."""
+        """Calls whose events stopped coming are checked against Asterisk; a missing
+        dialplan is looked for again, so loading it needs no restart of callbackd."""
+        if self.dialplan_error is not None and self.ami.logged_in:
+            with contextlib.suppress(AmiError):
+                await self._check_dialplan()
+            if self.dialplan_error is None:
+                log.info("dialplan contexts found; ready")
+                self.on_ready()
         now = self._clock.now()
         silent = {
             c.call_uuid

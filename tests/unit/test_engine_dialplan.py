@@ -1,0 +1,36 @@
+"""The engine refuses to place calls while the PBX lacks callbackd's dialplan, and says
+why in the words /readyz shows."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ami.client import AmiClient, AmiSettings
+from ami.fake import FakeAmiServer
+from config import Settings
+from daemon.clock import SystemClock
+from daemon.engine import CallEngine
+from daemon.store.attempts import AttemptRepository
+from daemon.store.db import Database
+
+
+async def test_missing_dialplan_contexts_keep_the_engine_not_ready(tmp_path: Path) -> None:
+    async with FakeAmiServer(secret="s3cret-for-tests", contexts=["callbackd-a"]) as fake:
+        db = await Database.open(tmp_path / "cb.db")
+        ami = AmiClient(AmiSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
+        engine = CallEngine(ami, AttemptRepository(db), SystemClock(), lambda: Settings())
+        await ami.start()
+        running = asyncio.create_task(engine.run())
+        try:
+            assert not await engine.wait_ready(5)
+            assert ami.logged_in
+            assert engine.last_error is not None
+            assert "callbackd-b" in engine.last_error
+            assert "extensions_callbackd.conf" in engine.last_error
+            assert "callbackd-a," not in engine.last_error
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await ami.stop()
+            await db.close()
