@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiosqlite
 
@@ -77,6 +77,15 @@ class StoredEvent:
 
 def _opt_time(moment: datetime | None) -> str | None:
     return format_time(moment) if moment else None
+
+
+def _due_text(moment: datetime | None) -> str | None:
+    """A due time is stored in whole seconds, rounded up: never before the pause ends."""
+    if moment is None:
+        return None
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return format_time(moment)
 
 
 class AttemptRepository:
@@ -183,7 +192,7 @@ class AttemptRepository:
                     "status": str(TaskStatus.FINISHED if step.finished else TaskStatus.DELAYED),
                     "finish_result": str(step.finish_result) if step.finish_result else None,
                     "comment": step.comment,
-                    "next_attempt": _opt_time(step.next_attempt),
+                    "next_attempt": _due_text(step.next_attempt),
                     "caller_attempts": progress.caller_attempts,
                     "invalid_numbers": json.dumps(sorted(set(invalid_numbers))),
                 },
