@@ -172,9 +172,13 @@ class CallTracker:
         return reached
 
     def _over(self) -> bool:
-        if self.seen_channel:
-            return not self.live_channels
-        return self.originate_failed
+        # Only the channels tell when the call is over. Asterisk writes OriginateResponse
+        # to AMI directly while channel events pass through Stasis, so when many calls
+        # start together a Failure arrives before the call's first Newchannel (on the
+        # test PBX: 123 of 300 busy A numbers started 100 at a time), and the channels
+        # that follow say why it failed. A call whose channel never appears is closed by
+        # the engine's watchdog, which finds no channel of it.
+        return self.seen_channel and not self.live_channels
 
     def _on_newchannel(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
         self.live_channels.add(header(ev, "Uniqueid"))
