@@ -217,7 +217,7 @@ class CallTracker:
                 return [Milestone.A_ANSWERED]
         elif uid == self.call_uuid and self.b_leg is not None:
             self.b_leg.dial_status = status
-            if status == "ANSWER":
+            if status == "ANSWER" and self.b_answer_time is None:
                 self.b_answer_time = at
                 return [Milestone.B_ANSWERED]
         return []
