@@ -48,3 +48,16 @@ class FakeClock:
 
 def now_text(clock: Clock) -> str:
     return format_time(clock.now())
+
+
+async def sleep_until_woken(clock: Clock, woken: asyncio.Event, until: datetime | None) -> None:
+    """Sleep until `until` (never, if None) or until `woken` is set, whichever is first."""
+    waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(woken.wait())]
+    if until is not None:
+        waiters.append(asyncio.ensure_future(clock.sleep_until(until)))
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.wait(waiters)

@@ -32,7 +32,7 @@ import structlog
 from yarl import URL
 
 from config.settings import WebhookSettings
-from daemon.clock import Clock
+from daemon.clock import Clock, sleep_until_woken
 from daemon.metrics import Metrics
 from daemon.models import format_time, parse_time
 from daemon.netguard import (
@@ -218,7 +218,7 @@ class WebhookOutbox:
                         self._raise_crash()
                         poked.clear()
                         due_at = await self._dispatch(session, started)
-                        await self._sleep(poked, due_at)
+                        await sleep_until_woken(self._clock, poked, due_at)
                 finally:
                     await _cancel(started)
 
@@ -317,17 +317,6 @@ class WebhookOutbox:
             self.wake()
 
         delivery.add_done_callback(done)
-
-    async def _sleep(self, poked: asyncio.Event, until: datetime | None) -> None:
-        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(poked.wait())]
-        if until is not None:
-            waiters.append(asyncio.ensure_future(self._clock.sleep_until(until)))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.wait(waiters)
 
     async def _deliver(self, session: aiohttp.ClientSession, row: Pending) -> None:
         settings = self._settings()

@@ -15,13 +15,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from ami.outcome import Outcome
 from config import Settings
-from daemon.clock import Clock
+from daemon.clock import Clock, sleep_until_woken
 from daemon.engine import CallEngine
 from daemon.metrics import Metrics
 from daemon.models import WAITING_STATUSES, format_time, parse_time
@@ -84,22 +83,12 @@ class Scheduler:
         while True:
             self._woken.clear()
             wake_at = None if self._paused else await self.dispatch_due()
-            await self._sleep(wake_at)
+            await sleep_until_woken(self._clock, self._woken, wake_at)
 
     async def _load_running(self) -> None:
         for row in await self._db.fetch_all(q("select_executing_tasks")):
             extension_id = json.loads(row["params"]).get("extension_id")
             self.running[row["id"]] = Running(row["scheduler_id"], extension_id)
-
-    async def _sleep(self, until: datetime | None) -> None:
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._woken.wait())]
-        if until is not None:
-            waiters.append(asyncio.ensure_future(self._clock.sleep_until(until)))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
 
     async def dispatch_due(self) -> datetime | None:
         """Start what is due and fits; return when to look again (None: when woken)."""
