@@ -145,6 +145,15 @@ def _filter_sql(scheduler_id: int, where: TaskFilter) -> tuple[str, list[object]
     return " AND ".join(clauses), params
 
 
+def page_sql(condition: str) -> str:
+    """One page of tasks by id. The page's ids are found in an index alone (the skipped
+    rows of a deep page cost an index entry each, not a table row), then read."""
+    return (
+        "SELECT * FROM tasks WHERE id IN"  # noqa: S608
+        f" (SELECT id FROM tasks WHERE {condition} ORDER BY id LIMIT ? OFFSET ?) ORDER BY id"
+    )
+
+
 class TaskRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -208,10 +217,7 @@ class TaskRepository:
     ) -> tuple[list[TaskOutput], int]:
         """One page of the queue's tasks in id order, and the total that match."""
         condition, params = _filter_sql(scheduler_id, where)
-        rows = await self._db.fetch_all(
-            f"SELECT * FROM tasks WHERE {condition} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
-            [*params, limit, offset],
-        )
+        rows = await self._db.fetch_all(page_sql(condition), [*params, limit, offset])
         if where.name is None:
             # Status and result filters are answered from the trigger-kept counts.
             count_sql = f"SELECT coalesce(sum(n), 0) FROM task_counts WHERE {condition}"  # noqa: S608
