@@ -60,6 +60,10 @@ class AttemptListener(Protocol):
 
     async def call_bridged(self, task_id: int, call_uuid: str) -> None: ...
 
+    async def attempt_withdrawn(self, task_id: int) -> None:
+        """The attempt announced by attempt_started was never sent and is undone."""
+        ...
+
     async def attempt_ended(
         self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None
     ) -> None: ...
@@ -70,6 +74,9 @@ class NoListener:
         return None
 
     async def call_bridged(self, task_id: int, call_uuid: str) -> None:
+        return None
+
+    async def attempt_withdrawn(self, task_id: int) -> None:
         return None
 
     async def attempt_ended(
@@ -172,6 +179,7 @@ class CallEngine:
             # Certainly not sent: give the attempt back.
             del self.calls[call_uuid]
             await self._attempts.release(record.id, call_uuid, self._clock.now())
+            await self.listener.attempt_withdrawn(record.id)
             return None
         except AmiActionError as exc:
             call.log().warning("originate refused", reason=exc.message)

@@ -193,6 +193,9 @@ class EngineEvents:
     async def call_bridged(self, task_id: int, call_uuid: str) -> None:
         self._outbox_wake()
 
+    async def attempt_withdrawn(self, task_id: int) -> None:
+        self._scheduler.attempt_ended(task_id)
+
     async def attempt_ended(
         self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None
     ) -> None:

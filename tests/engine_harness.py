@@ -50,6 +50,9 @@ class Recorder:
     async def call_bridged(self, task_id: int, call_uuid: str) -> None:
         self.bridged[task_id].set()
 
+    async def attempt_withdrawn(self, task_id: int) -> None:
+        return None
+
     async def attempt_ended(
         self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None
     ) -> None:

@@ -90,6 +90,9 @@ class EndSignal:
     async def call_bridged(self, task_id: int, call_uuid: str) -> None:
         await self.inner.call_bridged(task_id, call_uuid)
 
+    async def attempt_withdrawn(self, task_id: int) -> None:
+        await self.inner.attempt_withdrawn(task_id)
+
     async def attempt_ended(self, task_id: int, call_uuid: str, outcome: Any, step: Any) -> None:
         await self.inner.attempt_ended(task_id, call_uuid, outcome, step)
         if call_uuid == self.call_uuid:
