@@ -1,0 +1,243 @@
+"""The call engine over a real store, fed by a hostile fake AMI: garbage, cut and oversized
+frames, events nobody knows, events of calls it never made, and the recorded streams of
+several calls interleaved. It must stay up, give each call only its own events, and
+decide every outcome as the recording says."""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ami.events import AmiEvent, header, name
+from ami.fake import FakeAmiServer
+from ami.outcome import Result
+from ami.protocol import MAX_FRAME_BYTES, FrameDecoder, split_blocks
+from tests.engine_harness import EngineHarness, engine_harness, phone_settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
+SECRET = "fake-ami-secret"
+END_WITHIN = 10.0
+
+
+@dataclass
+class World:
+    fake: FakeAmiServer
+    harness: EngineHarness
+
+
+def originate_says_nothing(action: AmiEvent) -> list[AmiEvent]:
+    """The recorded stream pushed by the test is all the engine hears of the call."""
+    return []
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with (
+        FakeAmiServer(secret=SECRET, originate_script=originate_says_nothing) as fake,
+        engine_harness(
+            tmp_path / "cb.db", fake.host, fake.port, "callbackd", SECRET, phone_settings()
+        ) as harness,
+    ):
+        yield World(fake, harness)
+
+
+def recorded_as(file: str, call_uuid: str) -> list[bytes]:
+    """The recording's event frames, as if they belonged to ``call_uuid``. Its phone
+    channels get ids of their own too, so two copies of one recording share none."""
+    text = (FIXTURES / file).read_bytes().decode()
+    recorded_uuid = re.search(r"Linkedid: (\S+)", text)
+    assert recorded_uuid is not None
+    text = text.replace(recorded_uuid.group(1), call_uuid)
+    tag = call_uuid[:8]
+    text = re.sub(r"(?m)^((?:Dest)?Uniqueid|Linkedid): (\d+\.\d+)\r$", rf"\1: {tag}-\2\r", text)
+    return [b for b in split_blocks(text) if b.startswith(b"Event:")]
+
+
+def decoded(frames: Sequence[bytes]) -> list[AmiEvent]:
+    return [f.headers for f in FrameDecoder().feed(b"".join(frames)) if f.headers is not None]
+
+
+def stored_of(call_uuid: str, frames: Sequence[bytes]) -> list[AmiEvent]:
+    """The events the engine keeps for a call: those of its channels (Linkedid, or the
+    Uniqueid of Local;1/;2 for OriginateResponse). The Originate's own DialBegin/DialEnd
+    name the call only as DestUniqueid and are not kept."""
+    return [
+        ev
+        for ev in decoded(frames)
+        if header(ev, "Linkedid") == call_uuid
+        or header(ev, "Uniqueid").removesuffix("-a") == call_uuid
+    ]
+
+
+def interleaved(streams: Sequence[Sequence[bytes]], seed: int) -> list[bytes]:
+    """All frames, each stream kept in its own order, the streams shuffled together."""
+    rng = random.Random(seed)
+    positions = [0] * len(streams)
+    out: list[bytes] = []
+    while live := [i for i, s in enumerate(streams) if positions[i] < len(s)]:
+        i = rng.choice(live)
+        out.append(streams[i][positions[i]])
+        positions[i] += 1
+    return out
+
+
+def owned_by(ev: AmiEvent, call_uuid: str) -> bool:
+    ids = [header(ev, k) for k in ("Linkedid", "DestLinkedid", "Uniqueid", "DestUniqueid")]
+    return any(i.startswith(call_uuid) for i in ids if i)
+
+
+@dataclass(frozen=True)
+class Call:
+    file: str
+    a_number: str
+    b_number: str
+    result: Result
+    fields: dict[str, Any] | None = None
+
+
+CALLS = [
+    Call("success.ami", "1105", "1102", Result.SUCCESS),
+    Call("a_busy.ami", "2000", "1102", Result.A_BUSY),
+    Call("b_no_answer.ami", "8000", "3000", Result.B_NO_ANSWER),
+    Call("a_invalid_number.ami", "6000", "1102", Result.A_INVALID),
+    Call(
+        "two_a_second_answers.ami",
+        "1302",
+        "1102",
+        Result.SUCCESS,
+        {"callback_params": {"extended_a_numbers": ["1105"]}},
+    ),
+]
+
+
+async def place(world: World, call: Call) -> tuple[int, str]:
+    task_id = await world.harness.add_task(call.a_number, call.b_number, **(call.fields or {}))
+    return task_id, await world.harness.place(task_id)
+
+
+async def stored_event_count(world: World) -> int:
+    return int(await world.harness.db.fetch_value("SELECT count(*) FROM call_events"))
+
+
+def hostile_frames(call_uuid: str) -> list[bytes]:
+    """Frames that must change nothing about the call they name (if any)."""
+    return [
+        b"\xff\xfe\x00\x01 not AMI at all\r\n\r\n",
+        b"no colon here\r\nnor here\r\n\r\n",
+        b"Event: Hangup\r\nChann\r\n\r\n",  # cut short: names no channel
+        b"\r\n\r\n\r\n\r\n",
+        b"Response: Success\r\nActionID: nobody-asked\r\nMessage: stray\r\n\r\n",
+        b"Event: SomethingNew\r\nFoo: bar\r\n\r\n",
+        # Over the frame limit, so skipped whole: were it read, this Hangup of Local;1
+        # would be stored with the call's events.
+        f"Event: Hangup\r\nUniqueid: {call_uuid}\r\nLinkedid: {call_uuid}\r\nCause: 21\r\n"
+        f"Padding: {'a' * (1 << 20)}\r\n\r\n".encode(),
+    ]
+
+
+async def test_garbage_and_oversized_frames_between_a_calls_events_change_nothing(
+    world: World,
+) -> None:
+    call = CALLS[0]
+    task_id, call_uuid = await place(world, call)
+    frames = recorded_as(call.file, call_uuid)
+    unknown = (
+        f"Event: CallbackdFromTheFuture\r\nLinkedid: {call_uuid}\r\nUniqueid: {call_uuid}\r\n"
+        "Note: caf\xc3\xa9 \xff\r\n\r\n"
+    ).encode("latin-1")
+    stream = [*frames[:3], *hostile_frames(call_uuid), unknown, *frames[3:]]
+    assert len(stream[3 + 6]) > MAX_FRAME_BYTES
+
+    await world.fake.push_raw(b"".join(stream))
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+
+    assert ended.outcome.result is Result.SUCCESS
+    record = await world.harness.record(call_uuid)
+    assert record.events == stored_of(call_uuid, [*frames[:3], unknown, *frames[3:]])
+    assert record.events is not None and all(owned_by(ev, call_uuid) for ev in record.events)
+    assert world.harness.ami.logged_in
+    assert world.fake.logins == 1  # nothing of it broke the link
+
+
+@pytest.mark.parametrize(("seed", "chunk"), [(1, None), (2, 97), (3, 1021)])
+async def test_interleaved_calls_and_strangers_each_get_only_their_own_events(
+    world: World, seed: int, chunk: int | None
+) -> None:
+    placed = [(call, *await place(world, call)) for call in CALLS]
+    ours = [recorded_as(call.file, call_uuid) for call, _, call_uuid in placed]
+    strangers = [recorded_as(file, str(uuid.uuid4())) for file in ("success.ami", "a_busy.ami")]
+    stray = [
+        f"Event: Newchannel\r\nUniqueid: {u}\r\nLinkedid: {u}\r\n\r\n".encode()
+        for u in (str(uuid.uuid4()) for _ in range(20))
+    ]
+    world.fake.split_writes(chunk)
+
+    await world.fake.push_raw(b"".join(interleaved([*ours, *strangers, stray], seed)))
+
+    for (call, task_id, call_uuid), frames in zip(placed, ours, strict=True):
+        ended = await world.harness.wait_end(task_id, END_WITHIN)
+        assert ended.outcome.result is call.result, call.file
+        record = await world.harness.record(call_uuid)
+        assert record.result == str(call.result)
+        assert record.events == stored_of(call_uuid, frames), call.file
+    assert await stored_event_count(world) == sum(
+        len(stored_of(call_uuid, frames))
+        for (_, _, call_uuid), frames in zip(placed, ours, strict=True)
+    )
+    assert world.harness.engine.calls == {}
+
+
+async def test_the_engine_still_places_and_decides_calls_after_the_hostile_input(
+    world: World,
+) -> None:
+    first, second = CALLS[1], CALLS[3]
+    task_id, call_uuid = await place(world, first)
+    junk = [f for u in (call_uuid, str(uuid.uuid4())) for f in hostile_frames(u)]
+    await world.fake.push_raw(b"".join([*junk, *recorded_as(first.file, call_uuid)]))
+    assert (await world.harness.wait_end(task_id, END_WITHIN)).outcome.result is first.result
+
+    task_id, call_uuid = await place(world, second)
+    await world.fake.push_raw(b"".join(recorded_as(second.file, call_uuid)))
+
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    assert ended.outcome.result is second.result
+    assert ended.outcome.invalid_numbers == (second.a_number,)
+
+
+async def test_a_frame_cut_by_a_dropped_link_is_lost_alone_and_the_call_followed(
+    world: World,
+) -> None:
+    call = CALLS[0]
+    task_id, call_uuid = await place(world, call)
+    frames = recorded_as(call.file, call_uuid)
+    events = decoded(frames)
+    cut = next(i for i, ev in enumerate(events) if name(ev) == "BridgeLeave")
+    live: dict[str, str] = {}
+    for ev in events[:cut]:
+        if name(ev) == "Newchannel":
+            live[header(ev, "Uniqueid")] = header(ev, "Channel")
+        elif name(ev) == "Hangup":
+            live.pop(header(ev, "Uniqueid"))
+    # What CoreShowChannels lists after the new login: the channels still up.
+    world.fake.channels = [
+        {"Channel": chan, "Uniqueid": uid, "Linkedid": call_uuid} for uid, chan in live.items()
+    ]
+
+    await world.fake.push_raw(b"".join(frames[:cut]) + frames[cut][:40])
+    await world.fake.drop_connections()
+    await world.fake.wait_for_action("CoreShowChannels", 2)
+    assert await world.harness.engine.wait_ready(END_WITHIN)
+    await world.fake.push_raw(b"".join(frames[cut + 1 :]))
+
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    assert ended.outcome.result is Result.SUCCESS
+    assert world.fake.count("Originate") == 1
+    record = await world.harness.record(call_uuid)
+    assert record.events == stored_of(call_uuid, frames[:cut] + frames[cut + 1 :])
