@@ -405,7 +405,9 @@ class AmiClient:
 
     def _dispatch(self, msg: AmiEvent) -> None:
         """Route one frame, synchronously, so arrival order is kept everywhere."""
-        pending = self._pending.get(action_id(msg))
+        # Most frames are events with no action in flight: skip the ActionID lookup,
+        # which scans every header when the frame has none.
+        pending = self._pending.get(action_id(msg)) if self._pending else None
         if "Event" not in msg:  # a response (OriginateResponse has both headers)
             if pending is None:
                 self._log.debug("ami_unmatched_response", action_id=action_id(msg))
