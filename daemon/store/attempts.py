@@ -185,7 +185,7 @@ class AttemptRepository:
             )
             if cursor.rowcount != 1:
                 return False
-            await tx.execute(
+            cursor = await tx.execute(
                 q("task_after_attempt"),
                 {
                     "id": task_id,
@@ -197,7 +197,8 @@ class AttemptRepository:
                     "invalid_numbers": json.dumps(sorted(set(invalid_numbers))),
                 },
             )
-            if step.finished:
+            # A task finished meanwhile (cancelled) already has its `after` webhook.
+            if step.finished and cursor.rowcount == 1:
                 when = _opt_time(outcome.end_time) or format_time(datetime.now(UTC))
                 await enqueue_webhook(tx, WebhookEvent.AFTER, task_id, call_uuid, when)
         return True
