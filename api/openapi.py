@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.routing import Route
 from api.schemas import ProblemDetails
+from api.tasks import MAX_IDEMPOTENCY_KEY
 
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -22,6 +24,15 @@ _PATH_PARAM_SCHEMAS = {
     "scheduler_id": {"type": "integer"},
     "task_id": {"type": "integer"},
     "call_uuid": {"type": "string"},
+}
+# What the document promises is accepted; the server takes any printable key.
+_HEADER_SCHEMAS = {
+    "Idempotency-Key": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_IDEMPOTENCY_KEY,
+        "pattern": "^[\\x20-\\x7e]+$",
+    },
 }
 
 
@@ -51,6 +62,43 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
+def _body_ref(route: Route) -> dict[str, str]:
+    assert route.body is not None
+    name = route.body.__name__ + ("Change" if route.partial_body else "")
+    return {"$ref": REF_TEMPLATE.format(model=name)}
+
+
+def _partial_bodies(routes: list[Route], schemas: dict[str, Any]) -> dict[str, Any]:
+    """A partial update's body: the model's fields, none of them required."""
+    out = {}
+    for route in routes:
+        if route.partial_body and route.body is not None:
+            name = route.body.__name__
+            whole = {key: value for key, value in schemas[name].items() if key != "required"}
+            out[name + "Change"] = {**whole, "title": name + "Change"}
+    return out
+
+
+def _problem_statuses(route: Route) -> set[int]:
+    """Every problem a route can answer. Besides the ones its entry names, the shape of the
+    route brings its own: a token (401), a client in the path (400 for `@me` with an admin
+    token, 404 for another client's id), an id in the path (404), a body (400, 413, 415,
+    422), a query string (422)."""
+    codes = set(route.errors)
+    params = set(_PARAM_RE.findall(route.path))
+    if route.auth:
+        codes.add(401)
+    if "client_id" in params:
+        codes |= {400, 404}
+    if params - {"client_id"}:
+        codes.add(404)
+    if route.body is not None:
+        codes |= {400, 413, 415, 422}
+    if route.query is not None:
+        codes.add(422)
+    return codes - set(route.same_body_statuses)
+
+
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": route.summary, "responses": {}}
     params = [
@@ -65,7 +113,7 @@ def _operation(route: Route) -> dict[str, Any]:
             "in": "header",
             "required": False,
             "description": text,
-            "schema": {"type": "string"},
+            "schema": _HEADER_SCHEMAS.get(name, {"type": "string"}),
         }
         for name, text in route.headers.items()
     )
@@ -74,7 +122,7 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(route.body)}},
+            "content": {"application/json": {"schema": _body_ref(route)}},
         }
     if route.response is not None:
         schema: dict[str, Any] = _ref(route.response)
@@ -87,15 +135,16 @@ def _operation(route: Route) -> dict[str, Any]:
         if route.response_is_list:
             ok["headers"] = {"X-Total-Count": {"schema": {"type": "integer"}}}
         op["responses"][str(route.status)] = ok
+        for code in route.same_body_statuses:
+            op["responses"][str(code)] = {**ok, "description": HTTPStatus(code).phrase}
     else:
         text = "No content" if route.status == 204 else "OK"
         op["responses"][str(route.status)] = {"description": text}
         if route.status != 204:
             op["responses"][str(route.status)]["content"] = {route.content_type: {"schema": {}}}
     problem = {"application/problem+json": {"schema": _ref(ProblemDetails)}}
-    codes = set(route.errors) | ({401} if route.auth else set())
-    for code in sorted(codes):
-        op["responses"][str(code)] = {"description": "Problem", "content": problem}
+    for code in sorted(_problem_statuses(route)):
+        op["responses"][str(code)] = {"description": HTTPStatus(code).phrase, "content": problem}
     if route.auth:
         op["security"] = [{"bearer": []}]
     return op
@@ -109,12 +158,14 @@ def build_openapi(routes: Iterable[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    schemas = defs.get("$defs", {})
+    schemas.update(_partial_bodies(routes, schemas))
     return {
         "openapi": "3.1.0",
         "info": {"title": "callbackd", "version": "1", "description": "Callback tasks on Asterisk"},
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

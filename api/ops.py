@@ -47,7 +47,7 @@ ROUTES = [
         readyz,
         "Store writable and AMI logged in",
         response=Readiness,
-        errors=(503,),
+        same_body_statuses=(503,),
         auth=False,
     ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", auth=False, content_type="text/plain"),

@@ -28,6 +28,10 @@ class Route:
     response_is_list: bool = False
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
+    # PUT that changes only the fields it names: the body is `body` with nothing required.
+    partial_body: bool = False
+    # Statuses answered with the `response` body rather than a problem (readiness: 503).
+    same_body_statuses: tuple[int, ...] = ()
     auth: bool = True
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)

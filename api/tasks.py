@@ -184,6 +184,7 @@ ROUTES = [
         update_task,
         "Change a task that has not started or waits for a retry",
         body=TaskInput,
+        partial_body=True,
         response=TaskOutput,
         errors=(400, 404, 409, 413, 415, 422),
     ),
