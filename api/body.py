@@ -29,14 +29,20 @@ def _no_constants(name: str) -> NoReturn:
 async def read_json(request: web.Request) -> tuple[bytes, Any]:
     """The raw body and its parsed JSON. 415 unless the body is declared JSON; 413 past
     the size limit (aiohttp enforces it while reading); 400 for anything malformed,
-    including NaN/Infinity, duplicate keys and absurd nesting."""
+    including NaN/Infinity, duplicate keys, absurd nesting, and any encoding but UTF-8."""
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise Problem(415, "the body must be JSON, sent as 'Content-Type: application/json'")
     raw = await request.read()
     try:
+        # Strictly UTF-8 (RFC 8259 §8.1): json.loads on bytes would also take UTF-16/32
+        # and a BOM, which other parsers refuse.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Problem(400, f"malformed JSON: not UTF-8 (byte {exc.start})") from None
+    try:
         return raw, json.loads(
-            raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants
         )
     except RecursionError:
         raise Problem(400, "malformed JSON: nested too deeply") from None

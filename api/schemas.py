@@ -34,10 +34,14 @@ class TaskListQuery(Paging):
     name: Annotated[StrictStr, Field(max_length=255)] | None = None
 
 
+TIME_FILTER = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
+
+
 class CallListQuery(Paging):
     task_id: Annotated[int, Field(ge=1)] | None = None
-    since: Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\d( \d\d:\d\d(:\d\d)?)?$")] | None = None
-    until: Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\d( \d\d:\d\d(:\d\d)?)?$")] | None = None
+    # [0-9], not \d: the regex engine's \d also takes other scripts' digits.
+    since: Annotated[str, Field(pattern=TIME_FILTER)] | None = None
+    until: Annotated[str, Field(pattern=TIME_FILTER)] | None = None
 
 
 class CallQuery(BaseModel):

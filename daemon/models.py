@@ -76,8 +76,9 @@ def _safe_text(value: str) -> str:
 
 
 def _numeric_int(value: Any) -> Any:
-    """Accept an int or a string of digits (the hosted API allows both), never a bool."""
-    if isinstance(value, str) and value.strip().isdigit():
+    """Accept an int or a string of ASCII digits (the hosted API allows both), never a
+    bool. Other scripts' digits are refused, though int() would read them."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     if isinstance(value, bool):
         raise ValueError("must be an integer")
@@ -102,7 +103,10 @@ def _start_time(value: Any) -> Any:
         raise ValueError("must be 'YYYY-MM-DD HH:MM[:SS]' (UTC) or ISO 8601 with offset") from None
     if parsed.tzinfo is None:
         raise ValueError("an ISO 8601 time needs an offset, e.g. +03:00 or Z")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-01:00 is past the last datetime in UTC
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 PhoneNumber = Annotated[str, AfterValidator(_phone_number)]
