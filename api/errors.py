@@ -10,6 +10,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from daemon.models import PATTERN_MESSAGES
 
 PROBLEM_TYPE = "application/problem+json"
 log = structlog.get_logger("callbackd.api")
@@ -65,6 +68,13 @@ def _pointer(loc: Sequence[int | str]) -> str:
     return out
 
 
+def _message(err: ErrorDetails) -> str:
+    if err["type"] == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        return PATTERN_MESSAGES.get(pattern, _FRIENDLY["string_pattern_mismatch"])
+    return _FRIENDLY.get(err["type"], err["msg"].removeprefix("Value error, "))
+
+
 def validation_errors(
     exc: ValidationError, prefix: Sequence[int | str] = ()
 ) -> list[dict[str, Any]]:
@@ -72,10 +82,7 @@ def validation_errors(
     errors = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = [*prefix, *err["loc"]]
-        entry: dict[str, Any] = {
-            "loc": _pointer(loc),
-            "message": _FRIENDLY.get(err["type"], err["msg"].removeprefix("Value error, ")),
-        }
+        entry: dict[str, Any] = {"loc": _pointer(loc), "message": _message(err)}
         if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
             entry["index"] = loc[1]
             entry["field"] = ".".join(str(p) for p in loc[2:]) or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from api.body import int_path, parse_query, read_json
 from api.errors import Problem, unprocessable
 from api.queues import ONE as QUEUE_PATH
 from api.queues import owned_queue
-from api.respond import dump_list, list_response, model_response
+from api.respond import list_response, model_response
 from api.routing import Route, services
 from api.schemas import TaskListQuery, TasksCreate, TasksCreated
 from config import Settings
@@ -73,7 +74,7 @@ async def add_tasks(request: web.Request) -> web.Response:
         queue.id,
         body.tasks,
         now_text(svc.clock),
-        render=lambda created: '{"tasks":' + dump_list(created, TaskOutput).decode() + "}",
+        render=lambda created: json.dumps({"tasks": created}, ensure_ascii=False),
         idempotent=idempotent,
     )
     if stored.replayed and not stored.same_request:

@@ -86,7 +86,7 @@ class EngineHarness:
             self.queue_id,
             [task],
             now_text(SystemClock()),
-            render=lambda made: str(made[0].id),
+            render=lambda made: str(made[0]["id"]),
         )
         return int(stored.body)
 

@@ -44,7 +44,7 @@ DELETE FROM queues WHERE id = :id AND client_id = :client_id;
 
 -- name: insert_task
 INSERT INTO tasks (scheduler_id, name, params, start_time, status, next_attempt, create_date)
-VALUES (:scheduler_id, :name, :params, :start_time, 'scheduled', :next_attempt, :now);
+VALUES (?, ?, ?, ?, 'scheduled', ?, ?);
 
 -- name: select_task
 SELECT * FROM tasks WHERE id = :id AND scheduler_id = :scheduler_id;

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from daemon.models import FinishResult, QueueInput, TaskInput, TaskStatus
+from daemon.models import FinishResult, QueueInput, TaskInput, TaskOutput, TaskStatus
 from daemon.store.db import Database, schema_version
 from daemon.store.queries import migrations
 from daemon.store.queues import DeleteOutcome, QueueRepository
@@ -87,15 +88,16 @@ async def test_a_stored_task_reads_back_exactly_as_it_was_answered(db: Database)
     tasks = TaskRepository(db)
     answered = []
 
-    def render(created: list[object]) -> str:
+    def render(created: list[dict[str, Any]]) -> str:
         answered.extend(created)
         return ""
 
     await tasks.add("acme", queue_id, [TaskInput.model_validate(FULL_TASK)], NOW, render)
-    stored = await tasks.get(queue_id, answered[0].id)
+    stored = await tasks.get(queue_id, answered[0]["id"])
 
     assert stored is not None
-    assert stored.model_dump(mode="json") == answered[0].model_dump(mode="json")
+    assert stored.model_dump(mode="json") == answered[0]
+    assert TaskOutput.model_validate(answered[0]) == stored
     assert stored.start_time_utc == "2030-01-02 02:04:05"
     assert stored.try_again_pause == 90
 
