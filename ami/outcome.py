@@ -38,6 +38,7 @@ class Result(StrEnum):
     A_HUNG_UP = "a_hung_up_before_b"
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
 
 COMMENTS = {
@@ -55,6 +56,7 @@ COMMENTS = {
     Result.A_HUNG_UP: "A hung up before B answered",
     Result.REJECTED: "rejected by the PBX",
     Result.INTERRUPTED: "interrupted",
+    Result.CANCELLED: "cancelled",
 }
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from ami.client import (
     AmiNotConnected,
     AmiSentButUnanswered,
 )
-from ami.events import AmiEvent, ConnectionChange, linkedid, uniqueid
+from ami.events import AmiEvent, ConnectionChange, linkedid, name, uniqueid
 from ami.originate import (
     REQUIRED_CONTEXTS,
     a_dial_strings,
@@ -36,7 +36,7 @@ from ami.originate import (
     dial_string_of,
     originate_fields,
 )
-from ami.outcome import A_SIDE_SUFFIX, CallTracker, Milestone, Outcome
+from ami.outcome import A_SIDE_SUFFIX, COMMENTS, CallTracker, Milestone, Outcome, Result
 from config import Settings
 from daemon import notify
 from daemon.clock import Clock
@@ -96,6 +96,9 @@ class ActiveCall:
     last_event_at: datetime | None = None
     silence_limit: timedelta = timedelta(seconds=120)
     closing: bool = False
+    # Set by a cancel: a channel of this call that appears from now on is hung up, and
+    # an Originate not sent yet is not sent at all.
+    cancelled: bool = False
 
     def log(self) -> Any:
         return call_log(self.task_id, self.attempt_no, self.call_uuid)
@@ -173,6 +176,10 @@ class CallEngine:
         call.silence_limit = timedelta(seconds=request.a_ring_timeout + request.b_ring_timeout + 60)
         call.last_event_at = now
         await self.listener.attempt_started(record, call_uuid)
+        if call.cancelled:
+            call.log().info("cancelled before the Originate; nothing is sent")
+            self._close(call, self._clock.now())
+            return call_uuid
         try:
             await self.ami.originate(originate_fields(request))
         except AmiNotConnected:
@@ -196,11 +203,15 @@ class CallEngine:
         """Hang up every channel of the task's call in progress."""
         calls = [c for c in self.calls.values() if c.task_id == task_id and not c.closing]
         for call in calls:
+            call.cancelled = True
             for uid in sorted(call.tracker.live_channels | {call.call_uuid}):
-                # Already gone, or AMI is down: the call ends or is reconciled anyway.
-                with contextlib.suppress(AmiError):
-                    await self.ami.hangup(uid)
+                await self._hang_up_channel(uid)
         return bool(calls)
+
+    async def _hang_up_channel(self, uid: str) -> None:
+        # Already gone, or AMI is down: the call ends or is reconciled anyway.
+        with contextlib.suppress(AmiError):
+            await self.ami.hangup(uid)
 
     # --- the event consumer ----------------------------------------------------------
 
@@ -237,6 +248,9 @@ class CallEngine:
         call.next_seq += 1
         for milestone in call.tracker.feed(ev, at):
             self._on_milestone(call, milestone, at)
+        if call.cancelled and name(ev) == "Newchannel":
+            # A channel that came up after the cancel (the Originate was in flight).
+            self._spawn(self._hang_up_channel(uniqueid(ev)))
 
     def _on_milestone(self, call: ActiveCall, milestone: Milestone, at: datetime) -> None:
         tracker = call.tracker
@@ -266,6 +280,8 @@ class CallEngine:
 
     async def _finish(self, call: ActiveCall) -> None:
         outcome = call.tracker.outcome()
+        if call.cancelled and not outcome.success:
+            outcome = replace(outcome, result=Result.CANCELLED, comment=COMMENTS[Result.CANCELLED])
         record = await self._attempts.task(call.task_id)
         if record is None:
             self.calls.pop(call.call_uuid, None)

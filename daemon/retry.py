@@ -11,7 +11,7 @@ from ami.outcome import COMMENTS, Outcome, Result
 from daemon.models import FinishResult
 
 # An invalid B number is as final as running out of A numbers: no retry can help.
-_FINAL = {Result.B_INVALID, Result.REJECTED}
+_FINAL = {Result.B_INVALID, Result.REJECTED, Result.CANCELLED}
 
 
 @dataclass(frozen=True)

@@ -227,3 +227,41 @@ async def test_nothing_starts_and_no_attempt_is_used_while_ami_is_not_logged_in(
         finally:
             await ami.stop()
             await db.close()
+
+
+@dataclass
+class CancelOnStart:
+    """Cancels the task the moment its attempt is claimed, before the Originate."""
+
+    inner: Any
+    engine: CallEngine
+    ended: asyncio.Event
+
+    async def attempt_started(self, record: Any, call_uuid: str) -> None:
+        await self.inner.attempt_started(record, call_uuid)
+        await self.engine.hang_up_task(record.id)
+
+    async def call_bridged(self, task_id: int, call_uuid: str) -> None:
+        await self.inner.call_bridged(task_id, call_uuid)
+
+    async def attempt_withdrawn(self, task_id: int) -> None:
+        await self.inner.attempt_withdrawn(task_id)
+
+    async def attempt_ended(self, task_id: int, call_uuid: str, outcome: Any, step: Any) -> None:
+        await self.inner.attempt_ended(task_id, call_uuid, outcome, step)
+        self.ended.set()
+
+
+async def test_a_cancel_before_the_originate_is_sent_rings_nobody(world: World) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1)
+    ended = asyncio.Event()
+    world.engine.listener = CancelOnStart(world.engine.listener, world.engine, ended)
+
+    await world.scheduler.dispatch_due()
+    async with asyncio.timeout(5):
+        await ended.wait()
+
+    assert world.originated() == []
+    [call] = await world.db.fetch_all("SELECT result, state FROM attempts")
+    assert (call["result"], call["state"]) == ("cancelled", "ended")
