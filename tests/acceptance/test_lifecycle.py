@@ -6,6 +6,7 @@ which channels are left), independent of what the daemon reports."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.acceptance.conftest import Daemon, free_port
+from tests.acceptance.conftest import TOKEN, Daemon, free_port
 from tests.acceptance.lifecycle_helpers import (
     POLL,
     SECRET,
@@ -366,3 +367,32 @@ async def test_asterisk_restart_mid_call_closes_the_attempt_and_the_daemon_recov
     [follow_up] = await api.add_tasks(queue, a_task("1003", "1101", receiver))
     follow_up = await api.wait_finished(follow_up)
     assert follow_up["finish_result"] == "success", (follow_up, api.log())
+
+
+async def test_a_full_call_moves_the_metrics_and_logs_json_without_secrets(
+    callbackd: Callbackd, receiver: WebhookReceiver, testpbx: TestPbx
+) -> None:
+    api = await callbackd()
+    queue = await api.new_queue()
+
+    [task] = await api.add_tasks(queue, a_task("1003", "1101", receiver))
+    done = await api.wait_finished(task)
+    await api.wait_outbox_empty()
+
+    assert done["finish_result"] == "success"
+    async with api.session.get(api.url + "/metrics") as response:
+        metrics = await response.text()
+    assert 'callbackd_attempts_total{outcome="success"} 1.0' in metrics
+    assert "callbackd_dispatch_latency_seconds_count 1.0" in metrics
+    assert await api.metric("callbackd_ami_connected") == 1
+    assert await api.metric("callbackd_ami_events_received_total") >= 20
+    assert await api.metric("callbackd_webhook_deliveries_total") == 3
+
+    lines = [json.loads(line) for line in api.log().splitlines() if line.strip()]
+    about_the_call = [line for line in lines if line.get("call_uuid") == done["cdr"]]
+    assert {"originate sent", "A and B bridged", "attempt ended"} <= {
+        line["event"] for line in about_the_call
+    }
+    assert all(line["task_id"] == task["id"] and line["attempt"] == 1 for line in about_the_call)
+    for secret in (testpbx.secret, TOKEN, SECRET, SECRET.removeprefix("whsec_")):
+        assert secret not in api.log()
