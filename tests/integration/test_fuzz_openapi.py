@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,15 @@ import pytest
 import requests
 import schemathesis
 from aiohttp import web
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import ALL_ROUTES, create_app
 from api.openapi import build_openapi
+from daemon.models import NUMBER_PATTERN, SAFE_TEXT_PATTERN, QueueInput, TaskInput
 from daemon.runner import open_services
 from tests.integration.conftest import TOKEN_OF, settings_for, task
 
@@ -157,6 +161,25 @@ def _call_and_validate(
         headers={"Authorization": f"Bearer {TOKEN_OF[who]}"},
         excluded_checks=excluded,
     )
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(st.text() | st.from_regex(NUMBER_PATTERN, fullmatch=True))
+def test_the_documented_patterns_say_what_the_validators_do(text: str) -> None:
+    # Numbers: exactly the same rule. Text: the pattern names every refused character
+    # class it can; the validator also refuses what is not printable in Unicode.
+    valid_number = _accepts(lambda: TaskInput(a_number=text, b_number="1"))
+    assert valid_number == bool(re.fullmatch(NUMBER_PATTERN, text))
+    if _accepts(lambda: QueueInput(name=text or "x")):
+        assert re.fullmatch(SAFE_TEXT_PATTERN, text)
+
+
+def _accepts(build: Callable[[], object]) -> bool:
+    try:
+        build()
+    except ValidationError:
+        return False
+    return True
 
 
 def test_the_fuzzed_document_is_the_served_one(live_api: LiveApi) -> None:
