@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,10 +20,17 @@ def model_response(model: BaseModel, status: int = 200) -> web.Response:
 
 def list_response(items: Sequence[BaseModel], total: int, model: type[BaseModel]) -> web.Response:
     """A JSON array with the total in X-Total-Count, as every list endpoint answers."""
+    return _list(dump_list(items, model), total)
+
+
+def fields_list_response(items: Sequence[dict[str, Any]], total: int) -> web.Response:
+    """The same for items already made JSON-ready (a page of tasks)."""
+    return _list(json.dumps(items, ensure_ascii=False).encode(), total)
+
+
+def _list(body: bytes, total: int) -> web.Response:
     return web.Response(
-        body=dump_list(items, model),
-        content_type="application/json",
-        headers={"X-Total-Count": str(total)},
+        body=body, content_type="application/json", headers={"X-Total-Count": str(total)}
     )
 
 

@@ -13,7 +13,7 @@ from api.body import int_path, parse_query, read_json
 from api.errors import Problem, unprocessable
 from api.queues import ONE as QUEUE_PATH
 from api.queues import owned_queue
-from api.respond import list_response, model_response
+from api.respond import fields_list_response, list_response, model_response
 from api.routing import Route, services
 from api.schemas import TaskListQuery, TasksCreate, TasksCreated
 from config import Settings
@@ -94,7 +94,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         statuses=tuple(query.status), finish_result=query.finish_result, name=query.name
     )
     tasks, total = await services(request).tasks.list(queue.id, where, query.per_page, query.offset)
-    return list_response(tasks, total, TaskOutput)
+    return fields_list_response(tasks, total)
 
 
 async def _owned_task(request: web.Request) -> TaskOutput:

@@ -73,31 +73,42 @@ _CALLBACK_FIELDS = set(CallbackParams.model_fields)
 _OUTPUT_FIELDS = set(TaskOutput.model_fields)
 
 
-def _task_output(params: str, **state: Any) -> TaskOutput:
-    """A task's output from its stored params and its state columns. The params were
-    validated on the way in, so they are trusted here: neither a list of a thousand
-    tasks nor the answer to a POST of ten thousand is validated again."""
-    fields = _INPUT_DEFAULTS | json.loads(params)
-    callback_params = _CALLBACK_DEFAULTS | fields.get("callback_params", {})
-    # Every field is given, so naming them all spares model_construct its default lookups.
-    fields["callback_params"] = CallbackParams.model_construct(_CALLBACK_FIELDS, **callback_params)
-    return TaskOutput.model_construct(_OUTPUT_FIELDS, **fields, **state)
+def task_fields(params: dict[str, Any], **state: Any) -> dict[str, Any]:
+    """A task as the API shows it (the fields of TaskOutput, JSON-ready) from its stored
+    params and its state columns. The params were validated on the way in, so they are
+    trusted here: a list of a thousand tasks is not validated again on the way out."""
+    fields = _INPUT_DEFAULTS | params
+    fields["callback_params"] = _CALLBACK_DEFAULTS | params.get("callback_params", {})
+    fields.update(state)
+    return fields
 
 
-def task_from_row(row: sqlite3.Row) -> TaskOutput:
-    return _task_output(
-        row["params"],
+def task_fields_from_row(row: sqlite3.Row) -> dict[str, Any]:
+    return task_fields(
+        json.loads(row["params"]),
         id=row["id"],
         scheduler_id=row["scheduler_id"],
         start_time_utc=row["start_time"],
-        status=TaskStatus(row["status"]),
-        finish_result=FinishResult(row["finish_result"]) if row["finish_result"] else None,
+        status=row["status"],
+        finish_result=row["finish_result"],
         finish_comment=row["finish_comment"],
         cdr=row["cdr"],
         attempts_made=row["attempts_made"],
         next_attempt_utc=row["next_attempt"],
         create_date_utc=row["create_date"],
     )
+
+
+def task_from_row(row: sqlite3.Row) -> TaskOutput:
+    fields = task_fields_from_row(row)
+    # Every field is given, so naming them all spares model_construct its default lookups.
+    fields["callback_params"] = CallbackParams.model_construct(
+        _CALLBACK_FIELDS, **fields["callback_params"]
+    )
+    fields["status"] = TaskStatus(fields["status"])
+    if fields["finish_result"] is not None:
+        fields["finish_result"] = FinishResult(fields["finish_result"])
+    return TaskOutput.model_construct(_OUTPUT_FIELDS, **fields)
 
 
 # One call into pydantic-core serialises a whole batch: per-task calls made a
@@ -120,9 +131,8 @@ def new_task_outputs(
         due = due_time(task.start_time_utc, now)
         params_json = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
         rows.append((scheduler_id, task.name, params_json, start_time, due, now))
-        answer = _INPUT_DEFAULTS | stored
-        answer["callback_params"] = _CALLBACK_DEFAULTS | stored.get("callback_params", {})
-        answer.update(
+        answer = task_fields(
+            stored,
             id=0,
             scheduler_id=scheduler_id,
             start_time_utc=start_time,
@@ -226,8 +236,9 @@ class TaskRepository:
 
     async def list(
         self, scheduler_id: int, where: TaskFilter, limit: int, offset: int
-    ) -> tuple[list[TaskOutput], int]:
-        """One page of the queue's tasks in id order, and the total that match."""
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the queue's tasks in id order (as `task_fields`), and the total
+        that match."""
         condition, params = _filter_sql(scheduler_id, where)
         rows = await self._db.fetch_all(page_sql(condition), [*params, limit, offset])
         if where.name is None:
@@ -236,7 +247,7 @@ class TaskRepository:
         else:
             count_sql = f"SELECT count(*) FROM tasks WHERE {condition}"  # noqa: S608
         total = int(await self._db.fetch_value(count_sql, params))
-        return [task_from_row(row) for row in rows], total
+        return [task_fields_from_row(row) for row in rows], total
 
     async def update(
         self, scheduler_id: int, task_id: int, task: TaskInput, now: str

@@ -63,7 +63,7 @@ class World:
 
     async def statuses(self, queue_id: int) -> list[str]:
         tasks, _ = await TaskRepository(self.db).list(queue_id, TaskFilter(), 1000, 0)
-        return [str(t.status) for t in tasks]
+        return [t["status"] for t in tasks]
 
     async def hang_up(self, call_uuid: str) -> None:
         """End a call the way Asterisk would, and wait until the engine closed it."""
@@ -223,7 +223,7 @@ async def test_nothing_starts_and_no_attempt_is_used_while_ami_is_not_logged_in(
 
             assert fake.count("Originate") == 0
             tasks, _ = await TaskRepository(db).list(queue.id, TaskFilter(), 10, 0)
-            assert [(str(t.status), t.attempts_made) for t in tasks] == [("scheduled", 0)]
+            assert [(t["status"], t["attempts_made"]) for t in tasks] == [("scheduled", 0)]
         finally:
             await ami.stop()
             await db.close()

@@ -121,11 +121,11 @@ async def test_task_counts_follow_every_change(db: Database) -> None:
     tasks = TaskRepository(db)
     await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 6, NOW, _render)
     page, _ = await tasks.list(queue_id, TaskFilter(), 100, 0)
-    await tasks.finish(page[0].id, FinishResult.SUCCESS, "A and B talked", NOW)
-    await tasks.finish(page[1].id, FinishResult.FAILED, "A busy", NOW)
-    assert not await tasks.finish(page[1].id, FinishResult.SUCCESS, "again", NOW)
+    await tasks.finish(page[0]["id"], FinishResult.SUCCESS, "A and B talked", NOW)
+    await tasks.finish(page[1]["id"], FinishResult.FAILED, "A busy", NOW)
+    assert not await tasks.finish(page[1]["id"], FinishResult.SUCCESS, "again", NOW)
     async with db.transaction() as tx:
-        await tx.execute("UPDATE tasks SET status = 'delayed' WHERE id = ?", (page[2].id,))
+        await tx.execute("UPDATE tasks SET status = 'delayed' WHERE id = ?", (page[2]["id"],))
 
     for where in (
         TaskFilter(),
@@ -148,13 +148,13 @@ async def test_only_a_waiting_task_changes(db: Database) -> None:
     tasks = TaskRepository(db)
     await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 2, NOW, _render)
     waiting, done = (await tasks.list(queue_id, TaskFilter(), 100, 0))[0]
-    await tasks.finish(done.id, FinishResult.FAILED, "cancelled", NOW)
+    await tasks.finish(done["id"], FinishResult.FAILED, "cancelled", NOW)
     change = TaskInput(a_number="3", b_number="4", name="changed")
 
-    assert await tasks.update(queue_id, waiting.id, change, NOW) is ChangeOutcome.CHANGED
-    assert await tasks.update(queue_id, done.id, change, NOW) is ChangeOutcome.WRONG_STATE
-    assert await tasks.update(queue_id + 1, waiting.id, change, NOW) is ChangeOutcome.NOT_FOUND
-    assert (await tasks.get(queue_id, waiting.id)).name == "changed"  # type: ignore[union-attr]
+    assert await tasks.update(queue_id, waiting["id"], change, NOW) is ChangeOutcome.CHANGED
+    assert await tasks.update(queue_id, done["id"], change, NOW) is ChangeOutcome.WRONG_STATE
+    assert await tasks.update(queue_id + 1, waiting["id"], change, NOW) is ChangeOutcome.NOT_FOUND
+    assert (await tasks.get(queue_id, waiting["id"])).name == "changed"  # type: ignore[union-attr]
 
 
 async def test_queue_delete_is_refused_while_tasks_are_unfinished(db: Database) -> None:
@@ -165,7 +165,7 @@ async def test_queue_delete_is_refused_while_tasks_are_unfinished(db: Database) 
 
     assert await queues.delete("beta", queue_id) is DeleteOutcome.NOT_FOUND
     assert await queues.delete("acme", queue_id) is DeleteOutcome.HAS_UNFINISHED_TASKS
-    await tasks.finish(waiting.id, FinishResult.FAILED, "cancelled", NOW)
+    await tasks.finish(waiting["id"], FinishResult.FAILED, "cancelled", NOW)
     assert await queues.delete("acme", queue_id) is DeleteOutcome.DELETED
     assert await db.fetch_value("SELECT count(*) FROM tasks") == 0
     assert await db.fetch_value("SELECT coalesce(sum(n), 0) FROM task_counts") == 0
