@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+from ami.outcome import CallTracker, Milestone
 from daemon.models import CallRecord
 from daemon.store.calls import call_from_row
 
@@ -31,6 +33,14 @@ _TASK = """SELECT id, scheduler_id, status, finish_result, finish_comment, attem
 _ATTEMPTS_OF_TASK = "SELECT * FROM attempts WHERE task_id = ? ORDER BY attempt_no"
 _ATTEMPT = "SELECT * FROM attempts WHERE call_uuid = ?"
 _EVENTS = "SELECT received_at, event FROM call_events WHERE call_uuid = ? ORDER BY seq"
+
+
+_STEP_WORDS = {
+    Milestone.A_ANSWERED: "A answered",
+    Milestone.B_ANSWERED: "B answered",
+    Milestone.BRIDGED: "A and B bridged",
+    Milestone.ENDED: "last channel gone: the call is over",
+}
 
 
 class TimelineError(Exception):
@@ -104,17 +114,29 @@ def _task_line(row: sqlite3.Row) -> str:
     return "  ".join(parts)
 
 
-def _events(conn: sqlite3.Connection, call_uuid: str) -> list[str]:
-    rows = conn.execute(_EVENTS, (call_uuid,)).fetchall()
+def _events(conn: sqlite3.Connection, call: CallRecord) -> list[str]:
+    """The call's events, each marked with the step of the engine's decision it made
+    (the same pure tracker replays them), and the decision at the end."""
+    rows = conn.execute(_EVENTS, (call.call_uuid,)).fetchall()
     if not rows:
         return ["  no AMI events recorded"]
-    lines = [f"  AMI events ({len(rows)}):"]
+    tracker = CallTracker(call.call_uuid, {}, call.b_number)
+    lines = [f"  AMI events ({len(rows)}), with the engine's decisions:"]
     for row in rows:
         try:
             event = json.loads(row["event"])
         except json.JSONDecodeError:
             event = {"Event": "(unreadable)"}
-        lines.append("    " + event_line(row["received_at"], event))
+        received = datetime.fromisoformat(row["received_at"]).replace(tzinfo=UTC)
+        steps = tracker.feed(event, received)
+        marks = "".join(f"  <- {_STEP_WORDS[step]}" for step in steps)
+        lines.append("    " + event_line(row["received_at"], event) + marks)
+    decided = tracker.outcome()
+    if call.result is not None and decided.result != call.result:
+        # Events lost (link down, daemon killed) and filled in by reconciling.
+        lines.append(f"  decision: {call.result} (the stored events alone say {decided.result})")
+    else:
+        lines.append(f"  decision: {_or_dash(call.result)}: {call.result_comment}")
     return lines
 
 
@@ -137,5 +159,5 @@ def timeline(conn: sqlite3.Connection, ident: str) -> list[str]:
         call = call_from_row(row)
         lines.append("")
         lines.extend(attempt_lines(call))
-        lines.extend(_events(conn, call.call_uuid))
+        lines.extend(_events(conn, call))
     return lines

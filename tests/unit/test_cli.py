@@ -17,6 +17,7 @@ from config import ExtensionProfile, Settings
 from daemon.cli import _parser, main
 from daemon.logsetup import reset_logging
 from daemon.store.db import Database
+from tests.unit.test_outcome import call_uuid, recording
 
 CALL_1 = "3b1f6c1e-0a4e-4d0b-9a51-000000000001"
 CALL_2 = "3b1f6c1e-0a4e-4d0b-9a51-000000000002"
@@ -260,3 +261,49 @@ def test_the_example_config_shows_every_key_of_the_settings() -> None:
         for key in model.model_fields:
             shown = re.search(rf"^(# )?{key} = ", text, re.MULTILINE)
             assert shown or f"[{section}.{key}]" in text, f"{section}.{key}"
+
+
+async def test_call_timeline_marks_the_events_that_decided_a_recorded_success(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    events = recording("success.ami")
+    uuid = call_uuid(events)
+    path = tmp_path / "callbackd.db"
+    await _migrate(path)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO queues (id, client_id, name, create_date) VALUES (1, 'a', 'q', 'x')"
+        )
+        conn.execute(
+            "INSERT INTO tasks (id, scheduler_id, params, status, create_date)"
+            " VALUES (1, 1, '{}', 'finished', 'x')"
+        )
+        conn.execute(
+            "INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan,"
+            " start_time, result, result_comment)"
+            " VALUES (?, 1, 1, 1, 'ended', ?, '2024-03-01 10:00:00', 'success',"
+            " 'A and B connected')",
+            (uuid, json.dumps({"a_numbers": ["1105"], "b_number": "1102"})),
+        )
+        conn.executemany(
+            "INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?)",
+            [(uuid, i, "2024-03-01 10:00:00", json.dumps(ev)) for i, ev in enumerate(events)],
+        )
+
+    code, out, _ = run(capsys, "call", "--store", str(path), uuid)
+
+    assert code == 0
+    marked = [line.split("<- ", 1)[1] for line in out.splitlines() if "<- " in line]
+    assert marked == [
+        "A answered",
+        "B answered",
+        "A and B bridged",
+        "last channel gone: the call is over",
+    ]
+    assert "decision: success: A and B connected" in out
+
+
+async def _migrate(path: Path) -> None:
+    db = await Database.open(path)
+    await db.close()
