@@ -246,6 +246,8 @@ async def bench_fake(args: argparse.Namespace) -> None:
     rate = statistics.median(len(r) / (s / 1000) for r, s in zip(rounds, spans, strict=True) if s)
     span = statistics.median(spans)
     print(f"  one batch of {args.due:,} takes {span:,.0f} ms: {rate:,.0f} Originates/s")
+    each = ", ".join(f"{min(ms):.0f}/{max(ms):.0f}" for ms in rounds)
+    print(f"  per round, first/last in ms: {each}")
 
 
 # --- pbx: callbacks/s and CPU per callback ------------------------------------------------
