@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ from ami.client import (
 from ami.events import AmiEvent, ConnectionChange, linkedid, name, uniqueid
 from ami.originate import (
     REQUIRED_CONTEXTS,
+    CallRequest,
     a_dial_strings,
     channel,
     dial_string_of,
@@ -45,7 +46,13 @@ from daemon.metrics import Metrics
 from daemon.models import format_time, parse_time
 from daemon.plan import plan_attempt, profile_for
 from daemon.retry import NextStep, RetryRules, next_step, progress_after
-from daemon.store.attempts import AttemptRepository, LiveAttempt, StoredEvent, TaskRecord
+from daemon.store.attempts import (
+    AttemptRepository,
+    Claim,
+    LiveAttempt,
+    StoredEvent,
+    TaskRecord,
+)
 
 log = structlog.get_logger("callbackd.engine")
 
@@ -158,28 +165,55 @@ class CallEngine:
     # --- placing and hanging up ----------------------------------------------------
 
     async def place(self, record: TaskRecord) -> str | None:
-        """Start the task's next attempt: claim it and write the attempt row, then send
-        the one Originate. Returns the call uuid, or None if nothing was started (the
-        task is no longer waiting, or AMI is not ready; no attempt is used then)."""
-        if not self.ready:
-            return None
-        attempt_no = record.attempts_made + 1
-        call_uuid = str(uuid.uuid4())
-        request, plan = plan_attempt(record, self._settings(), attempt_no, call_uuid)
+        """Start the task's next attempt; see `place_many`."""
+        started = await self.place_many([record])
+        return started.get(record.id)
+
+    async def place_many(self, records: Sequence[TaskRecord]) -> dict[int, str]:
+        """Start the next attempt of each task: claim them and write their attempt rows
+        in one transaction, then send each one Originate (all in flight together).
+        Returns task id -> call uuid of what started; a task that is no longer waiting,
+        or all of them while AMI is not ready, start nothing and use no attempt."""
+        if not self.ready or not records:
+            return {}
         now = self._clock.now()
-        if not await self._attempts.claim(
-            record.id, record.scheduler_id, call_uuid, attempt_no, plan, now
-        ):
-            return None
-        call = self._follow(call_uuid, record.id, attempt_no, a_dial_strings(request))
-        call.tracker.b_number = request.b_number
-        call.silence_limit = timedelta(seconds=request.a_ring_timeout + request.b_ring_timeout + 60)
-        call.last_event_at = now
-        await self.listener.attempt_started(record, call_uuid)
+        settings = self._settings()
+        planned = []
+        for record in records:
+            attempt_no = record.attempts_made + 1
+            call_uuid = str(uuid.uuid4())
+            request, plan = plan_attempt(record, settings, attempt_no, call_uuid)
+            claim = Claim(record.id, record.scheduler_id, call_uuid, attempt_no, plan)
+            planned.append((record, request, claim))
+        claimed = await self._attempts.claim([claim for _, _, claim in planned], now)
+        calls = []
+        for record, request, claim in planned:
+            if claim.call_uuid not in claimed:
+                continue
+            call = self._follow(
+                claim.call_uuid, record.id, claim.attempt_no, a_dial_strings(request)
+            )
+            call.tracker.b_number = request.b_number
+            call.silence_limit = timedelta(
+                seconds=request.a_ring_timeout + request.b_ring_timeout + 60
+            )
+            call.last_event_at = now
+            await self.listener.attempt_started(record, claim.call_uuid)
+            calls.append((record, request, call))
+        sent = await asyncio.gather(*(self._originate(*c) for c in calls))
+        return {
+            record.id: call.call_uuid
+            for (record, _, call), ok in zip(calls, sent, strict=True)
+            if ok
+        }
+
+    async def _originate(self, record: TaskRecord, request: CallRequest, call: ActiveCall) -> bool:
+        """Send the attempt's one Originate; False if it was certainly not sent."""
+        call_uuid = call.call_uuid
         if call.cancelled:
             call.log().info("cancelled before the Originate; nothing is sent")
             self._close(call, self._clock.now())
-            return call_uuid
+            return True
         try:
             await self.ami.originate(originate_fields(request))
         except AmiNotConnected:
@@ -187,7 +221,7 @@ class CallEngine:
             del self.calls[call_uuid]
             await self._attempts.release(record.id, call_uuid, self._clock.now())
             await self.listener.attempt_withdrawn(record.id)
-            return None
+            return False
         except AmiActionError as exc:
             call.log().warning("originate refused", reason=exc.message)
             call.tracker.originate_failed = True
@@ -197,7 +231,7 @@ class CallEngine:
             # It may ring: never resend. Reconcile or the watchdog settles it.
             call.log().warning("originate unanswered; the call is followed by its events")
         call.log().info("originate sent", a_numbers=request.a_numbers, b_number=request.b_number)
-        return call_uuid
+        return True
 
     async def hang_up_task(self, task_id: int) -> bool:
         """Hang up every channel of the task's call in progress."""

@@ -116,32 +116,34 @@ class Scheduler:
         full_queues = {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
         rows = await self._due_rows(now, queues.keys() - full_queues)
         blocked: list[int] = []
-        started = 0
+        batch: list[TaskRecord] = []
+        due: dict[int, datetime] = {}
+        in_flight = len(self.running)
         for row in rows:
             record = task_record(row)
             ext = record.task.extension_id
             ext_limit = profile_for(settings, ext).max_concurrent
             if (
-                len(self.running) >= settings.calls.max_concurrent
+                in_flight >= settings.calls.max_concurrent
                 or per_queue[record.scheduler_id] >= queues[record.scheduler_id]
                 or (ext_limit is not None and per_extension[ext] >= ext_limit)
             ):
                 blocked.append(record.id)
                 continue
-            due = parse_time(row["next_attempt"])
-            call_uuid = await self._engine.place(record)
-            if call_uuid is None:
-                if not self._engine.ready:
-                    break
-                continue
-            started += 1
+            batch.append(record)
+            due[record.id] = parse_time(row["next_attempt"])
+            in_flight += 1
             per_queue[record.scheduler_id] += 1
             per_extension[ext] += 1
-            if self._metrics is not None:
-                latency = (self._clock.now() - due).total_seconds()
+        # One claim transaction for the whole pass, then every Originate in flight.
+        started = await self._engine.place_many(batch)
+        if self._metrics is not None:
+            sent_at = self._clock.now()
+            for task_id in started:
+                latency = (sent_at - due[task_id]).total_seconds()
                 self._metrics.dispatch_latency.observe(max(latency, 0.0))
         await self._mark_waiting_for_slot(blocked, full_queues, now)
-        return started, len(rows) == DUE_BATCH
+        return len(started), len(rows) == DUE_BATCH
 
     async def _due_rows(self, now: datetime, queue_ids: set[int]) -> list[sqlite3.Row]:
         if not queue_ids:
@@ -149,8 +151,10 @@ class Scheduler:
         marks = ", ".join("?" * len(queue_ids))
         statuses = ", ".join(f"'{s}'" for s in WAITING_STATUSES)
         sql = (
+            # The unary + keeps SQLite on the due-time index (tasks_due), which returns
+            # rows already in order; the queue/status index would sort every waiting task.
             "SELECT * FROM tasks WHERE next_attempt IS NOT NULL AND next_attempt <= ? "  # noqa: S608
-            f"AND status IN ({statuses}) AND scheduler_id IN ({marks}) "
+            f"AND +status IN ({statuses}) AND +scheduler_id IN ({marks}) "
             "ORDER BY next_attempt, id LIMIT ?"
         )
         return list(await self._db.fetch_all(sql, [format_time(now), *queue_ids, DUE_BATCH]))

@@ -57,6 +57,17 @@ def task_record(row: sqlite3.Row) -> TaskRecord:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One attempt about to start: the task it belongs to and what it will dial."""
+
+    task_id: int
+    scheduler_id: int
+    call_uuid: str
+    attempt_no: int
+    plan: CallPlan
+
+
+@dataclass(frozen=True)
 class LiveAttempt:
     call_uuid: str
     task_id: int
@@ -96,39 +107,38 @@ class AttemptRepository:
         row = await self._db.fetch_one(q("select_task_by_id"), {"id": task_id})
         return None if row is None else task_record(row)
 
-    async def claim(
-        self,
-        task_id: int,
-        scheduler_id: int,
-        call_uuid: str,
-        attempt_no: int,
-        plan: CallPlan,
-        now: datetime,
-    ) -> bool:
-        """Mark the task `executed` and write its attempt row, in one transaction, before
-        anything is sent to Asterisk. False if the task is no longer waiting."""
+    async def claim(self, claims: Sequence[Claim], now: datetime) -> set[str]:
+        """Mark each task `executed` and write its attempt row, all in one transaction,
+        before anything is sent to Asterisk. Returns the call uuids of the claims that
+        held (a task no longer waiting is skipped)."""
         when = format_time(now)
+        claimed: set[str] = set()
         async with self._db.transaction() as tx:
-            cursor = await tx.execute(q("claim_task"), {"id": task_id, "call_uuid": call_uuid})
-            if cursor.rowcount != 1:
-                return False
-            await tx.execute(
-                q("insert_attempt"),
-                {
-                    "call_uuid": call_uuid,
-                    "task_id": task_id,
-                    "attempt_no": attempt_no,
-                    "scheduler_id": scheduler_id,
-                    "plan": plan.model_dump_json(),
-                    "now": when,
-                },
-            )
-            await tx.execute(
-                q("touch_queue_last_call"), {"scheduler_id": scheduler_id, "now": when}
-            )
-            event = WebhookEvent.BEFORE if attempt_no == 1 else WebhookEvent.BEFORE_AGAIN
-            await enqueue_webhook(tx, event, task_id, call_uuid, when)
-        return True
+            for claim in claims:
+                cursor = await tx.execute(
+                    q("claim_task"), {"id": claim.task_id, "call_uuid": claim.call_uuid}
+                )
+                if cursor.rowcount != 1:
+                    continue
+                await tx.execute(
+                    q("insert_attempt"),
+                    {
+                        "call_uuid": claim.call_uuid,
+                        "task_id": claim.task_id,
+                        "attempt_no": claim.attempt_no,
+                        "scheduler_id": claim.scheduler_id,
+                        "plan": claim.plan.model_dump_json(),
+                        "now": when,
+                    },
+                )
+                await tx.execute(
+                    q("touch_queue_last_call"), {"scheduler_id": claim.scheduler_id, "now": when}
+                )
+                first = claim.attempt_no == 1
+                event = WebhookEvent.BEFORE if first else WebhookEvent.BEFORE_AGAIN
+                await enqueue_webhook(tx, event, claim.task_id, claim.call_uuid, when)
+                claimed.add(claim.call_uuid)
+        return claimed
 
     async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
         """Undo a claim whose Originate was certainly never sent: no attempt is used."""
