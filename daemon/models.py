@@ -50,12 +50,18 @@ class FinishResult(StrEnum):
 WAITING_STATUSES = (TaskStatus.SCHEDULED, TaskStatus.DELAYED, TaskStatus.DELAYED_CONCURRENT)
 
 
+# isoformat/fromisoformat are C fast paths; strftime/strptime cost several times more,
+# and these run for every task of a 10,000-task POST.
+_UTC_TEXT_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?")
+
+
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+    """UTC text `YYYY-MM-DD HH:MM:SS` (TIME_FORMAT)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "seconds")
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def _safe_text(value: str) -> str:
@@ -85,11 +91,11 @@ def _start_time(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("must be a string 'YYYY-MM-DD HH:MM[:SS]' (UTC) or ISO 8601")
     text = value.strip()
-    for fmt in (TIME_FORMAT, "%Y-%m-%d %H:%M"):
+    if _UTC_TEXT_RE.fullmatch(text):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
         except ValueError:
-            pass
+            raise ValueError("is not a valid date and time") from None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:

@@ -135,13 +135,20 @@ class Scheduler:
             in_flight += 1
             per_queue[record.scheduler_id] += 1
             per_extension[ext] += 1
-        # One claim transaction for the whole pass, then every Originate in flight.
-        started = await self._engine.place_many(batch)
-        if self._metrics is not None:
-            sent_at = self._clock.now()
-            for task_id in started:
-                latency = (sent_at - due[task_id]).total_seconds()
-                self._metrics.dispatch_latency.observe(max(latency, 0.0))
+        # Claims go in growing chunks, one transaction each, with the chunk's Originates
+        # in flight together: the first in line waits for a small transaction, the rest
+        # share the cost of large ones.
+        started: dict[int, str] = {}
+        for chunk in _growing_chunks(batch):
+            placed = await self._engine.place_many(chunk)
+            started |= placed
+            if self._metrics is not None:
+                sent_at = self._clock.now()
+                for task_id in placed:
+                    latency = (sent_at - due[task_id]).total_seconds()
+                    self._metrics.dispatch_latency.observe(max(latency, 0.0))
+            if not self._engine.ready:
+                break
         await self._mark_waiting_for_slot(blocked, full_queues, now)
         return len(started), len(rows) == DUE_BATCH
 
@@ -181,6 +188,16 @@ class Scheduler:
                     "AND status IN ('scheduled', 'delayed')",
                     [*full_queues, format_time(now)],
                 )
+
+
+def _growing_chunks(items: list[TaskRecord], first: int = 4) -> list[list[TaskRecord]]:
+    """[4 items, 16, 64, 256, ...] until the list is used up."""
+    chunks, size, start = [], first, 0
+    while start < len(items):
+        chunks.append(items[start : start + size])
+        start += size
+        size *= 4
+    return chunks
 
 
 class EngineEvents:
