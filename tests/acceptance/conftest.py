@@ -118,6 +118,32 @@ class Daemon:
 DaemonStarter = Callable[[], Awaitable[Daemon]]
 
 
+async def launch(config: Path, port: int, session: aiohttp.ClientSession) -> Daemon:
+    """`callbackd run --config` as a subprocess (no CALLBACKD_* variables or systemd
+    credentials of the test run leak into it), returned once /healthz answers."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CALLBACKD_")}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    process = await asyncio.create_subprocess_exec(
+        *callbackd_command(),
+        "run",
+        "--config",
+        str(config),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    daemon = Daemon(process, port)
+    try:
+        await daemon.wait_ready(session)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise
+    return daemon
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -132,30 +158,11 @@ async def start_daemon(
     """Start `callbackd run` on one config and store; call again to restart it there."""
     port = free_port()
     config = write_config(tmp_path, port)
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CALLBACKD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
     started: list[Daemon] = []
 
     async def start() -> Daemon:
-        process = await asyncio.create_subprocess_exec(
-            *callbackd_command(),
-            "run",
-            "--config",
-            str(config),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        daemon = Daemon(process, port)
+        daemon = await launch(config, port, session)
         started.append(daemon)
-        try:
-            await daemon.wait_ready(session)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            raise
         return daemon
 
     yield start

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from tests.acceptance.conftest import TOKEN, Daemon, answer, callbackd_command
+from tests.acceptance.conftest import TOKEN, Daemon, answer
 from tests.pbx import AmiMessage, TestPbx, _read_message, _render, ami_action
 from tests.webhook_receiver import WebhookReceiver
 
@@ -90,31 +89,6 @@ format = "json"
 """
     )
     return path
-
-
-async def launch(config: Path, port: int, session: aiohttp.ClientSession) -> Daemon:
-    """`callbackd run --config` as a subprocess, returned once /healthz answers."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CALLBACKD_")}
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    process = await asyncio.create_subprocess_exec(
-        *callbackd_command(),
-        "run",
-        "--config",
-        str(config),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    daemon = Daemon(process, port)
-    try:
-        await daemon.wait_ready(session)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    return daemon
 
 
 async def poll(

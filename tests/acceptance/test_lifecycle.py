@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.acceptance.conftest import TOKEN, Daemon, free_port
+from tests.acceptance.conftest import TOKEN, Daemon, free_port, launch
 from tests.acceptance.lifecycle_helpers import (
     POLL,
     SECRET,
@@ -24,7 +24,6 @@ from tests.acceptance.lifecycle_helpers import (
     Api,
     a_task,
     fresh_busy_once_number,
-    launch,
     parse_utc,
     phone_report,
     poll,
