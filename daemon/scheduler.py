@@ -14,7 +14,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -23,7 +23,7 @@ from config import Settings
 from daemon.clock import Clock, sleep_until_woken
 from daemon.engine import CallEngine
 from daemon.metrics import Metrics
-from daemon.models import WAITING_STATUSES, format_time, parse_time
+from daemon.models import WAITING_STATUSES, TaskStatus, format_time, parse_time
 from daemon.plan import profile_for
 from daemon.retry import NextStep
 from daemon.store.attempts import TaskRecord, task_record
@@ -33,6 +33,7 @@ from daemon.store.queries import q
 log = structlog.get_logger("callbackd.scheduler")
 
 DUE_BATCH = 200
+FULL_MARK_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class Scheduler:
         self._woken = asyncio.Event()
         self._paused = False
         self.running: dict[int, Running] = {}  # task id -> where its call counts
+        self._full_marked: tuple[frozenset[int], datetime] = (
+            frozenset(),
+            datetime.min.replace(tzinfo=UTC),
+        )
 
     def wake(self) -> None:
         self._woken.set()
@@ -113,23 +118,30 @@ class Scheduler:
         }
         per_queue = Counter(r.scheduler_id for r in self.running.values())
         per_extension = Counter(r.extension_id for r in self.running.values())
-        full_queues = {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
+        in_flight = len(self.running)
+        if in_flight >= settings.calls.max_concurrent:
+            # The PBX is full: every queue waits, and no due row needs reading.
+            full_queues = set(queues)
+        else:
+            full_queues = {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
         rows = await self._due_rows(now, queues.keys() - full_queues)
         blocked: list[int] = []
         batch: list[TaskRecord] = []
         due: dict[int, datetime] = {}
-        in_flight = len(self.running)
         for row in rows:
-            record = task_record(row)
-            ext = record.task.extension_id
+            # Only the extension is needed to check the limits; the task is read in full
+            # (and validated) only if it starts.
+            ext = json.loads(row["params"]).get("extension_id")
             ext_limit = profile_for(settings, ext).max_concurrent
             if (
                 in_flight >= settings.calls.max_concurrent
-                or per_queue[record.scheduler_id] >= queues[record.scheduler_id]
+                or per_queue[row["scheduler_id"]] >= queues[row["scheduler_id"]]
                 or (ext_limit is not None and per_extension[ext] >= ext_limit)
             ):
-                blocked.append(record.id)
+                if row["status"] != TaskStatus.DELAYED_CONCURRENT:
+                    blocked.append(row["id"])
                 continue
+            record = task_record(row)
             batch.append(record)
             due[record.id] = parse_time(row["next_attempt"])
             in_flight += 1
@@ -169,7 +181,14 @@ class Scheduler:
     async def _mark_waiting_for_slot(
         self, task_ids: list[int], full_queues: set[int], now: datetime
     ) -> None:
-        """Due tasks held back by a limit show `delayed_concurrent_task`."""
+        """Due tasks held back by a limit show `delayed_concurrent_task`. The tasks of
+        full queues are marked when the set of full queues changes, and at most once a
+        second otherwise (new tasks come in), not after every ended call."""
+        marked_set, marked_at = self._full_marked
+        if full_queues and full_queues == marked_set and now - marked_at < FULL_MARK_EVERY:
+            full_queues = set()
+        elif full_queues:
+            self._full_marked = (frozenset(full_queues), now)
         if not task_ids and not full_queues:
             return
         async with self._db.transaction() as tx:
