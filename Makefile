@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= var/callbackd.toml
 
-.PHONY: run test lint typecheck pytest systemd-analyze testpbx-start testpbx-stop bench clean
+.PHONY: run test lint typecheck pytest systemd-analyze testpbx-start testpbx-stop bench soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ systemd-analyze:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# Soak on the test PBX (root, tools/testpbx running; not part of `make test`): 100,000
+# tasks, calls flowing for MINUTES (default 10) with each fault injected once; prints
+# its report and writes bench/out/soak-<timestamp>.json (bench/README.md, "Soak").
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(if $(MINUTES),--minutes $(MINUTES))
 
 clean:
 	rm -rf $(VENV) var
