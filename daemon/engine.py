@@ -57,6 +57,8 @@ from daemon.store.attempts import (
 log = structlog.get_logger("callbackd.engine")
 
 EVENT_FLUSH_INTERVAL = 0.5
+# The manager's answer to an Originate while Asterisk shuts down or restarts.
+_TRANSIENT_REFUSAL = "shutting down"
 WATCHDOG_INTERVAL = 5.0
 
 
@@ -106,6 +108,9 @@ class ActiveCall:
     # Set by a cancel: a channel of this call that appears from now on is hung up, and
     # an Originate not sent yet is not sent at all.
     cancelled: bool = False
+    # Set when the call was found gone without the events of its end (link down,
+    # daemon restarted, Asterisk restarted): its result is not known.
+    interrupted: bool = False
 
     def log(self) -> Any:
         return call_log(self.task_id, self.attempt_no, self.call_uuid)
@@ -218,11 +223,15 @@ class CallEngine:
             await self.ami.originate(originate_fields(request))
         except AmiNotConnected:
             # Certainly not sent: give the attempt back.
-            del self.calls[call_uuid]
-            await self._attempts.release(record.id, call_uuid, self._clock.now())
-            await self.listener.attempt_withdrawn(record.id)
+            await self._give_back(record, call_uuid)
             return False
         except AmiActionError as exc:
+            if _TRANSIENT_REFUSAL in exc.message.lower():
+                # Asterisk refused it only because it is stopping: nothing rang, so the
+                # attempt is given back and the task starts again once AMI is back.
+                call.log().info("originate refused while Asterisk stops; attempt given back")
+                await self._give_back(record, call_uuid)
+                return False
             call.log().warning("originate refused", reason=exc.message)
             call.tracker.originate_failed = True
             call.tracker.rejected = True
@@ -232,6 +241,12 @@ class CallEngine:
             call.log().warning("originate unanswered; the call is followed by its events")
         call.log().info("originate sent", a_numbers=request.a_numbers, b_number=request.b_number)
         return True
+
+    async def _give_back(self, record: TaskRecord, call_uuid: str) -> None:
+        """Undo a claim whose Originate rang nobody: no attempt is used."""
+        del self.calls[call_uuid]
+        await self._attempts.release(record.id, call_uuid, self._clock.now())
+        await self.listener.attempt_withdrawn(record.id)
 
     async def hang_up_task(self, task_id: int) -> bool:
         """Hang up every channel of the task's call in progress."""
@@ -314,8 +329,9 @@ class CallEngine:
 
     async def _finish(self, call: ActiveCall) -> None:
         outcome = call.tracker.outcome()
-        if call.cancelled and not outcome.success:
-            outcome = replace(outcome, result=Result.CANCELLED, comment=COMMENTS[Result.CANCELLED])
+        if not outcome.success and (call.cancelled or call.interrupted):
+            result = Result.CANCELLED if call.cancelled else Result.INTERRUPTED
+            outcome = replace(outcome, result=result, comment=COMMENTS[result])
         record = await self._attempts.task(call.task_id)
         if record is None:
             self.calls.pop(call.call_uuid, None)
@@ -406,7 +422,8 @@ class CallEngine:
                 call.last_event_at = now
                 call.log().info("call still up; following it", channels=len(present))
             else:
-                call.log().warning("call gone without its end; closing it")
+                call.log().warning("call gone without its end; closing it as interrupted")
+                call.interrupted = True
                 self._close(call, now)
 
     async def _adopt(self, live: LiveAttempt) -> None:

@@ -255,3 +255,36 @@ async def test_a_cancel_before_the_originate_is_sent_rings_nobody(world: World) 
     assert world.originated() == []
     [call] = await world.db.fetch_all("SELECT result, state FROM attempts")
     assert (call["result"], call["state"]) == ("cancelled", "ended")
+
+
+async def test_a_call_found_gone_after_a_reconnect_is_closed_as_interrupted(
+    world: World,
+) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1, try_count=2, try_again_pause=30)
+    await world.scheduler.dispatch_due()
+    [originate] = world.originated()
+    ended = asyncio.Event()
+    world.engine.listener = EndSignal(world.engine.listener, None, ended)
+
+    await world.fake.drop_connections()  # the PBX lists no channel of the call any more
+    async with asyncio.timeout(10):
+        await ended.wait()
+
+    [call] = await world.db.fetch_all("SELECT call_uuid, result FROM attempts")
+    assert (call["call_uuid"], call["result"]) == (header(originate, "ChannelId"), "interrupted")
+    [task] = (await TaskRepository(world.db).list(queue_id, TaskFilter(), 10, 0))[0]
+    assert (task["status"], task["finish_comment"]) == ("delayed", "interrupted")
+
+
+async def test_an_originate_refused_while_asterisk_stops_uses_no_attempt(world: World) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1)
+    world.fake.originate_error = "Asterisk is shutting down"
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 1
+    assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 0
+    [task] = (await TaskRepository(world.db).list(queue_id, TaskFilter(), 10, 0))[0]
+    assert (task["status"], task["attempts_made"]) == ("scheduled", 0)
