@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
@@ -473,17 +474,25 @@ class CallEngine:
                 log.warning("watchdog check failed", error=str(exc))
 
     async def _flush_events(self) -> None:
-        batch: list[StoredEvent] = []
-        for call in self.calls.values():
-            if not call.closing and call.pending_events:
-                batch.extend(call.pending_events)
-                call.pending_events = []
+        taken = [
+            (call, len(call.pending_events))
+            for call in self.calls.values()
+            if not call.closing and call.pending_events
+        ]
+        batch = [ev for call, n in taken for ev in call.pending_events[:n]]
         await self._attempts.save_events(batch)
+        # Dropped from the buffers only once stored; events that came meanwhile stay.
+        for call, n in taken:
+            call.pending_events = call.pending_events[n:]
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(seconds)
-            await job()
+            try:
+                await job()
+            except sqlite3.OperationalError as exc:
+                # A full disk or a locked file passes; the job runs again next tick.
+                log.error("store refused a write; trying again", job=job.__name__, error=str(exc))
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)

@@ -34,6 +34,7 @@ log = structlog.get_logger("callbackd.scheduler")
 
 DUE_BATCH = 200
 FULL_MARK_EVERY = timedelta(seconds=1)
+STORE_RETRY = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,13 @@ class Scheduler:
         await self._load_running()
         while True:
             self._woken.clear()
-            wake_at = None if self._paused else await self.dispatch_due()
+            try:
+                wake_at = None if self._paused else await self.dispatch_due()
+            except sqlite3.OperationalError as exc:
+                # A full disk or a locked file passes; starting nothing until it does
+                # is right, stopping the daemon is not.
+                log.error("store refused a write; trying again shortly", error=str(exc))
+                wake_at = self._clock.now() + STORE_RETRY
             await sleep_until_woken(self._clock, self._woken, wake_at)
 
     async def _load_running(self) -> None:

@@ -138,7 +138,9 @@ SELECT * FROM attempts WHERE state != 'ended' ORDER BY start_time;
 SELECT * FROM attempts WHERE call_uuid = :call_uuid;
 
 -- name: insert_call_event
-INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?);
+-- OR IGNORE: an event is keyed by (call, seq), and a periodic flush and the end of the
+-- call may both carry it.
+INSERT OR IGNORE INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?);
 
 -- name: max_event_seq
 SELECT coalesce(max(seq), 0) FROM call_events WHERE call_uuid = :call_uuid;
