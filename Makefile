@@ -36,8 +36,14 @@ systemd-analyze:
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && \
 		apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
 
+# Every benchmark in turn (bench/README.md); each prints its figures and its command.
+# The PBX ones need the test PBX running (tools/testpbx start).
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bench_api
+	$(BIN)/python -m bench.bench_ami
+	$(BIN)/python -m bench.bench_ami --pbx
+	$(BIN)/python -m bench.bench_dispatch fake
+	$(BIN)/python -m bench.bench_dispatch pbx
 
 # Soak on the test PBX (root, tools/testpbx running; not part of `make test`): 100,000
 # tasks, calls flowing for MINUTES (default 10) with each fault injected once; prints
