@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from daemon.models import PATTERN_MESSAGES
+from daemon.store.db import StoreUnavailable
 
 PROBLEM_TYPE = "application/problem+json"
 log = structlog.get_logger("callbackd.api")
@@ -119,6 +120,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = Problem(exc.status, detail).response()
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except StoreUnavailable as exc:
+        log.error("request not stored", method=request.method, path=request.path, error=str(exc))
+        response = Problem(503, "the store cannot take writes right now; try again").response()
+        response.headers["Retry-After"] = "5"
         return response
     except Exception:
         log.exception("request failed", method=request.method, path=request.path)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,6 +53,7 @@ from daemon.store.attempts import (
     StoredEvent,
     TaskRecord,
 )
+from daemon.store.db import StoreUnavailable
 
 log = structlog.get_logger("callbackd.engine")
 
@@ -490,7 +490,7 @@ class CallEngine:
             await asyncio.sleep(seconds)
             try:
                 await job()
-            except sqlite3.OperationalError as exc:
+            except StoreUnavailable as exc:
                 # A full disk or a locked file passes; the job runs again next tick.
                 log.error("store refused a write; trying again", job=job.__name__, error=str(exc))
 

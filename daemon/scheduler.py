@@ -27,7 +27,7 @@ from daemon.models import WAITING_STATUSES, TaskStatus, format_time, parse_time
 from daemon.plan import profile_for
 from daemon.retry import NextStep
 from daemon.store.attempts import TaskRecord, task_record
-from daemon.store.db import Database
+from daemon.store.db import Database, StoreUnavailable
 from daemon.store.queries import q
 
 log = structlog.get_logger("callbackd.scheduler")
@@ -90,7 +90,7 @@ class Scheduler:
             self._woken.clear()
             try:
                 wake_at = None if self._paused else await self.dispatch_due()
-            except sqlite3.OperationalError as exc:
+            except StoreUnavailable as exc:
                 # A full disk or a locked file passes; starting nothing until it does
                 # is right, stopping the daemon is not.
                 log.error("store refused a write; trying again shortly", error=str(exc))

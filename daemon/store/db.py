@@ -34,6 +34,11 @@ class StoreError(Exception):
     """The store cannot be opened or migrated."""
 
 
+class StoreUnavailable(Exception):
+    """A write could not be committed now (disk full, file locked); nothing of it is
+    kept, and the same write may succeed later."""
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
@@ -70,13 +75,19 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A durable write transaction; rolled back if the block raises."""
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
-                yield self._writer
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            await self._writer.execute("COMMIT")
+                await self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._writer
+                except BaseException:
+                    if self._writer.in_transaction:
+                        await self._writer.execute("ROLLBACK")
+                    raise
+                await self._writer.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._writer.in_transaction:
+                    await self._writer.execute("ROLLBACK")
+                raise StoreUnavailable(f"the store refused a write: {exc}") from exc
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         async with self._reader.execute(sql, params) as cursor:
@@ -95,7 +106,7 @@ class Database:
         try:
             async with asyncio.timeout(2), self.transaction() as tx:
                 await tx.execute("SELECT 1")
-        except (sqlite3.Error, TimeoutError):
+        except (sqlite3.Error, StoreUnavailable, TimeoutError):
             return False
         return True
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from daemon.models import FinishResult, QueueInput, TaskInput, TaskOutput, TaskStatus
-from daemon.store.db import Database, schema_version
+from daemon.store.db import Database, StoreUnavailable, schema_version
 from daemon.store.queries import migrations
 from daemon.store.queues import DeleteOutcome, QueueRepository
 from daemon.store.tasks import (
@@ -187,3 +187,19 @@ async def test_task_list_queries_use_an_index(db: Database, where: TaskFilter) -
 
     assert "USING COVERING INDEX" in plan, plan
     assert "SCAN" not in plan, plan
+
+
+async def test_a_write_the_store_refuses_is_store_unavailable_and_leaves_nothing(
+    db: Database,
+) -> None:
+    queue_id = await _queue(db)
+    with pytest.raises(StoreUnavailable):
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE queues SET name = 'changed' WHERE id = ?", (queue_id,))
+            # What a full disk or a locked file raises inside a write.
+            await tx.execute("INSERT INTO no_such_table VALUES (1)")
+
+    queue = await QueueRepository(db).get("acme", queue_id)
+    assert queue is not None and queue.name == "q"
+    async with db.transaction() as tx:  # the connection is usable again
+        await tx.execute("UPDATE queues SET name = 'later' WHERE id = ?", (queue_id,))
