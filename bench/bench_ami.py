@@ -51,11 +51,11 @@ from ami.protocol import split_blocks
 from config import Settings
 from config.settings import LogSettings
 from daemon.clock import SystemClock, now_text
-from daemon.engine import CallEngine
+from daemon.engine import CallEngine, NoListener
 from daemon.logsetup import configure_logging
 from daemon.models import QueueInput, TaskInput, TaskStatus
 from daemon.retry import NextStep
-from daemon.store.attempts import AttemptRepository, StoredEvent, TaskRecord
+from daemon.store.attempts import AttemptRepository, Claim, StoredEvent, TaskRecord
 from daemon.store.db import Database
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskRepository
@@ -151,8 +151,8 @@ class NoStore(AttemptRepository):
     async def task(self, task_id: int) -> TaskRecord | None:
         return self.records.get(task_id)
 
-    async def claim(self, *args: Any) -> bool:
-        return True
+    async def claim(self, claims: Sequence[Claim], now: datetime) -> set[str]:
+        return {claim.call_uuid for claim in claims}
 
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
         return None
@@ -171,7 +171,7 @@ class NoStore(AttemptRepository):
 
 
 @dataclass
-class Tally:
+class Tally(NoListener):
     """The engine's listener: counts closed attempts and resolves when all are."""
 
     expected: int
@@ -184,12 +184,6 @@ class Tally:
     async def attempt_started(self, record: TaskRecord, call_uuid: str) -> None:
         if self.delivered is not None:
             self.delivered[call_uuid] = [0, 0]
-
-    async def call_bridged(self, task_id: int, call_uuid: str) -> None:
-        return None
-
-    async def attempt_withdrawn(self, task_id: int) -> None:
-        return None
 
     async def attempt_ended(
         self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None

@@ -35,7 +35,12 @@ def free_port() -> int:
         return port
 
 
-def write_config(directory: Path, port: int) -> Path:
+def write_config(directory: Path, port: int, ami: str | None = None, extra: str = "") -> Path:
+    """The daemon's config: API on `port` with the acme token, the store in `directory`,
+    JSON logs; `ami` is the [ami] section (default: a port nobody listens on) and
+    `extra` more sections."""
+    if ami is None:
+        ami = f'host = "127.0.0.1"\nport = {free_port()}\nsecret = "unused"\n'
     path = directory / "callbackd.toml"
     path.write_text(
         f"""
@@ -48,10 +53,8 @@ listen = "127.0.0.1:{port}"
 path = "{directory / "callbackd.db"}"
 
 [ami]
-host = "127.0.0.1"
-port = {free_port()}
-secret = "unused"
-
+{ami}
+{extra}
 [log]
 level = "info"
 format = "json"

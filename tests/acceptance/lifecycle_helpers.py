@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from tests.acceptance.conftest import TOKEN, Daemon, answer
+from tests.acceptance.conftest import Daemon, answer, write_config
 from tests.pbx import AmiMessage, TestPbx, _read_message, _render, ami_action
 from tests.webhook_receiver import WebhookReceiver
 
@@ -56,24 +56,15 @@ def write_pbx_config(directory: Path, port: int, pbx: TestPbx, **calls: int) -> 
     timeouts (overridable), signed webhooks and 127.0.0.1 allowed as a webhook target."""
     ring = {"a_ring_timeout": 5, "b_ring_timeout": 5} | calls
     calls_keys = "".join(f"{key} = {value}\n" for key, value in ring.items())
-    path = directory / "callbackd.toml"
-    path.write_text(
+    ami = (
+        f'host = "{pbx.host}"\nport = {pbx.port}\nusername = "{pbx.username}"\n'
+        f'secret = "{pbx.secret}"\nping_interval = 2.0\n'
+    )
+    return write_config(
+        directory,
+        port,
+        ami,
         f"""
-[api]
-listen = "127.0.0.1:{port}"
-[api.tokens]
-"{TOKEN}" = "acme"
-
-[store]
-path = "{directory / "callbackd.db"}"
-
-[ami]
-host = "{pbx.host}"
-port = {pbx.port}
-username = "{pbx.username}"
-secret = "{pbx.secret}"
-ping_interval = 2.0
-
 [calls]
 a_channel = "{PHONES}"
 b_channel = "{PHONES}"
@@ -82,13 +73,8 @@ b_channel = "{PHONES}"
 secret = "{SECRET}"
 deny_networks = []
 max_attempts = 3
-
-[log]
-level = "info"
-format = "json"
-"""
+""",
     )
-    return path
 
 
 async def poll(
