@@ -43,7 +43,7 @@ from daemon.netguard import (
     literal_denied,
     parse_networks,
 )
-from daemon.store.db import Database
+from daemon.store.db import Database, StoreUnavailable
 from daemon.store.queries import q
 from daemon.webhook_signing import SigningError, webhook_headers
 
@@ -54,6 +54,10 @@ BACKOFF_STEPS = (5, 30, 120, 600, 1800)
 BACKOFF_CAP = 3600
 DEFAULT_CONCURRENCY = 16
 USER_AGENT = "callbackd"
+# Seconds before recording a try's result again while the store refuses writes: doubling
+# from the first to the cap, so a full disk costs a few attempts a minute, not a hot loop.
+STORE_RETRY_FIRST = 1.0
+STORE_RETRY_CAP = 30.0
 _ERROR_LIMIT = 200
 
 Result = Literal["delivered", "failed", "given_up", "denied"]
@@ -208,8 +212,9 @@ class WebhookOutbox:
             event.set()
 
     async def run(self) -> None:
-        """Deliver webhooks as they fall due, until cancelled. A delivery that fails for
-        a reason other than the receiver (the store, a bug) ends `run` with that error."""
+        """Deliver webhooks as they fall due, until cancelled. A store that refuses
+        writes for a while only delays the recording of results; a delivery that fails
+        for another reason (the store gone, a bug) ends `run` with that error."""
         started: set[asyncio.Task[None]] = set()
         async with self._open_session() as session:
             with self._listening() as poked:
@@ -321,7 +326,32 @@ class WebhookOutbox:
     async def _deliver(self, session: aiohttp.ClientSession, row: Pending) -> None:
         settings = self._settings()
         sent = await self._send(session, row, settings)
-        await self._record(row, sent, settings)
+        await self._record_when_stored(row, sent, settings)
+
+    async def _record_when_stored(
+        self, row: Pending, sent: Sent, settings: WebhookSettings
+    ) -> None:
+        """Record a try, waiting while the store refuses writes (a full disk passes).
+
+        The delivery stays in flight meanwhile, so neither this row nor a later one of
+        its task goes out again before the result is on disk; if the daemon stops first,
+        the row is still pending and the next start sends it again with the same
+        webhook-id, which receivers de-duplicate."""
+        pause = STORE_RETRY_FIRST
+        while True:
+            try:
+                await self._record(row, sent, settings)
+                return
+            except StoreUnavailable as exc:
+                log.error(
+                    "store refused a write; trying again",
+                    task_id=row.task_id,
+                    webhook_id=row.webhook_id,
+                    retry_in=pause,
+                    error=str(exc),
+                )
+            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=pause))
+            pause = min(pause * 2, STORE_RETRY_CAP)
 
     async def _send(
         self, session: aiohttp.ClientSession, row: Pending, settings: WebhookSettings

@@ -24,7 +24,7 @@ from daemon.clock import FakeClock
 from daemon.metrics import Metrics
 from daemon.models import format_time
 from daemon.outbox import WebhookOutbox, no_jitter
-from daemon.store.db import Database
+from daemon.store.db import Database, StoreUnavailable
 from tests.webhook_receiver import WebhookReceiver, free_port, verify_signature
 
 START = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -517,6 +517,60 @@ async def test_a_delivery_that_cannot_be_recorded_stops_the_run_loudly(
     receiver.release()
     with pytest.raises(ValueError, match="no active connection"):
         await asyncio.wait_for(run, 5)
+
+
+async def test_a_result_the_store_refuses_waits_in_flight_and_is_recorded_later(
+    db: Database,
+    clock: FakeClock,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = await add_webhook(db, 1, receiver.url(), event="before")
+    second = await add_webhook(db, 1, receiver.url(), event="after")
+    refusals = refuse_writes(db, monkeypatch, times=3)
+    outbox = make_outbox(db, clock)
+    with capture_logs() as logs:
+        async with running(outbox):
+            await receiver.wait_arrivals(1)
+            await advance_until(clock, lambda: len(receiver.requests) == 2)
+            await settle(outbox)
+
+    assert refusals == [True, True, True]
+    assert [r.json()["event"] for r in receiver.requests] == ["before", "after"]
+    assert receiver.requests[0].webhook_id != receiver.requests[1].webhook_id
+    for row_id in (first, second):
+        row = await outbox_row(db, row_id)
+        assert row["delivered_at"] is not None and row["tries"] == 1
+    waits = [e["retry_in"] for e in logs if e["event"] == "store refused a write; trying again"]
+    assert waits == [1.0, 2.0, 4.0]
+
+
+def refuse_writes(db: Database, monkeypatch: pytest.MonkeyPatch, times: int) -> list[bool]:
+    """The next `times` write transactions fail as a full disk makes them fail; returns
+    the list that records each refusal."""
+    refused: list[bool] = []
+    real = db.transaction
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[Any]:
+        if len(refused) < times:
+            refused.append(True)
+            raise StoreUnavailable("the store refused a write: database or disk is full")
+        async with real() as tx:
+            yield tx
+
+    monkeypatch.setattr(db, "transaction", transaction)
+    return refused
+
+
+async def advance_until(clock: FakeClock, done: Callable[[], bool]) -> None:
+    """Move the clock a second at a time until `done()`; at most 10 minutes of it."""
+    for _ in range(600):
+        if done():
+            return
+        await clock.advance(1)
+        await asyncio.sleep(0.005)
+    raise AssertionError("not done after 600 s of clock time")
 
 
 # --- denied networks ------------------------------------------------------------------
