@@ -48,6 +48,7 @@ from ami.events import AmiEvent, header
 from ami.fake import FakeAmiServer, _Connection
 from ami.outcome import Outcome, Result
 from ami.protocol import split_blocks
+from bench.figures import Log, add_json_option, write_json
 from config import Settings
 from config.settings import LogSettings
 from daemon.clock import SystemClock, now_text
@@ -256,7 +257,7 @@ class Run:
         return self.events / self.cpu_seconds
 
 
-async def run_callbackd(port: int, calls: int, store: str, per_call: int) -> Run:
+async def run_callbackd(port: int, calls: int, store: str, per_call: int, log: Log) -> Run:
     ami = AmiClient(AmiSettings("127.0.0.1", port, "callbackd", SECRET))
     async with attempts_store(store, calls) as (repo, records):
         tally = Tally(calls, asyncio.get_running_loop().create_future(), {})
@@ -271,7 +272,7 @@ async def run_callbackd(port: int, calls: int, store: str, per_call: int) -> Run
             for i in range(0, len(records), 500):
                 placed = await asyncio.gather(*(engine.place(r) for r in records[i : i + 500]))
                 assert all(placed), "a call was not placed"
-            print(f"  (placed {calls:,} calls in {time.perf_counter() - placing:.1f} s)")
+            log(f"  (placed {calls:,} calls in {time.perf_counter() - placing:.1f} s)")
             received_before = ami.events_received
             cpu0, t0 = time.process_time(), time.perf_counter()
             await ami.action({"Action": "BenchStream", "Calls": str(calls)})
@@ -380,48 +381,117 @@ async def pbx_events(user: str, calls: int) -> tuple[list[list[int]], int, dict[
             await ami.stop()
 
 
-async def bench_pbx(args: argparse.Namespace) -> None:
-    print(f"$ {shlex.join(['.venv/bin/python', '-m', 'bench.bench_ami', *sys.argv[1:]])}")
-    print(f"{args.calls} callbacks per AMI user (A 1105 rings 1 s, B 1102 rings 1 s, talks 2 s)")
+@dataclass
+class UserEvents:
+    """Events one AMI user's link delivered per callback on the test PBX."""
+
+    user: str
+    per_call: list[int]  # events that named the call, per callback
+    bytes_per_call: list[int]
+    carried: int  # every event the link carried meanwhile
+    results: dict[str, int]
+
+    @property
+    def events_per_callback(self) -> float:
+        return statistics.mean(self.per_call)
+
+    @property
+    def carried_per_callback(self) -> float:
+        return self.carried / len(self.per_call)
+
+
+async def measure_pbx_events(calls: int) -> list[UserEvents]:
+    measured = []
     for user in ("callbackd", "callbackd-unfiltered"):
-        per_call, on_link, results = await pbx_events(user, args.calls)
-        events = [e for e, _ in per_call]
-        size = [b for _, b in per_call]
+        per_call, carried, results = await pbx_events(user, calls)
+        measured.append(
+            UserEvents(
+                user,
+                [events for events, _ in per_call],
+                [size for _, size in per_call],
+                carried,
+                {str(result): n for result, n in results.items()},
+            )
+        )
+    return measured
+
+
+def print_pbx_events(measured: list[UserEvents]) -> None:
+    calls = len(measured[0].per_call)
+    print(f"{calls} callbacks per AMI user (A 1105 rings 1 s, B 1102 rings 1 s, talks 2 s)")
+    for each in measured:
         print(
-            f"  {user:<22} {statistics.mean(events):5.1f} events/callback "
-            f"(min {min(events)}, max {max(events)}), "
-            f"{statistics.mean(size) / 1000:5.1f} KB/callback;"
-            f" the link carried {on_link / args.calls:.1f} events/callback; "
-            f"results {', '.join(f'{k} {v}' for k, v in results.items())}"
+            f"  {each.user:<22} {each.events_per_callback:5.1f} events/callback "
+            f"(min {min(each.per_call)}, max {max(each.per_call)}), "
+            f"{statistics.mean(each.bytes_per_call) / 1000:5.1f} KB/callback;"
+            f" the link carried {each.carried_per_callback:.1f} events/callback; "
+            f"results {', '.join(f'{k} {v}' for k, v in each.results.items())}"
         )
 
 
 # --- main --------------------------------------------------------------------------------
 
 
-def describe(label: str, runs: Sequence[Run]) -> float:
+@dataclass
+class IntakeFigures:
+    calls: int
+    events_per_call: int
+    megabytes: float
+    store: str
+    callbackd: list[Run]
+    panoramisk: list[Run]
+
+    @property
+    def callbackd_rate(self) -> float:
+        return statistics.median(r.rate for r in self.callbackd)
+
+    @property
+    def panoramisk_rate(self) -> float:
+        return statistics.median(r.rate for r in self.panoramisk)
+
+
+async def measure_intake(calls: int, repeat: int, store: str, log: Log = print) -> IntakeFigures:
+    template, _, per_call = recorded_call()
+    ours: list[Run] = []
+    theirs: list[Run] = []
+    with server_process() as port:
+        for _ in range(repeat):
+            ours.append(await run_callbackd(port, calls, store, per_call, log))
+            theirs.append(await run_panoramisk(port, calls, per_call))
+    return IntakeFigures(calls, per_call, len(template) * calls / 1e6, store, ours, theirs)
+
+
+def describe(label: str, runs: Sequence[Run]) -> None:
     rate = statistics.median(r.rate for r in runs)
     cpu_rate = statistics.median(r.cpu_rate for r in runs)
     each = ", ".join(f"{r.rate:,.0f}" for r in runs)
     print(f"  {label:<34} {rate:>10,.0f} events/s  ({cpu_rate:,.0f} per CPU-s; runs: {each})")
-    return rate
+
+
+def print_intake(figures: IntakeFigures) -> None:
+    events = figures.calls * figures.events_per_call
+    print(
+        f"{figures.calls:,} calls x {figures.events_per_call} events = {events:,} events, "
+        f"{figures.megabytes:,.0f} MB"
+    )
+    describe(f"callbackd pipeline (store {figures.store})", figures.callbackd)
+    describe("panoramisk 1.4 parse + no-op callback", figures.panoramisk)
+    ratio = figures.callbackd_rate / figures.panoramisk_rate
+    print(f"  callbackd / panoramisk: {ratio:.0%} (target >= 50 %)")
 
 
 async def bench(args: argparse.Namespace) -> None:
-    _, _, per_call = recorded_call()
-    ours: list[Run] = []
-    theirs: list[Run] = []
-    with server_process() as port:
-        for _ in range(args.repeat):
-            ours.append(await run_callbackd(port, args.calls, args.store, per_call))
-            theirs.append(await run_panoramisk(port, args.calls, per_call))
-    events = args.calls * per_call
-    size = len(recorded_call()[0]) * args.calls
+    figures: IntakeFigures | list[UserEvents]
+    if args.pbx:
+        figures = await measure_pbx_events(args.calls)
+    else:
+        figures = await measure_intake(args.calls, args.repeat, args.store)
     print(f"$ {shlex.join(['.venv/bin/python', '-m', 'bench.bench_ami', *sys.argv[1:]])}")
-    print(f"{args.calls:,} calls x {per_call} events = {events:,} events, {size / 1e6:,.0f} MB")
-    ours_rate = describe(f"callbackd pipeline (store {args.store})", ours)
-    theirs_rate = describe("panoramisk 1.4 parse + no-op callback", theirs)
-    print(f"  callbackd / panoramisk: {ours_rate / theirs_rate:.0%} (target >= 50 %)")
+    if isinstance(figures, list):
+        print_pbx_events(figures)
+    else:
+        print_intake(figures)
+    write_json(args.json, figures)
 
 
 def main() -> None:
@@ -431,6 +501,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--store", choices=["stub", "real"], default="stub")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    add_json_option(p)
     args = p.parse_args()
     if args.serve:
         asyncio.run(serve())
@@ -438,7 +509,7 @@ def main() -> None:
     args.calls = args.calls or (10 if args.pbx else 20_000)
     with open(os.devnull, "w") as devnull:
         configure_logging(LogSettings(level="info", format="json"), stream=devnull)
-        asyncio.run(bench_pbx(args) if args.pbx else bench(args))
+        asyncio.run(bench(args))
 
 
 if __name__ == "__main__":

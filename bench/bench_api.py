@@ -25,11 +25,13 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bench.figures import Log, add_json_option, memory_kb, percentile, write_json
 from daemon.models import TaskInput
 from daemon.store.queries import migrations
 
@@ -62,22 +64,27 @@ def _free_port() -> int:
         return port
 
 
-def _config(directory: Path, db: Path, port: int) -> Path:
+def _config(directory: Path, db: Path, port: int, ami: str | None, extra: str) -> Path:
+    """`ami` is the body of the [ami] section (default: a port nobody listens on, so the
+    API benchmarks run without a PBX); `extra` more sections."""
     path = directory / f"bench-{port}.toml"
+    ami = f"port = {_free_port()}\n" if ami is None else ami
     path.write_text(
         f'[api]\nlisten = "127.0.0.1:{port}"\n[api.tokens]\n"{TOKEN}" = "acme"\n'
-        f'[store]\npath = "{db}"\n[ami]\nport = {_free_port()}\n'
+        f'[store]\npath = "{db}"\n[ami]\n{ami}{extra}'
         '[log]\nlevel = "warning"\nformat = "json"\n'
     )
     return path
 
 
 class Daemon:
-    def __init__(self, db: Path) -> None:
+    """`callbackd run` in a child process, on its own port and config in bench/out."""
+
+    def __init__(self, db: Path, ami: str | None = None, extra: str = "") -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         OUT.mkdir(exist_ok=True)
-        self.config = _config(OUT, db, self.port)
+        self.config = _config(OUT, db, self.port, ami, extra)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Daemon:
@@ -104,12 +111,7 @@ class Daemon:
 
     def memory_kb(self) -> dict[str, int]:
         assert self.proc is not None
-        found = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found[key] = int(value.split()[0])
-        return found
+        return memory_kb(self.proc.pid)
 
 
 def _task(i: int) -> dict[str, Any]:
@@ -222,12 +224,7 @@ def build_store(path: Path, count: int) -> None:
     partial.rename(path)
 
 
-def _percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-async def bench_lists(daemon: Daemon, queries: int) -> dict[str, tuple[float, float, int]]:
+async def bench_lists(daemon: Daemon, queries: int) -> dict[str, ListFigures]:
     """(b) p50/p99 in ms and the typical X-Total-Count of each kind of list query."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     base = f"{daemon.url}/client/acme/task_scheduler/"
@@ -272,10 +269,8 @@ async def bench_lists(daemon: Daemon, queries: int) -> dict[str, tuple[float, fl
                     totals.append(int(response.headers["X-Total-Count"]))
                 if n >= 20:  # the first few warm the caches
                     samples.append(elapsed * 1000)
-            results[kind] = (
-                _percentile(samples, 50),
-                _percentile(samples, 99),
-                int(statistics.median(totals)),
+            results[kind] = ListFigures(
+                percentile(samples, 50), percentile(samples, 99), int(statistics.median(totals))
             )
     return results
 
@@ -285,44 +280,84 @@ async def _total(session: aiohttp.ClientSession, url: str, params: dict[str, str
         return int(response.headers["X-Total-Count"])
 
 
+@dataclass
+class ListFigures:
+    p50_ms: float
+    p99_ms: float
+    total: int  # the typical X-Total-Count
+
+
+@dataclass
+class ApiFigures:
+    """What one run measured; `post_rates` is empty when the POST was skipped."""
+
+    tasks: int
+    post_rates: list[float] = field(default_factory=list)
+    lists: dict[str, ListFigures] = field(default_factory=dict)
+    memory_idle_kb: dict[str, int] = field(default_factory=dict)
+    memory_kb: dict[str, int] = field(default_factory=dict)
+    store_build_seconds: float | None = None
+
+    @property
+    def post_rate(self) -> float:
+        return statistics.median(self.post_rates)
+
+
+async def measure(
+    tasks: int, repeat: int, queries: int, skip_post: bool = False, log: Log = print
+) -> ApiFigures:
+    """(a), (b) and (c); builds the big store first when it is not in bench/out yet."""
+    OUT.mkdir(exist_ok=True)
+    figures = ApiFigures(tasks)
+    if not skip_post:
+        figures.post_rates = await bench_post(repeat)
+    store = OUT / f"tasks-{tasks}.db"
+    if not store.exists():
+        log(f"# building {store.name} (reused by later runs)")
+        started = time.perf_counter()
+        build_store(store, tasks)
+        figures.store_build_seconds = time.perf_counter() - started
+    async with Daemon(store) as daemon:
+        figures.memory_idle_kb = daemon.memory_kb()
+        figures.lists = await bench_lists(daemon, queries)
+        figures.memory_kb = daemon.memory_kb()
+    return figures
+
+
+def print_figures(figures: ApiFigures) -> None:
+    if figures.post_rates:
+        print(
+            f"(a) POST 10,000 tasks: median {figures.post_rate:,.0f} tasks/s "
+            f"(runs: {', '.join(f'{r:,.0f}' for r in figures.post_rates)}; target >= 50,000)"
+        )
+    if figures.store_build_seconds is not None:
+        print(f"# built tasks-{figures.tasks}.db in {figures.store_build_seconds:.1f} s")
+    print(f"(b) list queries over {figures.tasks:,} tasks in {QUEUE_COUNT} queues, per_page 100")
+    print("    (target p99 <= 20 ms):")
+    for kind, found in figures.lists.items():
+        shown = f"p50 {found.p50_ms:6.2f} ms  p99 {found.p99_ms:6.2f} ms"
+        print(f"    {kind:<36} {shown}  (X-Total-Count ~{found.total:,})")
+    memory, idle = figures.memory_kb, figures.memory_idle_kb
+    print(
+        f"(c) daemon memory with {figures.tasks:,} tasks: VmRSS {memory['VmRSS'] / 1024:.0f} MB "
+        f"after the queries (peak VmHWM {memory['VmHWM'] / 1024:.0f} MB, "
+        f"{idle['VmRSS'] / 1024:.0f} MB at start; target <= 150 MB)"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1_000_000, help="tasks in the big store")
     parser.add_argument("--repeat", type=int, default=5, help="runs of the 10,000-task POST")
     parser.add_argument("--queries", type=int, default=300, help="measured queries per kind")
     parser.add_argument("--skip-post", action="store_true")
+    add_json_option(parser)
     args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "-m", "bench.bench_api"])
-    print(f"# {command} {' '.join(shlex.quote(a) for a in sys.argv[1:])}".rstrip())
+    print(f"# {shlex.join(['.venv/bin/python', '-m', 'bench.bench_api', *sys.argv[1:]])}")
     print(f"# python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-
-    if not args.skip_post:
-        rates = await bench_post(args.repeat)
-        print(
-            f"(a) POST 10,000 tasks: median {statistics.median(rates):,.0f} tasks/s "
-            f"(runs: {', '.join(f'{r:,.0f}' for r in rates)}; target >= 50,000)"
-        )
-
-    store = OUT / f"tasks-{args.tasks}.db"
-    if not store.exists():
-        started = time.perf_counter()
-        build_store(store, args.tasks)
-        print(f"# built {store.name} in {time.perf_counter() - started:.1f} s")
-    async with Daemon(store) as daemon:
-        idle = daemon.memory_kb()
-        lists = await bench_lists(daemon, args.queries)
-        print(f"(b) list queries over {args.tasks:,} tasks in {QUEUE_COUNT} queues, per_page 100")
-        print("    (target p99 <= 20 ms):")
-        for kind, (p50, p99, total) in lists.items():
-            figures = f"p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-            print(f"    {kind:<36} {figures}  (X-Total-Count ~{total:,})")
-        memory = daemon.memory_kb()
-        print(
-            f"(c) daemon memory with {args.tasks:,} tasks: VmRSS {memory['VmRSS'] / 1024:.0f} MB "
-            f"after the queries (peak VmHWM {memory['VmHWM'] / 1024:.0f} MB, "
-            f"{idle['VmRSS'] / 1024:.0f} MB at start; target <= 150 MB)"
-        )
+    figures = await measure(args.tasks, args.repeat, args.queries, args.skip_post)
+    print_figures(figures)
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.figures import code_version
 from tests.acceptance.lifecycle_helpers import AmiMonitor
 from tests.pbx import TestPbx, _read_message
 from tests.tcp_proxy import TcpProxy
@@ -124,19 +125,6 @@ class DaemonProcess:
         except OSError:
             return ""
         return "".join(text.splitlines(keepends=True)[-lines:])
-
-
-def code_version() -> str:
-    """HEAD, plus the product files changed in the working tree, if any."""
-    repo = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "daemon", "ami", "api", "config").splitlines()
-    return head + (f" + uncommitted {[line[3:] for line in dirty]}" if dirty else "")
 
 
 class SoakProxy(TcpProxy):
