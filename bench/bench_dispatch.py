@@ -12,10 +12,16 @@ pbx:  --calls short callbacks (A 1001: answers at once, talks 1 s; B 1000: answe
       completed callbacks/s and the process CPU time per completed callback; then a
       minimal raw AMI client on one connection sending the same Originate, keeping
       --concurrent calls in flight and counting a call complete once every channel of
-      it has hung up. Alternated --repeat times.
+      it has hung up; then Asterisk call files: the same Originate written into the
+      PBX's spool (/var/spool/asterisk/outgoing in the chroot), --concurrent in the
+      spool or in a call at a time, completions counted the same way by an AMI
+      observer connection. Alternated --repeat times. Asterisk's CPU time per callback
+      is read from /proc for each contender (it includes whatever else the shared PBX
+      did meanwhile).
 
     .venv/bin/python -m bench.bench_dispatch fake [--pending 100000] [--due 1000] [--rounds 10]
     .venv/bin/python -m bench.bench_dispatch pbx [--calls 1000] [--concurrent 200] [--repeat 2]
+                                                 [--contenders callbackd,raw,callfiles]
 """
 
 from __future__ import annotations
@@ -25,23 +31,26 @@ import asyncio
 import os
 import resource
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ami.client import AmiClient, AmiSettings, Fields, OriginateSent
-from ami.events import name
+from ami.events import AmiEvent, header, name
 from ami.originate import CallRequest, originate_fields
 from ami.outcome import Outcome, Result
 from ami.protocol import FrameDecoder, encode_frame
 from bench.bench_ami import SECRET, server_process
+from bench.figures import Log, add_json_option, percentile, write_json
+from bench.pbx import PHONES, CallWatcher, TestPbx, unquoted
 from config import Settings
 from config.settings import LogSettings
 from daemon.clock import SystemClock
@@ -56,14 +65,7 @@ from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskRepository
 
 CLIENT = "bench"
-PBX = ("127.0.0.1", 5038, "callbackd", "callbackd-test")
 A_NUMBER, B_NUMBER = "1001", "1000"
-PHONES = "Local/{number}@phones"
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def cpu_seconds() -> float:
@@ -192,48 +194,86 @@ class Daemon:
 # --- fake: dispatch latency ---------------------------------------------------------------
 
 
-async def bench_fake(args: argparse.Namespace) -> None:
-    expected = args.due * args.rounds
+@dataclass
+class DispatchFigures:
+    pending: int
+    due: int
+    originates: int
+    latencies_ms: list[list[float]]  # per round, due time to Originate, in sending order
+
+    @property
+    def firsts(self) -> list[float]:
+        return [min(ms) for ms in self.latencies_ms]
+
+    @property
+    def first_p50_ms(self) -> float:
+        return percentile(self.firsts, 50)
+
+    @property
+    def first_p99_ms(self) -> float:
+        return percentile(self.firsts, 99)
+
+    @property
+    def batch_p99_ms(self) -> float:
+        return percentile([ms for r in self.latencies_ms for ms in r], 99)
+
+    @property
+    def batch_span_ms(self) -> float:
+        return statistics.median(max(ms) - min(ms) for ms in self.latencies_ms)
+
+    @property
+    def originates_per_s(self) -> float:
+        spans = [(len(ms), (max(ms) - min(ms)) / 1000) for ms in self.latencies_ms]
+        return statistics.median(n / s for n, s in spans if s)
+
+
+async def measure_fake(
+    pending: int, due: int, rounds: int, spacing: int = 12, lead: int = 10, log: Log = print
+) -> DispatchFigures:
+    expected = due * rounds
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp, server_process() as port:
         ami = TimedAmi(AmiSettings("127.0.0.1", port, "callbackd", SECRET), expected)
-        config = settings(max_concurrent=args.pending)
+        config = settings(max_concurrent=pending)
         daemon, queue_id = await Daemon.open(
             Path(tmp) / "cb.db", ami, config, expected, queue_limit=10_000
         )
         try:
             built = time.perf_counter()
             await add_tasks(
-                daemon.db, queue_id, args.pending - expected, datetime.now(UTC) + timedelta(days=1)
+                daemon.db, queue_id, pending - expected, datetime.now(UTC) + timedelta(days=1)
             )
             # Due times are whole seconds; the first round leaves time to start up.
-            first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.lead)
-            dues = [first + timedelta(seconds=r * args.spacing) for r in range(args.rounds)]
+            first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead)
+            dues = [first + timedelta(seconds=r * spacing) for r in range(rounds)]
             due_of: dict[int, int] = {}  # task id -> round
-            for r, due in enumerate(dues):
+            for r, due_time in enumerate(dues):
                 last = await daemon.db.fetch_value("SELECT coalesce(max(id), 0) FROM tasks")
-                await add_tasks(daemon.db, queue_id, args.due, due)
-                due_of.update((last + 1 + i, r) for i in range(args.due))
-            lead = (first - datetime.now(UTC)).total_seconds()
-            print(f"  ({args.pending:,} tasks stored in {time.perf_counter() - built:.1f} s)")
-            if lead < 2:
-                raise SystemExit(f"storing took too long: raise --lead (first due in {lead:.1f} s)")
+                await add_tasks(daemon.db, queue_id, due, due_time)
+                due_of.update((last + 1 + i, r) for i in range(due))
+            left = (first - datetime.now(UTC)).total_seconds()
+            log(f"  ({pending:,} tasks stored in {time.perf_counter() - built:.1f} s)")
+            if left < 2:
+                raise SystemExit(f"storing took too long: raise --lead (first due in {left:.1f} s)")
             await daemon.start_engine()
             daemon.start_scheduler()
             await asyncio.wait_for(ami.all_sent.wait(), dues[-1].timestamp() - time.time() + 60)
         finally:
             await daemon.close()
 
-    rounds: list[list[float]] = [[] for _ in dues]
+    latencies: list[list[float]] = [[] for _ in dues]
     for call_uuid, sent in ami.sent:
         r = due_of[daemon.listener.task_of[call_uuid]]
-        rounds[r].append((sent - dues[r]).total_seconds() * 1000)
-    firsts = [min(ms) for ms in rounds]
+        latencies[r].append(round((sent - dues[r]).total_seconds() * 1000, 2))
+    return DispatchFigures(pending, due, len(ami.sent), latencies)
+
+
+def print_fake(figures: DispatchFigures) -> None:
+    rounds = figures.latencies_ms
     batch = [ms for r in rounds for ms in r]
-    spans = [max(ms) - min(ms) for ms in rounds]
-    print(f"$ {shlex.join(['.venv/bin/python', '-m', 'bench.bench_dispatch', *sys.argv[1:]])}")
+    firsts = figures.firsts
     print(
-        f"{args.pending:,} pending tasks, {args.due:,} due in the same second, "
-        f"{args.rounds} rounds; Originates counted: {len(ami.sent):,}"
+        f"{figures.pending:,} pending tasks, {figures.due:,} due in the same second, "
+        f"{len(rounds)} rounds; Originates counted: {figures.originates:,}"
     )
     print(
         f"  first in line:  p50 {percentile(firsts, 50):7.1f} ms  p99 {percentile(firsts, 99):7.1f}"
@@ -243,9 +283,10 @@ async def bench_fake(args: argparse.Namespace) -> None:
         f"  whole batch:    p50 {percentile(batch, 50):7.1f} ms  p99 {percentile(batch, 99):7.1f}"
         f" ms  max {max(batch):7.1f} ms"
     )
-    rate = statistics.median(len(r) / (s / 1000) for r, s in zip(rounds, spans, strict=True) if s)
-    span = statistics.median(spans)
-    print(f"  one batch of {args.due:,} takes {span:,.0f} ms: {rate:,.0f} Originates/s")
+    print(
+        f"  one batch of {figures.due:,} takes {figures.batch_span_ms:,.0f} ms: "
+        f"{figures.originates_per_s:,.0f} Originates/s"
+    )
     each = ", ".join(f"{min(ms):.0f}/{max(ms):.0f}" for ms in rounds)
     print(f"  per round, first/last in ms: {each}")
 
@@ -254,45 +295,79 @@ async def bench_fake(args: argparse.Namespace) -> None:
 
 
 @dataclass
+class Snapshot:
+    wall: float
+    cpu: float  # this process
+    asterisk_cpu: float | None
+
+    @classmethod
+    def take(cls, pbx: TestPbx) -> Snapshot:
+        return cls(time.perf_counter(), cpu_seconds(), pbx.asterisk_cpu_seconds())
+
+
+@dataclass
 class PbxRun:
     label: str
     calls: int
     seconds: float
-    cpu: float
+    cpu: float  # this process: the daemon's parts, or the contender's client
+    asterisk_cpu: float | None  # the whole PBX, other users' calls included
     results: dict[str, int]
+
+    @classmethod
+    def between(
+        cls, label: str, calls: int, start: Snapshot, end: Snapshot, results: dict[str, int]
+    ) -> PbxRun:
+        asterisk = None
+        if start.asterisk_cpu is not None and end.asterisk_cpu is not None:
+            asterisk = end.asterisk_cpu - start.asterisk_cpu
+        return cls(label, calls, end.wall - start.wall, end.cpu - start.cpu, asterisk, results)
 
     @property
     def rate(self) -> float:
         return self.calls / self.seconds
 
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu / self.calls * 1000
 
-async def run_callbackd(calls: int, concurrent: int) -> PbxRun:
+    @property
+    def asterisk_cpu_ms(self) -> float | None:
+        return None if self.asterisk_cpu is None else self.asterisk_cpu / self.calls * 1000
+
+
+def request(call_uuid: str) -> CallRequest:
+    """The one callback every contender places."""
+    return CallRequest(
+        call_uuid, [A_NUMBER], B_NUMBER, PHONES, PHONES, a_ring_timeout=10, b_ring_timeout=10
+    )
+
+
+async def run_callbackd(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
     with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
-        host, port, user, secret = PBX
-        ami = AmiClient(AmiSettings(host, port, user, secret))
+        ami = AmiClient(pbx.ami())
         daemon, queue_id = await Daemon.open(
             Path(tmp) / "cb.db", ami, settings(concurrent), calls, queue_limit=concurrent
         )
         try:
             await add_tasks(daemon.db, queue_id, calls, None)
             await daemon.start_engine()
-            cpu0, t0 = cpu_seconds(), time.perf_counter()
+            start = Snapshot.take(pbx)
             daemon.start_scheduler()
             await asyncio.wait_for(daemon.listener.done.wait(), calls + 60)
-            seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+            end = Snapshot.take(pbx)
         finally:
             await daemon.close()
     results = {str(k): v for k, v in daemon.listener.results.items()}
-    return PbxRun("callbackd (Scheduler + CallEngine + SQLite)", calls, seconds, cpu, results)
+    return PbxRun.between(CONTENDERS["callbackd"], calls, start, end, results)
 
 
-async def run_raw(calls: int, concurrent: int) -> PbxRun:
+async def run_raw(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
     """One connection, the same Originate, ``concurrent`` calls in flight; a call is
     complete when every channel of it has hung up."""
-    host, port, user, secret = PBX
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(pbx.host, pbx.port)
     await reader.readline()
-    writer.write(encode_frame({"Action": "Login", "Username": user, "Secret": secret}))
+    writer.write(encode_frame({"Action": "Login", "Username": "callbackd", "Secret": pbx.secret}))
     live: dict[str, set[str]] = {}
     completed = 0
     sent = 0
@@ -302,10 +377,7 @@ async def run_raw(calls: int, concurrent: int) -> PbxRun:
         nonlocal sent
         call_uuid = str(uuid.uuid4())
         live[call_uuid] = set()
-        request = CallRequest(
-            call_uuid, [A_NUMBER], B_NUMBER, PHONES, PHONES, a_ring_timeout=10, b_ring_timeout=10
-        )
-        fields: dict[str, Any] = {**originate_fields(request), "ActionID": call_uuid}
+        fields: dict[str, Any] = {**originate_fields(request(call_uuid)), "ActionID": call_uuid}
         writer.write(encode_frame(fields))
         sent += 1
 
@@ -332,43 +404,176 @@ async def run_raw(calls: int, concurrent: int) -> PbxRun:
                     elif completed == calls:
                         done.set()
 
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    start = Snapshot.take(pbx)
     reading = asyncio.create_task(read())
     for _ in range(min(concurrent, calls)):
         originate()
     try:
         await asyncio.wait_for(done.wait(), calls + 60)
     finally:
-        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+        end = Snapshot.take(pbx)
         reading.cancel()
         writer.close()
-    return PbxRun("raw AMI client (one connection)", calls, seconds, cpu, {"completed": completed})
+    return PbxRun.between(CONTENDERS["raw"], calls, start, end, {"completed": completed})
 
 
-async def bench_pbx(args: argparse.Namespace) -> None:
-    runs: dict[str, list[PbxRun]] = {}
-    runners: list[Callable[[int, int], Any]] = [run_callbackd, run_raw]
-    for _ in range(args.repeat):
-        for runner in runners:
-            run = await runner(args.calls, args.concurrent)
-            runs.setdefault(run.label, []).append(run)
-            print(f"  {run.label}: {run.rate:,.1f} callbacks/s, {run.results}")
-    print(f"$ {shlex.join(['.venv/bin/python', '-m', 'bench.bench_dispatch', *sys.argv[1:]])}")
+def call_file(call_uuid: str) -> str:
+    """The Originate of `request()` as an Asterisk call file: same channel, context,
+    ring timeout and channel variables."""
+    fields = originate_fields(request(call_uuid))
+    variables = fields["Variable"]
+    assert isinstance(variables, list)
+    # A call file takes Setvar values verbatim; these carry nothing AMI escaping changes.
+    assert not any("\\" in v for v in variables), variables
+    lines = [
+        f"Channel: {fields['Channel']}",
+        f"WaitTime: {int(str(fields['Timeout'])) // 1000}",
+        "MaxRetries: 0",
+        f"Context: {fields['Context']}",
+        f"Extension: {fields['Exten']}",
+        f"Priority: {fields['Priority']}",
+        *(f"Setvar: {v}" for v in variables),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def spool_call_file(staging: Path, outgoing: Path, call_uuid: str) -> None:
+    """Written elsewhere on the same filesystem, dated now, then renamed into the spool,
+    so Asterisk never reads half a file (the way the Asterisk docs ask for)."""
+    path = staging / f"bench-{call_uuid}.call"
+    path.write_text(call_file(call_uuid))
+    now = time.time()
+    os.utime(path, (now, now))
+    path.rename(outgoing / path.name)
+
+
+async def run_callfiles(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
+    """``concurrent`` call files in the spool or in a call at a time; completions are
+    counted by an AMI observer connection the same way the raw client counts its own."""
+    outgoing = pbx.spool / "outgoing"
+    if not outgoing.is_dir():
+        raise SystemExit(f"no call-file spool at {outgoing}")
+    staging = Path(tempfile.mkdtemp(prefix="bench-callfiles-", dir=pbx.spool))
+    unclaimed: set[str] = set()  # call uuids of files whose call has not shown up yet
+    sent = 0
+    done = asyncio.Event()
+
+    def place() -> None:
+        nonlocal sent
+        call_uuid = str(uuid.uuid4())
+        unclaimed.add(call_uuid)
+        spool_call_file(staging, outgoing, call_uuid)
+        sent += 1
+
+    def claim(report: AmiEvent) -> bool:
+        call_uuid = unquoted(header(report, "CallUUID"))
+        if call_uuid not in unclaimed:
+            return False
+        unclaimed.discard(call_uuid)
+        return True
+
+    def completed(linkedid: str) -> None:
+        if sent < calls:
+            place()
+        elif watcher.completed == calls:
+            done.set()
+
+    watcher = CallWatcher(claim, completed)
+    await watcher.connect(pbx)
+    try:
+        start = Snapshot.take(pbx)
+        for _ in range(min(concurrent, calls)):
+            place()
+        await asyncio.wait_for(done.wait(), calls + 60)
+        end = Snapshot.take(pbx)
+    finally:
+        await _clean_spool(watcher, unclaimed, outgoing, staging)
+    results = {"completed": watcher.completed}
+    return PbxRun.between(CONTENDERS["callfiles"], calls, start, end, results)
+
+
+async def _clean_spool(
+    watcher: CallWatcher, unclaimed: set[str], outgoing: Path, staging: Path
+) -> None:
+    """After a failed run: no file of ours left in the spool, no call of ours left up."""
+    if unclaimed:
+        for call_uuid in unclaimed:
+            (outgoing / f"bench-{call_uuid}.call").unlink(missing_ok=True)
+        # A file Asterisk had already taken shows its call's PhoneReport within a
+        # second or two; give those the chance to be claimed and hung up below.
+        await watcher.wait_until(lambda: not unclaimed, 3)
+    await watcher.hang_up_ours()
+    await watcher.close()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+CONTENDERS = {
+    "callbackd": "callbackd (Scheduler + CallEngine + SQLite)",
+    "raw": "raw AMI client (one connection)",
+    "callfiles": "Asterisk call files (spool)",
+}
+RUNNERS: dict[str, Callable[[int, int, TestPbx], Awaitable[PbxRun]]] = {
+    "callbackd": run_callbackd,
+    "raw": run_raw,
+    "callfiles": run_callfiles,
+}
+
+
+@dataclass
+class PbxFigures:
+    calls: int
+    concurrent: int
+    runs: dict[str, list[PbxRun]]  # contender -> its runs, in order
+
+    def rate(self, contender: str) -> float:
+        return statistics.median(r.rate for r in self.runs[contender])
+
+    def cpu_ms(self, contender: str) -> float:
+        return statistics.median(r.cpu_ms for r in self.runs[contender])
+
+    def asterisk_cpu_ms(self, contender: str) -> float | None:
+        known = [r.asterisk_cpu_ms for r in self.runs[contender] if r.asterisk_cpu_ms is not None]
+        return statistics.median(known) if known else None
+
+
+async def measure_pbx(
+    calls: int,
+    concurrent: int,
+    repeat: int,
+    contenders: Sequence[str] = tuple(RUNNERS),
+    log: Log = print,
+) -> PbxFigures:
+    """The contenders in turn, --repeat times, so that load from elsewhere on the box
+    spreads over all of them."""
+    pbx = TestPbx.from_env()
+    figures = PbxFigures(calls, concurrent, {c: [] for c in contenders})
+    for _ in range(repeat):
+        for contender in contenders:
+            run = await RUNNERS[contender](calls, concurrent, pbx)
+            figures.runs[contender].append(run)
+            log(f"  {run.label}: {run.rate:,.1f} callbacks/s, {run.results}")
+    return figures
+
+
+def print_pbx(figures: PbxFigures) -> None:
     print(
-        f"{args.calls:,} callbacks (A {A_NUMBER}, B {B_NUMBER}) per run, "
-        f"{args.concurrent} at a time, real test PBX"
+        f"{figures.calls:,} callbacks (A {A_NUMBER}, B {B_NUMBER}) per run, "
+        f"{figures.concurrent} at a time, real test PBX"
     )
-    rates = {}
-    for label, each in runs.items():
-        rates[label] = statistics.median(r.rate for r in each)
-        cpu_ms = statistics.median(r.cpu / r.calls * 1000 for r in each)
-        listed = ", ".join(f"{r.rate:.1f}" for r in each)
+    for contender, runs in figures.runs.items():
+        listed = ", ".join(f"{r.rate:.1f}" for r in runs)
+        asterisk = figures.asterisk_cpu_ms(contender)
+        shown = "" if asterisk is None else f", Asterisk {asterisk:5.2f} ms"
         print(
-            f"  {label:<44} {rates[label]:6.1f} callbacks/s  {cpu_ms:5.2f} ms CPU per callback"
-            f"  (runs: {listed})"
+            f"  {CONTENDERS[contender]:<44} {figures.rate(contender):6.1f} callbacks/s  "
+            f"CPU per callback: {figures.cpu_ms(contender):5.2f} ms{shown}  (runs: {listed})"
         )
-    ours, raw = rates.values()
-    print(f"  callbackd / raw ceiling: {ours / raw:.0%} (target >= 90 %)")
+    if {"callbackd", "raw"} <= figures.runs.keys():
+        ratio = figures.rate("callbackd") / figures.rate("raw")
+        print(f"  callbackd / raw ceiling: {ratio:.0%} (target >= 90 %)")
+    if {"callbackd", "callfiles"} <= figures.runs.keys():
+        ratio = figures.rate("callbackd") / figures.rate("callfiles")
+        print(f"  callbackd / call files: {ratio:.0%}")
 
 
 def main() -> None:
@@ -384,10 +589,35 @@ def main() -> None:
     pbx.add_argument("--calls", type=int, default=1_000)
     pbx.add_argument("--concurrent", type=int, default=200)
     pbx.add_argument("--repeat", type=int, default=2)
+    pbx.add_argument(
+        "--contenders",
+        default=",".join(RUNNERS),
+        help=f"comma-separated, of: {', '.join(RUNNERS)}",
+    )
+    for each in (fake, pbx):
+        add_json_option(each)
     args = p.parse_args()
     with open(os.devnull, "w") as devnull:
         configure_logging(LogSettings(level="info", format="json"), stream=devnull)
-        asyncio.run(bench_fake(args) if args.what == "fake" else bench_pbx(args))
+        asyncio.run(bench(args))
+
+
+async def bench(args: argparse.Namespace) -> None:
+    figures: DispatchFigures | PbxFigures
+    if args.what == "fake":
+        figures = await measure_fake(args.pending, args.due, args.rounds, args.spacing, args.lead)
+    else:
+        contenders = [c for c in args.contenders.split(",") if c]
+        unknown = set(contenders) - RUNNERS.keys()
+        if unknown:
+            raise SystemExit(f"unknown contender(s): {', '.join(sorted(unknown))}")
+        figures = await measure_pbx(args.calls, args.concurrent, args.repeat, contenders)
+    print(f"$ {shlex.join(['.venv/bin/python', '-m', 'bench.bench_dispatch', *sys.argv[1:]])}")
+    if isinstance(figures, DispatchFigures):
+        print_fake(figures)
+    else:
+        print_pbx(figures)
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":
