@@ -43,7 +43,7 @@ from daemon import notify
 from daemon.clock import Clock
 from daemon.logsetup import call_log
 from daemon.metrics import Metrics
-from daemon.models import format_time, parse_time
+from daemon.models import TaskStatus, format_time, parse_time
 from daemon.plan import plan_attempt, profile_for
 from daemon.retry import NextStep, RetryRules, next_step, progress_after
 from daemon.store.attempts import (
@@ -101,6 +101,10 @@ class ActiveCall:
     task_id: int
     attempt_no: int
     tracker: CallTracker
+    # The task as claimed for this attempt (this attempt counted). A task in a call
+    # cannot be changed, only cancelled, so its end needs no read of the task. None for
+    # a call adopted after a restart.
+    record: TaskRecord | None = None
     next_seq: int = 1
     pending_events: list[StoredEvent] = field(default_factory=list)
     last_event_at: datetime | None = None
@@ -112,6 +116,9 @@ class ActiveCall:
     # Set when the call was found gone without the events of its end (link down,
     # daemon restarted, Asterisk restarted): its result is not known.
     interrupted: bool = False
+    # A answered and this is not stored yet: it goes with the bridge, the next event
+    # flush or the end, whichever comes first (only crash recovery reads it earlier).
+    unsaved_answer: tuple[datetime, str | None] | None = None
 
     def log(self) -> Any:
         return call_log(self.task_id, self.attempt_no, self.call_uuid)
@@ -140,6 +147,8 @@ class CallEngine:
         self.dialplan_error: str | None = None
         self._logins = 0
         self.events_routed = 0
+        self._last_time: datetime | None = None
+        self._last_text = ""
 
     # --- status -------------------------------------------------------------------
 
@@ -200,6 +209,9 @@ class CallEngine:
                 claim.call_uuid, record.id, claim.attempt_no, a_dial_strings(request)
             )
             call.tracker.b_number = request.b_number
+            call.record = replace(
+                record, status=TaskStatus.EXECUTED, attempts_made=claim.attempt_no
+            )
             call.silence_limit = timedelta(
                 seconds=request.a_ring_timeout + request.b_ring_timeout + 60
             )
@@ -292,9 +304,7 @@ class CallEngine:
             return
         self.events_routed += 1
         call.last_event_at = at
-        call.pending_events.append(
-            StoredEvent(call.call_uuid, call.next_seq, format_time(at), dict(ev))
-        )
+        call.pending_events.append(StoredEvent(call.call_uuid, call.next_seq, self._text(at), ev))
         call.next_seq += 1
         for milestone in call.tracker.feed(ev, at):
             self._on_milestone(call, milestone, at)
@@ -302,17 +312,32 @@ class CallEngine:
             # A channel that came up after the cancel (the Originate was in flight).
             self._spawn(self._hang_up_channel(uniqueid(ev)))
 
+    def _text(self, at: datetime) -> str:
+        # The events of one read share their arrival time: format it once.
+        if at is not self._last_time:
+            self._last_time, self._last_text = at, format_time(at)
+        return self._last_text
+
     def _on_milestone(self, call: ActiveCall, milestone: Milestone, at: datetime) -> None:
         tracker = call.tracker
         if milestone is Milestone.A_ANSWERED:
             number = tracker.answered_a.number if tracker.answered_a else None
             call.log().info("A answered", number=number)
-            self._spawn(self._attempts.mark_answered(call.call_uuid, at, number))
+            call.unsaved_answer = (at, number)
         elif milestone is Milestone.BRIDGED:
             call.log().info("A and B bridged")
+            # Stored at once, with its `success` webhook: after a crash, a call found
+            # gone counts as a success only if its bridge was stored.
+            self._save_answer(call)
             self._spawn(self._bridged(call, at))
         elif milestone is Milestone.ENDED:
             self._close(call, at)
+
+    def _save_answer(self, call: ActiveCall) -> None:
+        if call.unsaved_answer is not None:
+            at, number = call.unsaved_answer
+            call.unsaved_answer = None
+            self._spawn(self._attempts.mark_answered(call.call_uuid, at, number))
 
     async def _bridged(self, call: ActiveCall, at: datetime) -> None:
         await self._attempts.mark_bridged(call.call_uuid, call.task_id, at)
@@ -333,7 +358,7 @@ class CallEngine:
         if not outcome.success and (call.cancelled or call.interrupted):
             result = Result.CANCELLED if call.cancelled else Result.INTERRUPTED
             outcome = replace(outcome, result=result, comment=COMMENTS[result])
-        record = await self._attempts.task(call.task_id)
+        record = call.record or await self._attempts.task(call.task_id)
         if record is None:
             self.calls.pop(call.call_uuid, None)
             await self.listener.attempt_ended(call.task_id, call.call_uuid, outcome, None)
@@ -474,6 +499,9 @@ class CallEngine:
                 log.warning("watchdog check failed", error=str(exc))
 
     async def _flush_events(self) -> None:
+        for call in self.calls.values():
+            if not call.closing:
+                self._save_answer(call)  # shares the transaction of the events
         taken = [
             (call, len(call.pending_events))
             for call in self.calls.values()
@@ -506,9 +534,12 @@ class CallEngine:
 
     async def drain(self) -> None:
         """Wait for the store writes in flight (shutdown, tests)."""
-        while self._side_tasks:
-            await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
-        await self._flush_events()
+        while True:
+            while self._side_tasks:
+                await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
+            await self._flush_events()  # may hand answers to new side tasks
+            if not self._side_tasks:
+                return
 
 
 def _rules(record: TaskRecord) -> RetryRules:

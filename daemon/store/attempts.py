@@ -8,15 +8,15 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-import aiosqlite
+from functools import partial
 
 from ami.outcome import Outcome
 from daemon.models import CallPlan, TaskInput, TaskStatus, format_time
 from daemon.retry import NextStep, Progress
 from daemon.store.db import Database
+from daemon.store.group_commit import GroupCommit
 from daemon.store.queries import q
-from daemon.store.webhooks import WebhookEvent, enqueue_webhook
+from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,12 @@ def _due_text(moment: datetime | None) -> str | None:
 
 
 class AttemptRepository:
+    """The engine's writes go through a group commit: the claims of a scheduler pass,
+    the bridges and ends of calls that happen close together share transactions."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._commit = GroupCommit(db)
 
     async def task(self, task_id: int) -> TaskRecord | None:
         row = await self._db.fetch_one(q("select_task_by_id"), {"id": task_id})
@@ -111,57 +115,19 @@ class AttemptRepository:
         """Mark each task `executed` and write its attempt row, all in one transaction,
         before anything is sent to Asterisk. Returns the call uuids of the claims that
         held (a task no longer waiting is skipped)."""
-        when = format_time(now)
-        claimed: set[str] = set()
-        async with self._db.transaction() as tx:
-            for claim in claims:
-                cursor = await tx.execute(
-                    q("claim_task"), {"id": claim.task_id, "call_uuid": claim.call_uuid}
-                )
-                if cursor.rowcount != 1:
-                    continue
-                await tx.execute(
-                    q("insert_attempt"),
-                    {
-                        "call_uuid": claim.call_uuid,
-                        "task_id": claim.task_id,
-                        "attempt_no": claim.attempt_no,
-                        "scheduler_id": claim.scheduler_id,
-                        "plan": claim.plan.model_dump_json(),
-                        "now": when,
-                    },
-                )
-                await tx.execute(
-                    q("touch_queue_last_call"), {"scheduler_id": claim.scheduler_id, "now": when}
-                )
-                first = claim.attempt_no == 1
-                event = WebhookEvent.BEFORE if first else WebhookEvent.BEFORE_AGAIN
-                await enqueue_webhook(tx, event, claim.task_id, claim.call_uuid, when)
-                claimed.add(claim.call_uuid)
-        return claimed
+        return await self._commit.write(partial(_claim, claims, format_time(now)))
 
     async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
         """Undo a claim whose Originate was certainly never sent: no attempt is used."""
-        async with self._db.transaction() as tx:
-            await tx.execute(q("delete_unsent_attempt"), {"call_uuid": call_uuid})
-            await tx.execute(q("unclaim_task"), {"id": task_id, "now": format_time(now)})
+        await self._commit.write(partial(_release, task_id, call_uuid, format_time(now)))
 
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                q("mark_attempt_answered"),
-                {"call_uuid": call_uuid, "at": format_time(at), "number": number},
-            )
+        params = {"call_uuid": call_uuid, "at": format_time(at), "number": number}
+        await self._commit.write(lambda conn: conn.execute(q("mark_attempt_answered"), params))
 
     async def mark_bridged(self, call_uuid: str, task_id: int, at: datetime) -> None:
         """Record the bridge and queue the task's `success` webhook with it."""
-        when = format_time(at)
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(
-                q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": when}
-            )
-            if cursor.rowcount == 1:
-                await enqueue_webhook(tx, WebhookEvent.SUCCESS, task_id, call_uuid, when)
+        await self._commit.write(partial(_bridged, call_uuid, task_id, format_time(at)))
 
     async def end(
         self,
@@ -175,43 +141,8 @@ class AttemptRepository:
     ) -> bool:
         """Close the attempt with its outcome and move the task on, atomically. False if
         the attempt was already closed (a second close changes nothing)."""
-        async with self._db.transaction() as tx:
-            await self._insert_events(tx, events)
-            cursor = await tx.execute(
-                q("end_attempt"),
-                {
-                    "call_uuid": call_uuid,
-                    "a_answer_time": _opt_time(outcome.a_answer_time),
-                    "bridged_time": _opt_time(outcome.bridged_time),
-                    "end_time": _opt_time(outcome.end_time),
-                    "answered_a_number": outcome.answered_a_number,
-                    "a_dial_status": outcome.a_dial_status,
-                    "b_dial_status": outcome.b_dial_status,
-                    "a_hangup_cause": outcome.a_hangup_cause,
-                    "b_hangup_cause": outcome.b_hangup_cause,
-                    "result": str(outcome.result),
-                    "result_comment": outcome.comment,
-                },
-            )
-            if cursor.rowcount != 1:
-                return False
-            cursor = await tx.execute(
-                q("task_after_attempt"),
-                {
-                    "id": task_id,
-                    "status": str(TaskStatus.FINISHED if step.finished else TaskStatus.DELAYED),
-                    "finish_result": str(step.finish_result) if step.finish_result else None,
-                    "comment": step.comment,
-                    "next_attempt": _due_text(step.next_attempt),
-                    "caller_attempts": progress.caller_attempts,
-                    "invalid_numbers": json.dumps(sorted(set(invalid_numbers))),
-                },
-            )
-            # A task finished meanwhile (cancelled) already has its `after` webhook.
-            if step.finished and cursor.rowcount == 1:
-                when = _opt_time(outcome.end_time) or format_time(datetime.now(UTC))
-                await enqueue_webhook(tx, WebhookEvent.AFTER, task_id, call_uuid, when)
-        return True
+        ending = _Ending(call_uuid, task_id, outcome, progress, step, invalid_numbers, events)
+        return await self._commit.write(ending)
 
     async def live(self) -> list[LiveAttempt]:
         rows = await self._db.fetch_all(q("select_live_attempts"))
@@ -233,15 +164,100 @@ class AttemptRepository:
 
     async def save_events(self, events: Sequence[StoredEvent]) -> None:
         if events:
-            async with self._db.transaction() as tx:
-                await self._insert_events(tx, events)
+            await self._commit.write(partial(_insert_events, events))
 
-    @staticmethod
-    async def _insert_events(tx: aiosqlite.Connection, events: Sequence[StoredEvent]) -> None:
-        if not events:
-            return
 
-        await tx.executemany(
+def _claim(claims: Sequence[Claim], when: str, conn: sqlite3.Connection) -> set[str]:
+    claimed: set[str] = set()
+    for claim in claims:
+        cursor = conn.execute(q("claim_task"), {"id": claim.task_id, "call_uuid": claim.call_uuid})
+        if cursor.rowcount != 1:
+            continue
+        conn.execute(
+            q("insert_attempt"),
+            {
+                "call_uuid": claim.call_uuid,
+                "task_id": claim.task_id,
+                "attempt_no": claim.attempt_no,
+                "scheduler_id": claim.scheduler_id,
+                "plan": claim.plan.model_dump_json(),
+                "now": when,
+            },
+        )
+        conn.execute(q("touch_queue_last_call"), {"scheduler_id": claim.scheduler_id, "now": when})
+        event = WebhookEvent.BEFORE if claim.attempt_no == 1 else WebhookEvent.BEFORE_AGAIN
+        enqueue_webhook_now(conn, event, claim.task_id, claim.call_uuid, when)
+        claimed.add(claim.call_uuid)
+    return claimed
+
+
+def _release(task_id: int, call_uuid: str, when: str, conn: sqlite3.Connection) -> None:
+    conn.execute(q("delete_unsent_attempt"), {"call_uuid": call_uuid})
+    conn.execute(q("unclaim_task"), {"id": task_id, "now": when})
+
+
+def _bridged(call_uuid: str, task_id: int, when: str, conn: sqlite3.Connection) -> None:
+    cursor = conn.execute(q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": when})
+    if cursor.rowcount == 1:
+        enqueue_webhook_now(conn, WebhookEvent.SUCCESS, task_id, call_uuid, when)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """The end of an attempt as one write: its events, its outcome, the task's next
+    state and the `after` webhook of a task that finished."""
+
+    call_uuid: str
+    task_id: int
+    outcome: Outcome
+    progress: Progress
+    step: NextStep
+    invalid_numbers: Sequence[str]
+    events: Sequence[StoredEvent]
+
+    def __call__(self, conn: sqlite3.Connection) -> bool:
+        outcome, step = self.outcome, self.step
+        _insert_events(self.events, conn)
+        cursor = conn.execute(
+            q("end_attempt"),
+            {
+                "call_uuid": self.call_uuid,
+                "a_answer_time": _opt_time(outcome.a_answer_time),
+                "bridged_time": _opt_time(outcome.bridged_time),
+                "end_time": _opt_time(outcome.end_time),
+                "answered_a_number": outcome.answered_a_number,
+                "a_dial_status": outcome.a_dial_status,
+                "b_dial_status": outcome.b_dial_status,
+                "a_hangup_cause": outcome.a_hangup_cause,
+                "b_hangup_cause": outcome.b_hangup_cause,
+                "result": str(outcome.result),
+                "result_comment": outcome.comment,
+            },
+        )
+        if cursor.rowcount != 1:
+            return False
+        cursor = conn.execute(
+            q("task_after_attempt"),
+            {
+                "id": self.task_id,
+                "status": str(TaskStatus.FINISHED if step.finished else TaskStatus.DELAYED),
+                "finish_result": str(step.finish_result) if step.finish_result else None,
+                "comment": step.comment,
+                "next_attempt": _due_text(step.next_attempt),
+                "caller_attempts": self.progress.caller_attempts,
+                "invalid_numbers": json.dumps(sorted(set(self.invalid_numbers))),
+            },
+        )
+        # A task finished meanwhile (cancelled) already has its `after` webhook.
+        if step.finished and cursor.rowcount == 1:
+            when = _opt_time(outcome.end_time) or format_time(datetime.now(UTC))
+            enqueue_webhook_now(conn, WebhookEvent.AFTER, self.task_id, self.call_uuid, when)
+        return True
+
+
+def _insert_events(events: Sequence[StoredEvent], conn: sqlite3.Connection) -> None:
+    if events:
+        conn.executemany(
             q("insert_call_event"),
             [(e.call_uuid, e.seq, e.received_at, json.dumps(e.event)) for e in events],
         )

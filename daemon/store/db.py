@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from daemon.store.queries import migrations
 
 Params = Mapping[str, Any] | Sequence[Any]
+T = TypeVar("T")
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -89,6 +90,23 @@ class Database:
                     await self._writer.execute("ROLLBACK")
                 raise StoreUnavailable(f"the store refused a write: {exc}") from exc
 
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` inside one durable transaction on the writer's own thread and
+        return what it returns; rolled back if it raises.
+
+        Unlike `transaction()`, whose every statement is a round trip between the event
+        loop and the writer thread, the whole transaction is one round trip: what the
+        call engine writes per call is many small statements."""
+        async with self._write_lock:
+            try:
+                # aiosqlite has no public way to run a function on its thread; _execute
+                # is what its own methods use.
+                run = self._writer._execute
+                result: T = await run(_in_transaction, self._writer._conn, work)  # type: ignore[no-untyped-call]
+                return result
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"the store refused a write: {exc}") from exc
+
     async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         async with self._reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
@@ -109,6 +127,18 @@ class Database:
         except (sqlite3.Error, StoreUnavailable, TimeoutError):
             return False
         return True
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:

@@ -5,6 +5,7 @@ the state just written: a late delivery still tells what was true at the time.""
 from __future__ import annotations
 
 import json
+import sqlite3
 from enum import StrEnum
 
 import aiosqlite
@@ -39,24 +40,57 @@ async def enqueue_webhook(
     """Store the task's webhook for `event` if the task has that URL; True if stored."""
     cursor = await tx.execute(q("select_task_by_id"), {"id": task_id})
     task_row = await cursor.fetchone()
-    if task_row is None:
+    if task_row is None or not _url(task_row, event):
         return False
-    task = task_from_row(task_row)
-    url = getattr(task, URL_FIELD[event])
-    if not url:
-        return False
-    attempt = None
+    attempt_row = None
     if call_uuid:
         cursor = await tx.execute(q("select_attempt"), {"call_uuid": call_uuid})
         attempt_row = await cursor.fetchone()
-        if attempt_row is not None:
-            attempt = call_from_row(attempt_row).model_dump(mode="json", exclude={"events"})
+    await tx.execute(q("insert_webhook"), _outbox_row(event, task_row, attempt_row, now))
+    return True
+
+
+def enqueue_webhook_now(
+    conn: sqlite3.Connection,
+    event: WebhookEvent,
+    task_id: int,
+    call_uuid: str | None,
+    now: str,
+) -> bool:
+    """`enqueue_webhook` for work that runs on the writer thread (`Database.write`)."""
+    task_row = conn.execute(q("select_task_by_id"), {"id": task_id}).fetchone()
+    if task_row is None or not _url(task_row, event):
+        return False
+    attempt_row = None
+    if call_uuid:
+        attempt_row = conn.execute(q("select_attempt"), {"call_uuid": call_uuid}).fetchone()
+    conn.execute(q("insert_webhook"), _outbox_row(event, task_row, attempt_row, now))
+    return True
+
+
+def _url(task_row: sqlite3.Row, event: WebhookEvent) -> str | None:
+    # Stored params leave out unset fields: most tasks have no URL for most events,
+    # and this answers that without building the task.
+    url: str | None = json.loads(task_row["params"]).get(URL_FIELD[event])
+    return url
+
+
+def _outbox_row(
+    event: WebhookEvent, task_row: sqlite3.Row, attempt_row: sqlite3.Row | None, now: str
+) -> dict[str, object]:
+    task = task_from_row(task_row)
+    attempt = None
+    if attempt_row is not None:
+        attempt = call_from_row(attempt_row).model_dump(mode="json", exclude={"events"})
     body = json.dumps(
         {"event": str(event), "task": task.model_dump(mode="json"), "attempt": attempt},
         separators=(",", ":"),
     )
-    await tx.execute(
-        q("insert_webhook"),
-        {"task_id": task_id, "event": str(event), "url": str(url), "body": body, "now": now},
-    )
-    return True
+    url = getattr(task, URL_FIELD[event])
+    return {
+        "task_id": task_row["id"],
+        "event": str(event),
+        "url": str(url),
+        "body": body,
+        "now": now,
+    }
