@@ -36,14 +36,11 @@ systemd-analyze:
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && \
 		apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
 
-# Every benchmark in turn (bench/README.md); each prints its figures and its command.
-# The PBX ones need the test PBX running (tools/testpbx start).
+# Every benchmark in one run, into one report (bench/README.md, "make bench"): prints
+# the Markdown table and writes bench/out/report-<timestamp>.{md,json}. QUICK=1 runs
+# smaller sizes in a few minutes. The PBX ones need the test PBX (tools/testpbx start).
 bench: $(STAMP)
-	$(BIN)/python -m bench.bench_api
-	$(BIN)/python -m bench.bench_ami
-	$(BIN)/python -m bench.bench_ami --pbx
-	$(BIN)/python -m bench.bench_dispatch fake
-	$(BIN)/python -m bench.bench_dispatch pbx
+	$(BIN)/python -m bench.report $(if $(QUICK),--quick)
 
 # Soak on the test PBX (root, tools/testpbx running; not part of `make test`): 100,000
 # tasks, calls flowing for MINUTES (default 10) with each fault injected once; prints

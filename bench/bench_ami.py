@@ -49,6 +49,7 @@ from ami.fake import FakeAmiServer, _Connection
 from ami.outcome import Outcome, Result
 from ami.protocol import split_blocks
 from bench.figures import Log, add_json_option, write_json
+from bench.pbx import TestPbx
 from config import Settings
 from config.settings import LogSettings
 from daemon.clock import SystemClock, now_text
@@ -355,7 +356,7 @@ class CountingEngine(CallEngine):
 
 
 async def pbx_events(user: str, calls: int) -> tuple[list[list[int]], int, dict[Result, int]]:
-    ami = AmiClient(AmiSettings("127.0.0.1", 5038, user, "callbackd-test"))
+    ami = AmiClient(TestPbx.from_env().ami(user))
     async with attempts_store("real", calls) as (repo, records):
         delivered: dict[str, list[int]] = {}
         tally = Tally(calls, asyncio.get_running_loop().create_future(), {}, delivered)

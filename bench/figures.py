@@ -59,11 +59,12 @@ def memory_kb(pid: int) -> dict[str, int]:
 def git(*args: str) -> str:
     repo = Path(__file__).resolve().parent.parent
     done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
-    return done.stdout.strip()
+    return done.stdout
 
 
 def code_version() -> str:
     """HEAD, plus the product files changed in the working tree, if any."""
-    head = git("rev-parse", "--short", "HEAD")
+    head = git("rev-parse", "--short", "HEAD").strip()
+    # Porcelain lines are "XY path": the status columns may start with a space.
     dirty = git("status", "--porcelain", "--", "daemon", "ami", "api", "config").splitlines()
     return head + (f" + uncommitted {[line[3:] for line in dirty]}" if dirty else "")
