@@ -33,8 +33,11 @@ def header(ev: AmiEvent, key: str, default: str = "") -> str:
     if value is not None:
         return value
     wanted = key.lower()
+    size = len(wanted)
     for k, v in ev.items():
-        if k.lower() == wanted:
+        # Only a name of the same length can match: most are passed over without
+        # lower(), which matters because the tracker asks for absent headers often.
+        if len(k) == size and k.lower() == wanted:
             return v
     return default
 

@@ -64,19 +64,41 @@ def parse_frame(raw: bytes, kinds: Sequence[str] = FROM_ASTERISK) -> Frame:
         # Keep the frame: losing a Hangup over one odd byte in a caller name is worse.
         text = raw.decode("utf-8", errors="replace")
         problem = "non-UTF-8 bytes replaced"
+    headers = _plain_headers(text)
+    if headers is None:
+        headers = _any_headers(text)
+    for kind in kinds:
+        if kind in headers:
+            return Frame(headers, problem)
+    return Frame(None, f"frame of {len(raw)} bytes without {' or '.join(kinds)} header")
+
+
+def _plain_headers(text: str) -> AmiEvent | None:
+    """The headers of a frame whose every line is `Name: value` with CRLF endings and
+    no name repeated (nearly all of them), in a few whole-string C calls; None for any
+    other frame, which `_any_headers` reads."""
+    if text.count("\n") != text.count("\r\n"):
+        return None
+    lines = text.split("\r\n")
+    try:
+        headers = dict(line.split(": ", 1) for line in lines)
+    except ValueError:  # a line without ": "
+        return None
+    if len(headers) != len(lines) or "" in headers or any(":" in key for key in headers):
+        return None  # a repeated name, an empty one, or a ":" without a space first
+    return headers
+
+
+def _any_headers(text: str) -> AmiEvent:
     headers: AmiEvent = {}
-    # Splits at CRLF or a lone LF like _LINE_BREAK, at a third of the cost: this loop
-    # runs for every header line of every event.
+    # Splits at CRLF or a lone LF like _LINE_BREAK, at a third of the cost.
     for line in text.replace("\r\n", "\n").split("\n"):
         key, sep, value = line.partition(":")
         if not sep or not key:
             continue
         value = value.removeprefix(" ")
         headers[key] = f"{headers[key]}\n{value}" if key in headers else value
-    for kind in kinds:
-        if kind in headers:
-            return Frame(headers, problem)
-    return Frame(None, f"frame of {len(raw)} bytes without {' or '.join(kinds)} header")
+    return headers
 
 
 class FrameDecoder:
@@ -93,28 +115,36 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
+        # Every complete frame of this read is cut off in one piece and split in one
+        # call: a read carries dozens of events.
+        last = self._buf.rfind(FRAME_END, self._scanned)
+        if last < 0:
+            return self._incomplete()
+        complete = bytes(self._buf[:last])
+        del self._buf[: last + len(FRAME_END)]
+        self._scanned = 0
         frames: list[Frame] = []
-        while True:
-            end = self._buf.find(FRAME_END, self._scanned)
-            if end < 0:
-                self._scanned = max(0, len(self._buf) - len(FRAME_END) + 1)
-                if len(self._buf) > self._max:
-                    if not self._skipping:
-                        self._skipping = True
-                        frames.append(Frame(None, f"frame over {self._max} bytes skipped"))
-                    # Keep a possible partial FRAME_END so the end is still found.
-                    del self._buf[: self._scanned]
-                    self._scanned = 0
-                return frames
-            raw = bytes(self._buf[:end])
-            del self._buf[: end + len(FRAME_END)]
-            self._scanned = 0
+        for raw in complete.split(FRAME_END):
             if self._skipping:
-                self._skipping = False
+                self._skipping = False  # the end of an oversized frame
             elif len(raw) > self._max:
                 frames.append(Frame(None, f"frame over {self._max} bytes skipped"))
             elif raw.strip():
                 frames.append(parse_frame(raw, self._kinds))
+        return frames + self._incomplete()
+
+    def _incomplete(self) -> list[Frame]:
+        """What the rest of the buffer, which holds no frame end, calls for."""
+        self._scanned = max(0, len(self._buf) - len(FRAME_END) + 1)
+        if len(self._buf) <= self._max:
+            return []
+        # Keep a possible partial FRAME_END so the end is still found.
+        del self._buf[: self._scanned]
+        self._scanned = 0
+        if self._skipping:
+            return []
+        self._skipping = True
+        return [Frame(None, f"frame over {self._max} bytes skipped")]
 
 
 def split_blocks(raw_text: str) -> list[bytes]:
