@@ -287,14 +287,23 @@ class CallEngine:
 
     async def _consume(self) -> None:
         events_counter = self._metrics.ami_events if self._metrics is not None else None
+        queue = self.ami.events
         while True:
-            item = await self.ami.events.get()
-            if isinstance(item, ConnectionChange):
-                await self._on_connection_change(item)
-            else:
-                if events_counter is not None:
-                    events_counter.inc()
-                self.route(item, self._clock.now())
+            item = await queue.get()
+            # What is queued already came in with it (one read carries many events):
+            # they share one reading of the clock.
+            at = self._clock.now()
+            while True:
+                if isinstance(item, ConnectionChange):
+                    await self._on_connection_change(item)
+                    at = self._clock.now()
+                else:
+                    if events_counter is not None:
+                        events_counter.inc()
+                    self.route(item, at)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
 
     def route(self, ev: AmiEvent, at: datetime) -> None:
         call = self.calls.get(linkedid(ev)) or self.calls.get(
