@@ -119,9 +119,14 @@ class ActiveCall:
     # A answered and this is not stored yet: it goes with the bridge, the next event
     # flush or the end, whichever comes first (only crash recovery reads it earlier).
     unsaved_answer: tuple[datetime, str | None] | None = None
+    _logger: Any = None
 
     def log(self) -> Any:
-        return call_log(self.task_id, self.attempt_no, self.call_uuid)
+        # Bound once per call: binding costs as much as rendering a line. The level
+        # and the format are looked up per line, so a reload still applies.
+        if self._logger is None:
+            self._logger = call_log(self.task_id, self.attempt_no, self.call_uuid)
+        return self._logger
 
 
 class CallEngine:

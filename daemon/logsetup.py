@@ -6,6 +6,7 @@ console on a terminal. Every line passes the secret redactor last before renderi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -61,11 +62,60 @@ class Redactor:
         return self._pattern.sub(REDACTED, repr(value))
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if self._pattern is None:
+            return event_dict
         return {key: self.scrub(value) for key, value in event_dict.items()}
 
 
 REDACTOR = Redactor()
-_handler: logging.Handler | None = None  # ours on the root logger, replaced on reconfigure
+_handler: logging.StreamHandler[TextIO] | None = None  # ours on the root logger
+
+
+class _Output:
+    """The last processor of our own lines: renders them the way the handler's
+    formatter renders foreign ones (configure_logging swaps the renderer)."""
+
+    def __init__(self) -> None:
+        self.renderers: list[Processor] = []
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        rendered: Any = event_dict
+        for processor in self.renderers:
+            rendered = processor(logger, method_name, rendered)
+        return rendered
+
+
+_OUTPUT = _Output()
+
+
+class _LineWriter:
+    """What structlog loggers write their rendered lines to: the stream of our root
+    handler, under its lock, without the stdlib round trip (a LogRecord, caller lookup
+    and formatting per line cost more than the rendering). The level check stays the
+    stdlib one, so set_level() governs these lines too."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._levels = logging.getLogger(name)
+
+    # What filter_by_level asks, under the stdlib's names.
+    @property
+    def disabled(self) -> bool:
+        return self._levels.disabled
+
+    def getEffectiveLevel(self) -> int:
+        return self._levels.getEffectiveLevel()
+
+    def _write(self, line: str) -> None:
+        handler = _handler
+        if handler is None:  # logging was reset under a logger bound before
+            sys.stderr.write(line + "\n")
+            return
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+
+    debug = info = warning = error = critical = exception = msg = _write
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -139,15 +189,16 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    renderers: list[Processor] = [
+        structlog.processors.format_exc_info,
+        REDACTOR,
+        *_renderer(settings, stream, env),
+    ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            REDACTOR,
-            *_renderer(settings, stream, env),
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
     )
+    _OUTPUT.renderers = renderers
     global _handler
     root = logging.getLogger()
     if _handler is not None:
@@ -164,10 +215,10 @@ def configure_logging(
             *shared,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            _OUTPUT,
         ],
         wrapper_class=structlog.stdlib.BoundLogger,
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=_LineWriter,
         cache_logger_on_first_use=False,
     )
 

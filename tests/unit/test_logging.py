@@ -142,6 +142,16 @@ def test_set_level_applies_to_loggers_bound_before_it() -> None:
     assert [x["event"] for x in json_lines(out.getvalue())] == ["before", "kept"]
 
 
+def test_a_new_format_applies_to_loggers_bound_before_it() -> None:
+    configured("json")
+    bound = call_log(1, 1, "u")
+    tty = Tty()
+    configure_logging(LogSettings(format="console"), stream=tty, env={})
+    bound.info("after the reload")
+    assert "after the reload" in tty.getvalue()
+    assert not tty.getvalue().startswith("{")
+
+
 def test_aiosqlite_debug_chatter_is_never_logged() -> None:
     out = configured(level="debug")
     logging.getLogger("aiosqlite").debug("executing SELECT ...")
