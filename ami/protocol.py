@@ -64,34 +64,18 @@ def parse_frame(raw: bytes, kinds: Sequence[str] = FROM_ASTERISK) -> Frame:
         # Keep the frame: losing a Hangup over one odd byte in a caller name is worse.
         text = raw.decode("utf-8", errors="replace")
         problem = "non-UTF-8 bytes replaced"
-    headers = _plain_headers(text)
-    if headers is None:
-        headers = _any_headers(text)
+    headers = _headers(text)
     for kind in kinds:
         if kind in headers:
             return Frame(headers, problem)
     return Frame(None, f"frame of {len(raw)} bytes without {' or '.join(kinds)} header")
 
 
-def _plain_headers(text: str) -> AmiEvent | None:
-    """The headers of a frame whose every line is `Name: value` with CRLF endings and
-    no name repeated (nearly all of them), in a few whole-string C calls; None for any
-    other frame, which `_any_headers` reads."""
-    if text.count("\n") != text.count("\r\n"):
-        return None
-    lines = text.split("\r\n")
-    try:
-        headers = dict(line.split(": ", 1) for line in lines)
-    except ValueError:  # a line without ": "
-        return None
-    if len(headers) != len(lines) or "" in headers or any(":" in key for key in headers):
-        return None  # a repeated name, an empty one, or a ":" without a space first
-    return headers
-
-
-def _any_headers(text: str) -> AmiEvent:
+def _headers(text: str) -> AmiEvent:
     headers: AmiEvent = {}
-    # Splits at CRLF or a lone LF like _LINE_BREAK, at a third of the cost.
+    # Splits at CRLF or a lone LF like _LINE_BREAK, at a third of the cost: this loop
+    # runs for every header line of every event. (Whole-string alternatives, a regex
+    # or dict(map(str.split, ...)), measured no faster.)
     for line in text.replace("\r\n", "\n").split("\n"):
         key, sep, value = line.partition(":")
         if not sep or not key:
