@@ -12,9 +12,11 @@ import asyncio
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from itertools import islice
 
 import structlog
 
@@ -124,52 +126,35 @@ class Scheduler:
             if row["status"] == "on"
         }
         per_queue = Counter(r.scheduler_id for r in self.running.values())
-        per_extension = Counter(r.extension_id for r in self.running.values())
-        in_flight = len(self.running)
-        if in_flight >= settings.calls.max_concurrent:
+        if len(self.running) >= settings.calls.max_concurrent:
             # The PBX is full: every queue waits, and no due row needs reading.
             full_queues = set(queues)
         else:
             full_queues = {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
         rows = await self._due_rows(now, queues.keys() - full_queues)
         blocked: list[int] = []
-        batch: list[TaskRecord] = []
-        due: dict[int, datetime] = {}
-        for row in rows:
-            # Only the extension is needed to check the limits; the task is read in full
-            # (and validated) only if it starts.
-            ext = json.loads(row["params"]).get("extension_id")
-            ext_limit = profile_for(settings, ext).max_concurrent
-            if (
-                in_flight >= settings.calls.max_concurrent
-                or per_queue[row["scheduler_id"]] >= queues[row["scheduler_id"]]
-                or (ext_limit is not None and per_extension[ext] >= ext_limit)
-            ):
-                if row["status"] != TaskStatus.DELAYED_CONCURRENT:
-                    blocked.append(row["id"])
-                continue
-            record = task_record(row)
-            batch.append(record)
-            due[record.id] = parse_time(row["next_attempt"])
-            in_flight += 1
-            per_queue[record.scheduler_id] += 1
-            per_extension[ext] += 1
+        admitted = _admit(rows, settings, queues, self.running.values(), blocked)
         # Claims go in growing chunks, one transaction each, with the chunk's Originates
         # in flight together: the first in line waits for a small transaction, the rest
-        # share the cost of large ones.
-        started: dict[int, str] = {}
-        for chunk in _growing_chunks(batch):
-            placed = await self._engine.place_many(chunk)
-            started |= placed
+        # share the cost of large ones. Rows are validated only as their chunk comes,
+        # so the first in line does not wait for the whole batch to be read either.
+        started = 0
+        for size in _growing_sizes():
+            chunk = list(islice(admitted, size))
+            if not chunk:
+                break
+            placed = await self._engine.place_many([record for record, _ in chunk])
+            started += len(placed)
             if self._metrics is not None:
                 sent_at = self._clock.now()
-                for task_id in placed:
-                    latency = (sent_at - due[task_id]).total_seconds()
-                    self._metrics.dispatch_latency.observe(max(latency, 0.0))
+                for record, due in chunk:
+                    if record.id in placed:
+                        latency = (sent_at - due).total_seconds()
+                        self._metrics.dispatch_latency.observe(max(latency, 0.0))
             if not self._engine.ready:
                 break
         await self._mark_waiting_for_slot(blocked, full_queues, now)
-        return len(started), len(rows) == DUE_BATCH
+        return started, len(rows) == DUE_BATCH
 
     async def _due_rows(self, now: datetime, queue_ids: set[int]) -> list[sqlite3.Row]:
         if not queue_ids:
@@ -216,14 +201,46 @@ class Scheduler:
                 )
 
 
-def _growing_chunks(items: list[TaskRecord], first: int = 4) -> list[list[TaskRecord]]:
-    """[4 items, 16, 64, 256, ...] until the list is used up."""
-    chunks, size, start = [], first, 0
-    while start < len(items):
-        chunks.append(items[start : start + size])
-        start += size
+def _admit(
+    rows: list[sqlite3.Row],
+    settings: Settings,
+    queue_limits: dict[int, int],
+    running: Iterable[Running],
+    blocked: list[int],
+) -> Iterator[tuple[TaskRecord, datetime]]:
+    """The due rows that fit the limits of the PBX, their queue and their extension, in
+    order, each with its due time; the ids of those held back by a limit (and not marked
+    so yet) are added to `blocked` as they are passed over."""
+    running = list(running)
+    per_queue = Counter(r.scheduler_id for r in running)
+    per_extension = Counter(r.extension_id for r in running)
+    in_flight = len(running)
+    extension_limit = cache(lambda ext: profile_for(settings, ext).max_concurrent)
+    for row in rows:
+        # Only the extension is needed to check the limits; the task is read in full
+        # (and validated) only if it starts.
+        ext = json.loads(row["params"]).get("extension_id")
+        ext_limit = extension_limit(ext)
+        if (
+            in_flight >= settings.calls.max_concurrent
+            or per_queue[row["scheduler_id"]] >= queue_limits[row["scheduler_id"]]
+            or (ext_limit is not None and per_extension[ext] >= ext_limit)
+        ):
+            if row["status"] != TaskStatus.DELAYED_CONCURRENT:
+                blocked.append(row["id"])
+            continue
+        in_flight += 1
+        per_queue[row["scheduler_id"]] += 1
+        per_extension[ext] += 1
+        yield task_record(row), parse_time(row["next_attempt"])
+
+
+def _growing_sizes(first: int = 4) -> Iterator[int]:
+    """4, 16, 64, 256, ..."""
+    size = first
+    while True:
+        yield size
         size *= 4
-    return chunks
 
 
 class EngineEvents:
