@@ -25,8 +25,33 @@ class CallProfile:
     max_concurrent: int | None
 
 
+class _ProfileCache:
+    """The profiles of the settings in force: every attempt and every due row needs
+    one, and merging them costs two model dumps. A reload brings a new Settings
+    object, which empties the cache (it holds the object, so its id stays its own)."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._profiles: dict[int | None, CallProfile] = {}
+
+    def get(self, settings: Settings, extension_id: int | None) -> CallProfile:
+        if settings is not self._settings:
+            self._settings, self._profiles = settings, {}
+        profile = self._profiles.get(extension_id)
+        if profile is None:
+            profile = self._profiles[extension_id] = _merged_profile(settings, extension_id)
+        return profile
+
+
+_PROFILES = _ProfileCache()
+
+
 def profile_for(settings: Settings, extension_id: int | None) -> CallProfile:
     """[calls] with the keys the task's extension profile sets laid over it."""
+    return _PROFILES.get(settings, extension_id)
+
+
+def _merged_profile(settings: Settings, extension_id: int | None) -> CallProfile:
     ext = settings.extensions.get(extension_id) if extension_id is not None else None
     merged = settings.calls.model_dump() | (ext.model_dump(exclude_unset=True) if ext else {})
     names = [f.name for f in fields(CallProfile) if f.name != "max_concurrent"]
