@@ -456,7 +456,6 @@ async def run_callfiles(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
     staging = Path(tempfile.mkdtemp(prefix="bench-callfiles-", dir=pbx.spool))
     unclaimed: set[str] = set()  # call uuids of files whose call has not shown up yet
     sent = 0
-    done = asyncio.Event()
 
     def place() -> None:
         nonlocal sent
@@ -475,8 +474,6 @@ async def run_callfiles(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
     def completed(linkedid: str) -> None:
         if sent < calls:
             place()
-        elif watcher.completed == calls:
-            done.set()
 
     watcher = CallWatcher(claim, completed)
     await watcher.connect(pbx)
@@ -484,7 +481,9 @@ async def run_callfiles(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
         start = Snapshot.take(pbx)
         for _ in range(min(concurrent, calls)):
             place()
-        await asyncio.wait_for(done.wait(), calls + 60)
+        if not await watcher.wait_until(lambda: watcher.completed >= calls, calls + 60):
+            lost = " (the observer's AMI connection ended)" if watcher.lost else ""
+            raise SystemExit(f"call files: {watcher.completed} of {calls} complete{lost}")
         end = Snapshot.take(pbx)
     finally:
         await _clean_spool(watcher, unclaimed, outgoing, staging)

@@ -46,9 +46,10 @@ class LiveFigures:
     ramp_seconds: float = 0.0  # queue switched on -> all calls bridged
     in_progress: int = 0  # the daemon's /metrics then
     bridged: int = 0  # the observer's count then
-    cancelled: int = 0  # DELETEs answered 200
+    cancel_answers: dict[str, int] = field(default_factory=dict)  # HTTP status -> DELETEs
     left_after_cancel: int = 0  # calls still up after the cancels (waited up to 60 s)
     hung_up_by_observer: int = 0  # ... which the observer then hung up
+    observer_lost: bool = False  # its AMI connection ended: the counts above are unsure
 
 
 def _config(pbx: TestPbx, calls: int) -> tuple[str, str]:
@@ -124,17 +125,20 @@ async def _ramp(
     return tasks_url, [t["id"] for t in made["tasks"]]
 
 
-async def _cancel(session: aiohttp.ClientSession, tasks_url: str, task_ids: list[int]) -> int:
-    """DELETE every task (a task in a call has its call hung up); returns how many were
-    cancelled."""
+async def _cancel(
+    session: aiohttp.ClientSession, tasks_url: str, task_ids: list[int]
+) -> dict[str, int]:
+    """DELETE every task (a task in a call has its call hung up); returns how many
+    answers of each HTTP status came back."""
     gate = asyncio.Semaphore(CANCEL_AT_ONCE)
 
-    async def cancel(task_id: int) -> bool:
+    async def cancel(task_id: int) -> int:
         async with gate:
             status, _ = await _api(session, "DELETE", f"{tasks_url}{task_id}")
-            return status == 200
+            return status
 
-    return sum(await asyncio.gather(*(cancel(i) for i in task_ids)))
+    answers = await asyncio.gather(*(cancel(i) for i in task_ids))
+    return {str(status): answers.count(status) for status in sorted(set(answers))}
 
 
 async def measure(calls: int, log: Log = print) -> LiveFigures:
@@ -162,7 +166,7 @@ async def measure(calls: int, log: Log = print) -> LiveFigures:
                 pid = pbx.asterisk_pid()
                 figures.asterisk_kb = memory_kb(pid) if pid else {}
                 log(f"  {figures.bridged} calls up after {figures.ramp_seconds:.1f} s")
-                figures.cancelled = await _cancel(session, tasks_url, task_ids)
+                figures.cancel_answers = await _cancel(session, tasks_url, task_ids)
                 await watcher.wait_until(lambda: watcher.live == 0, 60)
                 figures.left_after_cancel = watcher.live
         finished = True
@@ -171,6 +175,7 @@ async def measure(calls: int, log: Log = print) -> LiveFigures:
             # The daemon may have sent Originates whose calls have not reported yet.
             await asyncio.sleep(3)
         figures.hung_up_by_observer = await watcher.hang_up_ours()
+        figures.observer_lost = watcher.lost
         await watcher.close()
     return figures
 
@@ -188,9 +193,12 @@ def print_figures(figures: LiveFigures) -> None:
     if figures.asterisk_kb:
         print(f"  Asterisk VmRSS {figures.asterisk_kb['VmRSS'] / 1024:.0f} MB then (shared PBX)")
     print(
-        f"  cancelled {figures.cancelled} tasks; calls still up after that (waited up to 60 s):"
+        f"  tasks cancelled (DELETE answers by status: {figures.cancel_answers}); calls still"
+        f" up after that (waited up to 60 s):"
         f" {figures.left_after_cancel}; hung up by the observer: {figures.hung_up_by_observer}"
     )
+    if figures.observer_lost:
+        print("  the observer's AMI connection ended (Asterisk restarted?): calls unchecked")
 
 
 async def main() -> None:

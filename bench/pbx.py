@@ -102,6 +102,7 @@ class CallWatcher:
         self.ours: set[str] = set()
         self.completed = 0
         self.b_in_bridge: dict[str, set[str]] = {}  # our linkedid -> its B legs bridged
+        self.lost = False  # the connection ended (Asterisk restarted, say)
         self._changed = asyncio.Event()
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task[None] | None = None
@@ -148,6 +149,8 @@ class CallWatcher:
         it still does not after `within` seconds."""
         deadline = time.monotonic() + within
         while not condition():
+            if self.lost:
+                return False
             changed = self._changed
             try:
                 await asyncio.wait_for(changed.wait(), deadline - time.monotonic())
@@ -157,9 +160,11 @@ class CallWatcher:
 
     async def hang_up_ours(self, settle: float = 10) -> int:
         """Hang up every channel of our calls still up; returns how many calls had one.
-        Waits up to `settle` s for them to be gone."""
+        Waits up to `settle` s for them to be gone. Without a connection nothing can be
+        known or done (`lost` says so)."""
         left = [linkedid for linkedid in self.ours if self.channels.get(linkedid)]
-        assert self._writer is not None
+        if self.lost or self._writer is None:
+            return 0
         for linkedid in left:
             for channel in self.channels[linkedid].values():
                 self._writer.write(encode_frame({"Action": "Hangup", "Channel": channel}))
@@ -167,12 +172,17 @@ class CallWatcher:
         return len(left)
 
     async def _read(self, reader: asyncio.StreamReader, decoder: FrameDecoder) -> None:
-        while data := await reader.read(65536):
-            for frame in decoder.feed(data):
-                if frame.headers is not None:
-                    self._on_event(frame.headers)
-            self._changed.set()
-            self._changed = asyncio.Event()
+        try:
+            while data := await reader.read(65536):
+                for frame in decoder.feed(data):
+                    if frame.headers is not None:
+                        self._on_event(frame.headers)
+                self._changed.set()
+                self._changed = asyncio.Event()
+        except ConnectionError:
+            pass
+        self.lost = True
+        self._changed.set()
 
     def _on_event(self, ev: AmiEvent) -> None:
         kind = name(ev)

@@ -190,6 +190,13 @@ def notes(report: Report) -> list[str]:
             f"- after the live-calls run, {live.left_after_cancel} calls were still up once "
             f"their tasks were cancelled; the observer hung up {live.hung_up_by_observer}"
         )
+    if live is not None and set(live.cancel_answers) != {"200"}:
+        lines.append(f"- live calls: DELETE answers by HTTP status {live.cancel_answers}")
+    if live is not None and live.observer_lost:
+        lines.append(
+            "- live calls: the observer's AMI connection ended (Asterisk restarted?), "
+            "so no check that every call of the run is gone"
+        )
     return ["", *lines] if lines else []
 
 
