@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from daemon.models import PATTERN_MESSAGES
+from daemon.models import MAX_VARIABLE_TEXT, PATTERN_MESSAGES, unsafe_text_problem
 from daemon.store.db import StoreUnavailable
 
 PROBLEM_TYPE = "application/problem+json"
@@ -76,14 +76,38 @@ def _message(err: ErrorDetails) -> str:
     return _FRIENDLY.get(err["type"], err["msg"].removeprefix("Value error, "))
 
 
+_VARIABLE_TEXT_ERRORS = frozenset({"string_pattern_mismatch", "string_too_long"})
+
+
+def _variable_error(loc: list[int | str], err: ErrorDetails) -> tuple[list[int | str], str] | None:
+    """A bad name or text of a task variable is reported at `variables`, naming the
+    variable, as the API always has (the rules run on each name and value, in Rust)."""
+    if "variables" not in loc or err["type"] not in _VARIABLE_TEXT_ERRORS:
+        return None
+    at = loc.index("variables")
+    if len(loc) < at + 2:
+        return None
+    name = loc[at + 1]
+    if len(loc) == at + 3 and loc[-1] == "[key]":
+        message = f"variable name {name!r} {_message(err)}"
+    elif err["type"] == "string_too_long":
+        message = f"variable {name!r} is longer than {MAX_VARIABLE_TEXT} characters"
+    else:
+        message = unsafe_text_problem(str(err.get("input", "")))
+    return loc[: at + 1], message
+
+
 def validation_errors(
     exc: ValidationError, prefix: Sequence[int | str] = ()
 ) -> list[dict[str, Any]]:
     """Each error names where it is (`tasks[3].a_number`), by index and field too."""
     errors = []
-    for err in exc.errors(include_url=False, include_input=False):
+    for err in exc.errors(include_url=False):
         loc = [*prefix, *err["loc"]]
-        entry: dict[str, Any] = {"loc": _pointer(loc), "message": _message(err)}
+        message = _message(err)
+        if (variable := _variable_error(loc, err)) is not None:
+            loc, message = variable
+        entry: dict[str, Any] = {"loc": _pointer(loc), "message": message}
         if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
             entry["index"] = loc[1]
             entry["field"] = ".".join(str(p) for p in loc[2:]) or None

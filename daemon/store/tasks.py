@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -10,7 +11,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import TypeAdapter
+import aiosqlite
+from pydantic_core import to_json
 
 from daemon.models import (
     WAITING_STATUSES,
@@ -62,15 +64,14 @@ def due_time(start_time: datetime | None, now: str) -> str:
     return now if start_time is None else format_time(start_time)
 
 
-# Stored params omit defaults (exclude_defaults); these fill them back in on read.
+# Stored params hold the fields the client gave (TaskFields); defaults fill in the rest.
 _INPUT_DEFAULTS = TaskInput(a_number="0", b_number="0").model_dump(
     mode="json", exclude={"a_number", "b_number", "start_time_utc", "callback_params"}
 )
-
-
 _CALLBACK_DEFAULTS = CallbackParams().model_dump(mode="json")
 _CALLBACK_FIELDS = set(CallbackParams.model_fields)
 _OUTPUT_FIELDS = set(TaskOutput.model_fields)
+_URL_FIELDS = tuple(name for name in TaskInput.model_fields if name.startswith("url_"))
 
 
 def task_fields(params: dict[str, Any], **state: Any) -> dict[str, Any]:
@@ -111,41 +112,63 @@ def task_from_row(row: sqlite3.Row) -> TaskOutput:
     return TaskOutput.model_construct(_OUTPUT_FIELDS, **fields)
 
 
-# One call into pydantic-core serialises a whole batch: per-task calls made a
-# 10,000-task POST several times slower.
-_BATCH = TypeAdapter(list[TaskInput])
+@dataclass
+class NewTasks:
+    """A batch of validated TaskFields ready for `insert_tasks`: the stored params and
+    start times as JSON arrays, prepared before the write lock is taken."""
+
+    scheduler_id: int
+    now: str
+    batch: list[dict[str, Any]]
+    starts: list[str | None]
+    params_json: str
+    starts_json: str
+
+    def answers(self, first_id: int) -> list[dict[str, Any]]:
+        """The tasks as the API shows them (TaskOutput fields, JSON-ready), built the
+        way a read builds them."""
+        waiting = {
+            **_INPUT_DEFAULTS,
+            "callback_params": _CALLBACK_DEFAULTS,
+            "scheduler_id": self.scheduler_id,
+            "start_time_utc": None,
+            "status": str(TaskStatus.SCHEDULED),
+            "finish_result": None,
+            "finish_comment": "",
+            "cdr": "",
+            "attempts_made": 0,
+            "next_attempt_utc": self.now,
+            "create_date_utc": self.now,
+        }
+        answers = []
+        for task_id, fields in enumerate(self.batch, first_id):
+            answer = waiting | fields
+            answer["id"] = task_id
+            if "callback_params" in fields:
+                answer["callback_params"] = _CALLBACK_DEFAULTS | fields["callback_params"]
+            for url_field in _URL_FIELDS:
+                if url_field in fields and fields[url_field] is not None:
+                    answer[url_field] = str(fields[url_field])
+            answers.append(answer)
+        for i, start in enumerate(self.starts):
+            if start is not None:
+                answers[i]["start_time_utc"] = answers[i]["next_attempt_utc"] = start
+        return answers
 
 
-def new_task_outputs(
-    scheduler_id: int, tasks: Sequence[TaskInput], now: str
-) -> tuple[list[tuple[object, ...]], list[dict[str, Any]]]:
-    """The `insert_task` rows of new tasks and their answers (JSON-ready dicts with the
-    fields of TaskOutput, `id` to be filled in), built the way a read builds them."""
-    params = _BATCH.dump_python(
-        list(tasks), mode="json", exclude_defaults=True, exclude={"__all__": {"start_time_utc"}}
+def new_tasks(scheduler_id: int, batch: list[dict[str, Any]], now: str) -> NewTasks:
+    """Prepare validated TaskFields (taken over: they become the stored params)."""
+    starts: list[str | None] = []
+    for i, fields in enumerate(batch):
+        if "start_time_utc" in fields:
+            start = fields.pop("start_time_utc")
+            if start is not None:
+                starts.extend([None] * (i - len(starts)))
+                starts.append(format_time(start))
+    # Text, not bytes: SQLite's JSON functions take no BLOB.
+    return NewTasks(
+        scheduler_id, now, batch, starts, to_json(batch).decode(), to_json(starts).decode()
     )
-    rows: list[tuple[object, ...]] = []
-    answers: list[dict[str, Any]] = []
-    for task, stored in zip(tasks, params, strict=True):
-        start_time = format_time(task.start_time_utc) if task.start_time_utc else None
-        due = due_time(task.start_time_utc, now)
-        params_json = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
-        rows.append((scheduler_id, task.name, params_json, start_time, due, now))
-        answer = task_fields(
-            stored,
-            id=0,
-            scheduler_id=scheduler_id,
-            start_time_utc=start_time,
-            status=str(TaskStatus.SCHEDULED),
-            finish_result=None,
-            finish_comment="",
-            cdr="",
-            attempts_made=0,
-            next_attempt_utc=due,
-            create_date_utc=now,
-        )
-        answers.append(answer)
-    return rows, answers
 
 
 def _filter_sql(scheduler_id: int, where: TaskFilter) -> tuple[str, list[object]]:
@@ -174,6 +197,42 @@ def page_sql(condition: str) -> str:
     )
 
 
+async def _insert(
+    tx: aiosqlite.Connection,
+    scheduler_id: int,
+    new: NewTasks,
+    now: str,
+    render: Callable[[list[dict[str, Any]]], str],
+) -> str:
+    """Insert a batch inside the caller's transaction; returns the rendered answer."""
+    cursor = await tx.execute(q("next_task_id"))
+    row = await cursor.fetchone()
+    assert row is not None
+    first_id = int(row[0])
+    # SQLite inserts the whole batch in one statement, off the GIL, while a worker thread
+    # renders the answer. The answer still goes out only after the commit.
+    insert = asyncio.ensure_future(
+        tx.execute(
+            q("insert_tasks"),
+            {
+                "first_id": first_id,
+                "scheduler_id": scheduler_id,
+                "params": new.params_json,
+                "starts": new.starts_json,
+                "now": now,
+            },
+        )
+    )
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: render(new.answers(first_id))
+        )
+    finally:
+        # Whatever happened to the answer, the insert is over before the transaction
+        # commits or rolls back.
+        await insert
+
+
 class TaskRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -187,11 +246,25 @@ class TaskRepository:
         render: Callable[[list[dict[str, Any]]], str],
         idempotent: IdempotentRequest | None = None,
     ) -> StoredResponse:
-        """Insert all tasks in one transaction; `render` turns their answers (TaskOutput
-        fields as JSON-ready dicts) into the response body. With an Idempotency-Key, a
-        repeated key returns the response stored the first time and inserts nothing."""
+        """`add_fields` for tasks that are models already."""
+        batch = [task.model_dump(exclude_unset=True) for task in tasks]
+        return await self.add_fields(client_id, scheduler_id, batch, now, render, idempotent)
+
+    async def add_fields(
+        self,
+        client_id: str,
+        scheduler_id: int,
+        batch: list[dict[str, Any]],
+        now: str,
+        render: Callable[[list[dict[str, Any]]], str],
+        idempotent: IdempotentRequest | None = None,
+    ) -> StoredResponse:
+        """Insert all tasks (validated TaskFields, taken over) in one transaction; `render`
+        turns their answers (TaskOutput fields as JSON-ready dicts) into the response
+        body. With an Idempotency-Key, a repeated key returns the response stored the
+        first time and inserts nothing."""
         # Prepared before the write lock is taken, so other writers wait less.
-        rows, created = new_task_outputs(scheduler_id, tasks, now)
+        new = new_tasks(scheduler_id, batch, now)
         async with self._db.transaction() as tx:
             if idempotent is not None:
                 cursor = await tx.execute(
@@ -205,15 +278,7 @@ class TaskRepository:
                         replayed=True,
                         same_request=earlier["request_hash"] == idempotent.request_hash,
                     )
-            await tx.executemany(q("insert_task"), rows)
-            cursor = await tx.execute("SELECT last_insert_rowid()")
-            last = await cursor.fetchone()
-            assert last is not None
-            # One IMMEDIATE transaction with no other writer: the rowids are consecutive.
-            first_id = int(last[0]) - len(tasks) + 1
-            for i, answer in enumerate(created):
-                answer["id"] = first_id + i
-            body = render(created)
+            body = await _insert(tx, scheduler_id, new, now, render)
             if idempotent is not None:
                 await tx.execute(
                     q("insert_idempotency"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -32,6 +33,66 @@ MALFORMED = {
     "huge integer": b'{"name": "q", "concurrent_task_limit": ' + b"9" * 5000 + b"}",
     "trailing garbage": b'{"name": "q"} {"name": "r"}',
 }
+
+
+# Bulk adds that would be valid but for one defect in the JSON text itself: the fast
+# parser must not take any of them (a 201 here would store what a strict parser refuses).
+_TASK = b'{"a_number": "1", "b_number": "2", "url_after": "https://x.example/h"'
+MALFORMED_BATCHES = {
+    "duplicate task key": b'{"tasks": [' + _TASK + b', "b_number": "3"}]}',
+    "duplicate key, space before the colon": b'{"tasks": [' + _TASK + b', "b_number" : "3"}]}',
+    "duplicate key, escaped": b'{"tasks": [' + _TASK + b', "b_n\\u0075mber": "3"}]}',
+    "duplicate key, colons in strings": b'{"tasks": ['
+    + _TASK
+    + b', "name": "::", "variables": {"A": ":", "A": "x"}}]}',
+    "duplicate top-level key": b'{"tasks": [' + _TASK + b'}], "tasks": [' + _TASK + b"}]}",
+    "duplicate callback_params key": b'{"tasks": ['
+    + _TASK
+    + b', "callback_params": {"caller_id_name": "a", "caller_id_name": "b"}}]}',
+    "duplicate variable": b'{"tasks": [' + _TASK + b', "variables": {"A": "1", "A": "2"}}]}',
+    "raw tab in a URL": b'{"tasks": [{"a_number": "1", "b_number": "2", "url_after": "https://x\tample/"}]}',
+    "raw newline in a URL": b'{"tasks": [{"a_number": "1", "b_number": "2", "url_after": "https://x\n/"}]}',
+    "UTF-8 BOM": b"\xef\xbb\xbf" + b'{"tasks": [' + _TASK + b"}]}",
+    "NUL after the document": b'{"tasks": [' + _TASK + b"}]}\x00",
+    "trailing comma": b'{"tasks": [' + _TASK + b"},]}",
+    "Infinity pause": b'{"tasks": [' + _TASK + b', "try_again_pause": Infinity}]}',
+    "UTF-16": ('{"tasks": [{"a_number": "1", "b_number": "2"}]}').encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED_BATCHES))
+async def test_a_bulk_add_in_malformed_json_is_a_bad_request(
+    api: Api, queue: dict[str, Any], kind: str
+) -> None:
+    response = await api.request(
+        "POST", tasks_path(queue["id"]), data=MALFORMED_BATCHES[kind], headers=JSON
+    )
+
+    body = await assert_problem(response, 400)
+    assert body["detail"].startswith("malformed JSON")
+    assert (await api.ok("GET", queue_path(queue["id"])))["task_count"] == 0
+
+
+async def test_a_bulk_add_in_any_valid_json_layout_is_accepted(
+    api: Api, queue: dict[str, Any]
+) -> None:
+    tasks = [
+        # Escaped quotes and backslashes, colons and "},{" inside strings.
+        task(name="a:b", url_after='https://x.example/?q=},{"a":1\\', variables={"V": ":"}),
+        task(name="Zoë", callback_params={"caller_id_name": "☎ 24:7"}),
+    ]
+    layouts = [
+        json.dumps({"tasks": tasks}),
+        json.dumps({"tasks": tasks}, ensure_ascii=False, indent=2),
+        json.dumps({"tasks": tasks}, separators=(",", ":")).replace(":", " :\t", 1),
+    ]
+    created = [
+        await api.ok("POST", tasks_path(queue["id"]), 201, data=text.encode(), headers=JSON)
+        for text in layouts
+    ]
+
+    assert [[t["name"] for t in c["tasks"]] for c in created] == [["a:b", "Zoë"]] * 3
+    assert created[0]["tasks"][0]["url_after"] == created[2]["tasks"][0]["url_after"]
 
 
 async def _targets(api: Api) -> list[tuple[str, str]]:
