@@ -5,6 +5,7 @@ decide every outcome as the recording says."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import uuid
@@ -19,7 +20,8 @@ from ami.events import AmiEvent, header, name
 from ami.fake import FakeAmiServer
 from ami.outcome import Result
 from ami.protocol import MAX_FRAME_BYTES, FrameDecoder, split_blocks
-from tests.engine_harness import EngineHarness, engine_harness, phone_settings
+from daemon.store.calls import CallRepository
+from tests.engine_harness import CLIENT, EngineHarness, engine_harness, phone_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 SECRET = "fake-ami-secret"
@@ -241,3 +243,24 @@ async def test_a_frame_cut_by_a_dropped_link_is_lost_alone_and_the_call_followed
     assert world.fake.count("Originate") == 1
     record = await world.harness.record(call_uuid)
     assert record.events == stored_of(call_uuid, frames[:cut] + frames[cut + 1 :])
+
+
+async def test_a_bridge_is_on_disk_with_the_answer_before_the_call_ends(world: World) -> None:
+    # What crash recovery reads: a call found gone later is a success only if its
+    # bridge was stored, and the answer goes with it.
+    call = CALLS[0]
+    task_id, call_uuid = await place(world, call)
+    frames = recorded_as(call.file, call_uuid)
+    events = decoded(frames)
+    cut = next(i for i, ev in enumerate(events) if name(ev) == "BridgeLeave")
+
+    await world.fake.push_raw(b"".join(frames[:cut]))
+    await asyncio.wait_for(world.harness.recorder.bridged[task_id].wait(), END_WITHIN)
+
+    stored = await CallRepository(world.harness.db).get(CLIENT, call_uuid, with_events=False)
+    assert stored is not None
+    assert stored.bridged_time_gmt is not None and stored.a_answer_time_gmt is not None
+    assert stored.answered_a_number == call.a_number
+    assert stored.end_time_gmt is None
+    await world.fake.push_raw(b"".join(frames[cut:]))
+    assert (await world.harness.wait_end(task_id, END_WITHIN)).outcome.result is Result.SUCCESS
