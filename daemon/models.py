@@ -18,13 +18,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetPydanticSchema,
     StrictInt,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
     with_config,
 )
 from pydantic.networks import UrlConstraints
-from pydantic_core import Url
+from pydantic_core import Url, core_schema
 from typing_extensions import TypedDict
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -78,14 +80,22 @@ def unsafe_text_problem(value: str) -> str:
     return PATTERN_MESSAGES[VALIDATED_SAFE_TEXT]
 
 
-def _numeric_int(value: Any) -> Any:
-    """Accept an int or a string of ASCII digits (the hosted API allows both), never a
-    bool. Other scripts' digits are refused, though int() would read them."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
-    if isinstance(value, bool):
-        raise ValueError("must be an integer")
-    return value
+def _pause_schema(_source: Any, _handler: Any) -> core_schema.CoreSchema:
+    """Seconds as an int or a string of ASCII digits (the hosted API allows both), never
+    a bool; a whole float counts as its int. A union in pydantic-core: as a Python
+    validator it was called for every task of a batch. Other scripts' digits are
+    refused, though int() would read them."""
+    seconds = core_schema.int_schema(ge=0, le=MAX_PAUSE)
+    return core_schema.union_schema(
+        [
+            core_schema.int_schema(strict=True, ge=0, le=MAX_PAUSE),
+            core_schema.chain_schema([core_schema.float_schema(strict=True), seconds]),
+            core_schema.chain_schema([core_schema.str_schema(pattern=r"^\s*[0-9]+\s*$"), seconds]),
+        ],
+        mode="left_to_right",
+        custom_error_type="pause",
+        custom_error_message=f"must be 0-{MAX_PAUSE} seconds, as an integer or a string of digits",
+    )
 
 
 def _start_time(value: Any) -> Any:
@@ -141,7 +151,11 @@ PATTERN_MESSAGES = {
 PhoneNumber = Annotated[str, Field(pattern=NUMBER_PATTERN)]
 SafeText = Annotated[str, Field(pattern=VALIDATED_SAFE_TEXT), _SAFE_TEXT_SCHEMA]
 CallerIdName = Annotated[SafeText, Field(max_length=80)]
-Pause = Annotated[int, BeforeValidator(_numeric_int), Field(ge=0, le=MAX_PAUSE)]
+Pause = Annotated[
+    int,
+    GetPydanticSchema(_pause_schema),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_PAUSE}),
+]
 # pydantic's HttpUrl rules (http/https, at most 2083 characters) on the Rust URL type:
 # HttpUrl wraps each value in a Python validator, a cost paid for every task of a batch.
 WebhookUrl = Annotated[Url, UrlConstraints(max_length=2083, allowed_schemes=["http", "https"])]

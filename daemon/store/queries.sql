@@ -55,7 +55,8 @@ SELECT coalesce(max(id), 0) + 1 FROM tasks;
 INSERT INTO tasks (id, scheduler_id, name, params, start_time, status, next_attempt, create_date)
 SELECT :first_id + key, :scheduler_id, coalesce(json_extract(value, '$.name'), ''), value,
        start, 'scheduled', coalesce(start, :now), :now
-FROM (SELECT key, value, json_extract(:starts, '$[' || key || ']') AS start
+FROM (SELECT key, value,
+             CASE WHEN :starts != '[]' THEN json_extract(:starts, '$[' || key || ']') END AS start
       FROM json_each(:params));
 
 -- name: select_task
