@@ -146,7 +146,7 @@ class NewTasks:
             answer["id"] = task_id
             if "callback_params" in fields:
                 answer["callback_params"] = _CALLBACK_DEFAULTS | fields["callback_params"]
-            for url_field in _URL_FIELDS:
+            for url_field in _URL_FIELDS:  # pydantic-core Url objects in the fields
                 if url_field in fields and fields[url_field] is not None:
                     answer[url_field] = str(fields[url_field])
             answers.append(answer)
@@ -198,11 +198,7 @@ def page_sql(condition: str) -> str:
 
 
 async def _insert(
-    tx: aiosqlite.Connection,
-    scheduler_id: int,
-    new: NewTasks,
-    now: str,
-    render: Callable[[list[dict[str, Any]]], str],
+    tx: aiosqlite.Connection, new: NewTasks, render: Callable[[list[dict[str, Any]]], str]
 ) -> str:
     """Insert a batch inside the caller's transaction; returns the rendered answer."""
     cursor = await tx.execute(q("next_task_id"))
@@ -216,10 +212,10 @@ async def _insert(
             q("insert_tasks"),
             {
                 "first_id": first_id,
-                "scheduler_id": scheduler_id,
+                "scheduler_id": new.scheduler_id,
                 "params": new.params_json,
                 "starts": new.starts_json,
-                "now": now,
+                "now": new.now,
             },
         )
     )
@@ -278,7 +274,7 @@ class TaskRepository:
                         replayed=True,
                         same_request=earlier["request_hash"] == idempotent.request_hash,
                     )
-            body = await _insert(tx, scheduler_id, new, now, render)
+            body = await _insert(tx, new, render)
             if idempotent is not None:
                 await tx.execute(
                     q("insert_idempotency"),
