@@ -37,7 +37,6 @@ NUMBER_RE = re.compile(r"\+?[0-9*#]{1,32}")
 VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Characters that could end an AMI header, split a dialplan argument or join channels.
 FORBIDDEN_IN_TEXT = frozenset('\r\n/@&,;|\\"<>$')
-_FORBIDDEN_RE = re.compile(f"[{re.escape(''.join(sorted(FORBIDDEN_IN_TEXT)))}]")
 
 
 class TaskStatus(StrEnum):
@@ -139,9 +138,9 @@ VALIDATED_SAFE_TEXT = (
     + "".join("\\\\" if ch == "\\" else ch for ch in sorted(FORBIDDEN_IN_TEXT - {"\r", "\n"}))
     + r"]]*$"
 )
-# The messages a client sees when one of these patterns is not matched.
 VARIABLE_NAME_PATTERN = f"^{VARIABLE_NAME_RE.pattern}$"
 MAX_VARIABLE_TEXT = 200
+# The messages a client sees when one of these patterns is not matched.
 PATTERN_MESSAGES = {
     NUMBER_PATTERN: "must be '+' (optional) then 1-32 of the characters 0-9 * #",
     VARIABLE_NAME_PATTERN: "must match [A-Za-z_][A-Za-z0-9_]{0,63}",
