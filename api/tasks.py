@@ -19,7 +19,7 @@ from api.schemas import TaskListQuery, TasksCreate, TasksCreated
 from config import Settings
 from daemon.clock import now_text
 from daemon.models import TASK_BATCH, CallRecord, TaskInput, TaskOutput, a_numbers_differ
-from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter
+from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter, gc_paused
 from daemon.task_service import cancel_task
 
 BASE = QUEUE_PATH + "/tasks/"
@@ -95,9 +95,10 @@ async def add_tasks(request: web.Request) -> web.Response:
     client, queue = await owned_queue(request)
     raw = await read_body(request)
     idempotent = _idempotency(request, queue.id, raw)
-    tasks = _fast_batch(raw)
-    if tasks is None:
-        tasks = _checked_batch(raw)
+    with gc_paused():
+        tasks = _fast_batch(raw)
+        if tasks is None:
+            tasks = _checked_batch(raw)
     svc = services(request)
     _check_extensions(tasks, svc.settings)
     stored = await svc.tasks.add_fields(

@@ -4,6 +4,7 @@ whatever it refuses is left to them to name."""
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from api.body import count_members
 from api.errors import Problem
 from api.tasks import _checked_batch, _fast_batch
 from daemon.models import TaskInput
+from daemon.store.tasks import gc_paused
 
 GOOD = {"a_number": "+74951230001", "b_number": "101"}
 
@@ -137,3 +139,20 @@ def test_every_task_rule_is_a_field_rule_the_fast_path_applies() -> None:
     decorators = TaskInput.__pydantic_decorators__
     assert not decorators.field_validators
     assert set(decorators.model_validators) == {"_a_numbers_distinct"}
+
+
+def test_collection_is_paused_while_any_batch_is_built_and_left_as_it_was() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
