@@ -56,13 +56,18 @@ def build_parts(services: Services) -> Sequence[Part]:
             metrics=metrics,
         )
         outbox = WebhookOutbox(
-            services.db, services.clock, lambda: services.settings.webhooks, metrics=metrics
+            services.db,
+            services.clock,
+            lambda: services.settings.webhooks,
+            metrics=metrics,
+            held=engine.originating,
         )
         scheduler = Scheduler(
             services.db, engine, services.clock, lambda: services.settings, metrics
         )
         engine.listener = EngineEvents(scheduler, outbox.wake)
         engine.on_ready = scheduler.wake
+        engine.on_originates_answered = outbox.wake
         services.ami = engine
         services.call_control = engine
         services.scheduler = scheduler
@@ -79,7 +84,7 @@ def build_parts(services: Services) -> Sequence[Part]:
         await _cancel(tasks[2])
         await outbox.drain(SHUTDOWN_GRACE_S)
         await _cancel(tasks[1])
-        await engine.drain()
+        await engine.drain(SHUTDOWN_GRACE_S)
         await _cancel(tasks[0])
         await ami.stop()
 

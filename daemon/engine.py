@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -54,8 +54,10 @@ from daemon.store.attempts import (
     TaskRecord,
 )
 from daemon.store.db import StoreUnavailable
+from daemon.store.until_stored import until_stored
 
 log = structlog.get_logger("callbackd.engine")
+T = TypeVar("T")
 
 EVENT_FLUSH_INTERVAL = 0.5
 # The manager's answer to an Originate while Asterisk shuts down or restarts.
@@ -141,6 +143,12 @@ class CallEngine:
     ) -> None:
         self._metrics = metrics
         self.on_ready: Callable[[], None] = lambda: None
+        # Tasks whose Originate is on its way: the webhook outbox holds their webhooks
+        # until Asterisk answers it, because an attempt Asterisk refuses while it stops
+        # is given back and its `before` webhook withdrawn; the panel must never hear
+        # of an attempt that rang nobody. `on_originates_answered` lets the outbox go on.
+        self.originating: set[int] = set()
+        self.on_originates_answered: Callable[[], None] = lambda: None
         self.ami = ami
         self._attempts = attempts
         self._clock = clock
@@ -205,6 +213,16 @@ class CallEngine:
             request, plan = plan_attempt(record, settings, attempt_no, call_uuid)
             claim = Claim(record.id, record.scheduler_id, call_uuid, attempt_no, plan)
             planned.append((record, request, claim))
+        self.originating.update(record.id for record, _, _ in planned)
+        try:
+            return await self._send_claimed(planned, now)
+        finally:
+            self.originating.difference_update(record.id for record, _, _ in planned)
+            self.on_originates_answered()
+
+    async def _send_claimed(
+        self, planned: Sequence[tuple[TaskRecord, CallRequest, Claim]], now: datetime
+    ) -> dict[int, str]:
         claimed = await self._attempts.claim([claim for _, _, claim in planned], now)
         calls = []
         for record, request, claim in planned:
@@ -262,8 +280,9 @@ class CallEngine:
 
     async def _give_back(self, record: TaskRecord, call_uuid: str) -> None:
         """Undo a claim whose Originate rang nobody: no attempt is used."""
-        del self.calls[call_uuid]
-        await self._attempts.release(record.id, call_uuid, self._clock.now())
+        call = self.calls.pop(call_uuid)
+        now = self._clock.now()
+        await self._stored(call, lambda: self._attempts.release(record.id, call_uuid, now))
         await self.listener.attempt_withdrawn(record.id)
 
     async def hang_up_task(self, task_id: int) -> bool:
@@ -351,10 +370,14 @@ class CallEngine:
         if call.unsaved_answer is not None:
             at, number = call.unsaved_answer
             call.unsaved_answer = None
-            self._spawn(self._attempts.mark_answered(call.call_uuid, at, number))
+            self._spawn(
+                self._stored(call, lambda: self._attempts.mark_answered(call.call_uuid, at, number))
+            )
 
     async def _bridged(self, call: ActiveCall, at: datetime) -> None:
-        await self._attempts.mark_bridged(call.call_uuid, call.task_id, at)
+        await self._stored(
+            call, lambda: self._attempts.mark_bridged(call.call_uuid, call.task_id, at)
+        )
         await self.listener.call_bridged(call.task_id, call.call_uuid)
 
     # --- closing an attempt ------------------------------------------------------------
@@ -382,8 +405,11 @@ class CallEngine:
         step = next_step(_rules(record), progress, outcome, end)
         invalid = [*record.invalid_numbers, *outcome.invalid_numbers]
         events, call.pending_events = call.pending_events, []
-        closed = await self._attempts.end(
-            call.call_uuid, call.task_id, outcome, progress, step, invalid, events
+        closed = await self._stored(
+            call,
+            lambda: self._attempts.end(
+                call.call_uuid, call.task_id, outcome, progress, step, invalid, events
+            ),
         )
         self.calls.pop(call.call_uuid, None)
         call.log().info(
@@ -536,6 +562,14 @@ class CallEngine:
                 # A full disk or a locked file passes; the job runs again next tick.
                 log.error("store refused a write; trying again", job=job.__name__, error=str(exc))
 
+    async def _stored(self, call: ActiveCall, write: Callable[[], Awaitable[T]]) -> T:
+        """A call's answer, bridge, end or give-back must reach the disk: while the
+        store refuses writes (a full disk) it is tried again, and the call stays known
+        to the engine until it is stored."""
+        return await until_stored(
+            self._clock, write, log, task_id=call.task_id, call_uuid=call.call_uuid
+        )
+
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)
         self._side_tasks.add(task)
@@ -546,14 +580,28 @@ class CallEngine:
         if not task.cancelled() and task.exception() is not None:
             log.error("engine side task failed", exc_info=task.exception())
 
-    async def drain(self) -> None:
-        """Wait for the store writes in flight (shutdown, tests)."""
-        while True:
-            while self._side_tasks:
-                await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
-            await self._flush_events()  # may hand answers to new side tasks
-            if not self._side_tasks:
-                return
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the shutdown grace
+        """Wait for the store writes in flight (shutdown, tests). Writes a refusing
+        store still holds back after `timeout` are dropped: the next start reconciles
+        their calls from what is on disk."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    while self._side_tasks:
+                        await asyncio.gather(*list(self._side_tasks), return_exceptions=True)
+                    # May hand answers to new side tasks.
+                    await until_stored(self._clock, self._flush_events, log)
+                    if not self._side_tasks:
+                        return
+        except TimeoutError:
+            left = list(self._side_tasks)
+            log.error(
+                "store writes left undone at shutdown; the next start reconciles them",
+                writes=len(left),
+            )
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
 
 
 def _rules(record: TaskRecord) -> RetryRules:

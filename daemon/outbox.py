@@ -21,6 +21,7 @@ import json
 import random
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,8 +44,9 @@ from daemon.netguard import (
     literal_denied,
     parse_networks,
 )
-from daemon.store.db import Database, StoreUnavailable
+from daemon.store.db import Database
 from daemon.store.queries import q
+from daemon.store.until_stored import until_stored
 from daemon.webhook_signing import SigningError, webhook_headers
 
 log = structlog.get_logger("callbackd.webhooks")
@@ -54,10 +56,6 @@ BACKOFF_STEPS = (5, 30, 120, 600, 1800)
 BACKOFF_CAP = 3600
 DEFAULT_CONCURRENCY = 16
 USER_AGENT = "callbackd"
-# Seconds before recording a try's result again while the store refuses writes: doubling
-# from the first to the cap, so a full disk costs a few attempts a minute, not a hot loop.
-STORE_RETRY_FIRST = 1.0
-STORE_RETRY_CAP = 30.0
 _ERROR_LIMIT = 200
 
 Result = Literal["delivered", "failed", "given_up", "denied"]
@@ -193,6 +191,7 @@ class WebhookOutbox:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         jitter: Callable[[float], float] = spread,
+        held: AbstractSet[int] = frozenset(),
     ) -> None:
         self._db = db
         self._clock = clock
@@ -201,6 +200,7 @@ class WebhookOutbox:
         self._session = session
         self._concurrency = concurrency
         self._jitter = jitter
+        self._held = held  # tasks whose webhooks wait (see CallEngine.originating)
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # task id -> its delivery
         self._listeners: set[asyncio.Event] = set()
         self._dispatch_lock = asyncio.Lock()
@@ -285,7 +285,7 @@ class WebhookOutbox:
 
     async def _heads(self, n: int) -> list[sqlite3.Row]:
         return await self._db.fetch_all(
-            q("outbox_heads"), {"busy": json.dumps(list(self._in_flight)), "n": n}
+            q("outbox_heads"), {"busy": json.dumps([*self._in_flight, *self._held]), "n": n}
         )
 
     async def _dispatch(
@@ -337,21 +337,13 @@ class WebhookOutbox:
         its task goes out again before the result is on disk; if the daemon stops first,
         the row is still pending and the next start sends it again with the same
         webhook-id, which receivers de-duplicate."""
-        pause = STORE_RETRY_FIRST
-        while True:
-            try:
-                await self._record(row, sent, settings)
-                return
-            except StoreUnavailable as exc:
-                log.error(
-                    "store refused a write; trying again",
-                    task_id=row.task_id,
-                    webhook_id=row.webhook_id,
-                    retry_in=pause,
-                    error=str(exc),
-                )
-            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=pause))
-            pause = min(pause * 2, STORE_RETRY_CAP)
+        await until_stored(
+            self._clock,
+            lambda: self._record(row, sent, settings),
+            log,
+            task_id=row.task_id,
+            webhook_id=row.webhook_id,
+        )
 
     async def _send(
         self, session: aiohttp.ClientSession, row: Pending, settings: WebhookSettings

@@ -123,7 +123,8 @@ class AttemptRepository:
         return await self._commit.write(partial(_claim, claims, format_time(now)))
 
     async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
-        """Undo a claim whose Originate was certainly never sent: no attempt is used."""
+        """Undo a claim whose Originate was certainly never sent: no attempt is used,
+        and its `before` webhook is withdrawn."""
         await self._commit.write(partial(_release, task_id, call_uuid, format_time(now)))
 
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
@@ -197,6 +198,7 @@ def _claim(claims: Sequence[Claim], when: str, conn: sqlite3.Connection) -> set[
 
 
 def _release(task_id: int, call_uuid: str, when: str, conn: sqlite3.Connection) -> None:
+    conn.execute(q("withdraw_start_webhook"), {"task_id": task_id, "call_uuid": call_uuid})
     conn.execute(q("delete_unsent_attempt"), {"call_uuid": call_uuid})
     conn.execute(q("unclaim_task"), {"id": task_id, "now": when})
 

@@ -113,6 +113,15 @@ UPDATE queues SET last_call_date = :now WHERE id = :scheduler_id;
 -- name: delete_unsent_attempt
 DELETE FROM attempts WHERE call_uuid = :call_uuid AND state = 'originating';
 
+-- name: withdraw_start_webhook
+-- The `before`/`before_again` webhook of an attempt given back: it rang nobody. The
+-- outbox holds a task's webhooks while its Originate is on the way, so this row is
+-- still pending here.
+DELETE FROM outbox
+WHERE task_id = :task_id AND event IN ('before', 'before_again')
+  AND delivered_at IS NULL AND given_up = 0
+  AND json_extract(body, '$.attempt.call_uuid') = :call_uuid;
+
 -- name: unclaim_task
 UPDATE tasks SET status = CASE WHEN attempts_made <= 1 THEN 'scheduled' ELSE 'delayed' END,
                  attempts_made = attempts_made - 1,
@@ -177,8 +186,8 @@ ORDER BY t.next_attempt LIMIT 1;
 
 -- name: outbox_heads
 -- The oldest pending webhook of each task, soonest first, leaving out the tasks in
--- :busy (a JSON list of task ids being delivered now): a task's webhook waits until
--- every earlier one is delivered or given up.
+-- :busy (a JSON list of task ids being delivered now, or whose Originate is on its
+-- way): a task's webhook waits until every earlier one is delivered or given up.
 SELECT o.id, o.task_id, o.event, o.url, o.body, o.created, o.next_try, o.tries
 FROM outbox o
 WHERE o.delivered_at IS NULL AND o.given_up = 0

@@ -24,7 +24,8 @@ from daemon.clock import FakeClock
 from daemon.metrics import Metrics
 from daemon.models import format_time
 from daemon.outbox import WebhookOutbox, no_jitter
-from daemon.store.db import Database, StoreUnavailable
+from daemon.store.db import Database
+from tests.store_faults import refuse_writes
 from tests.webhook_receiver import WebhookReceiver, free_port, verify_signature
 
 START = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -545,22 +546,28 @@ async def test_a_result_the_store_refuses_waits_in_flight_and_is_recorded_later(
     assert waits == [1.0, 2.0, 4.0]
 
 
-def refuse_writes(db: Database, monkeypatch: pytest.MonkeyPatch, times: int) -> list[bool]:
-    """The next `times` write transactions fail as a full disk makes them fail; returns
-    the list that records each refusal."""
-    refused: list[bool] = []
-    real = db.transaction
+async def test_a_held_tasks_webhooks_wait_until_released(
+    db: Database, clock: FakeClock, receiver: WebhookReceiver
+) -> None:
+    # The engine holds a task while its Originate is on the way to Asterisk.
+    held = {1}
+    waiting = await add_webhook(db, 1, receiver.url(), event="before")
+    free = await add_webhook(db, 2, receiver.url(), event="before")
+    outbox = make_outbox(db, clock, held=held)
+    async with running(outbox):
+        await receiver.wait_arrivals(1)
+        await settle(outbox)
+        assert [r.json()["task"]["id"] for r in receiver.requests] == [2]
+        assert (await outbox_row(db, waiting))["delivered_at"] is None
 
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[Any]:
-        if len(refused) < times:
-            refused.append(True)
-            raise StoreUnavailable("the store refused a write: database or disk is full")
-        async with real() as tx:
-            yield tx
+        held.clear()
+        outbox.wake()
+        await receiver.wait_arrivals(2)
+        await settle(outbox)
 
-    monkeypatch.setattr(db, "transaction", transaction)
-    return refused
+    assert [r.json()["task"]["id"] for r in receiver.requests] == [2, 1]
+    for row_id in (waiting, free):
+        assert (await outbox_row(db, row_id))["delivered_at"] is not None
 
 
 async def advance_until(clock: FakeClock, done: Callable[[], bool]) -> None:

@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from ami.events import AmiEvent, header, name
 from ami.fake import FakeAmiServer
 from ami.outcome import Result
 from ami.protocol import MAX_FRAME_BYTES, FrameDecoder, split_blocks
+from daemon.models import TaskStatus
+from daemon.store.attempts import AttemptRepository
 from daemon.store.calls import CallRepository
 from tests.engine_harness import CLIENT, EngineHarness, engine_harness, phone_settings
+from tests.store_faults import refuse_writes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 SECRET = "fake-ami-secret"
@@ -264,3 +268,26 @@ async def test_a_bridge_is_on_disk_with_the_answer_before_the_call_ends(world: W
     assert stored.end_time_gmt is None
     await world.fake.push_raw(b"".join(frames[cut:]))
     assert (await world.harness.wait_end(task_id, END_WITHIN)).outcome.result is Result.SUCCESS
+
+
+async def test_an_end_the_store_refuses_is_stored_once_it_takes_writes_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk while calls end: the ends wait in the engine, nothing is lost.
+    call = CALLS[0]
+    task_id, call_uuid = await place(world, call)
+    frames = recorded_as(call.file, call_uuid)
+    refused = refuse_writes(world.harness.db, monkeypatch, times=2)
+
+    with capture_logs() as logs:
+        await world.fake.push_raw(b"".join(frames))
+        ended = await world.harness.wait_end(task_id, END_WITHIN)
+
+    assert refused == [True, True]
+    assert ended.outcome.result is Result.SUCCESS
+    record = await world.harness.record(call_uuid)
+    assert (record.result, record.events) == ("success", stored_of(call_uuid, frames))
+    task = await AttemptRepository(world.harness.db).task(task_id)
+    assert task is not None and task.status is TaskStatus.FINISHED
+    assert world.harness.engine.calls == {}
+    assert any(e["event"] == "store refused a write; trying again" for e in logs)

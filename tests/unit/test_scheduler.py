@@ -4,6 +4,7 @@ which limits. Time is a FakeClock; dispatch passes are driven explicitly."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,20 @@ class EndSignal:
         await self.inner.attempt_ended(task_id, call_uuid, outcome, step)
         if self.call_uuid in (None, call_uuid):
             self.ended.set()
+
+
+class HeldProbe(EndSignal):
+    """Notes which tasks the engine holds (`originating`) as each attempt starts, that
+    is between its claim and its Originate."""
+
+    def __init__(self, inner: Any, engine: CallEngine) -> None:
+        super().__init__(inner, None, asyncio.Event())
+        self.engine = engine
+        self.held_at_start: list[set[int]] = []
+
+    async def attempt_started(self, record: Any, call_uuid: str) -> None:
+        self.held_at_start.append(set(self.engine.originating))
+        await super().attempt_started(record, call_uuid)
 
 
 def settings(**calls: Any) -> Settings:
@@ -279,8 +294,10 @@ async def test_a_call_found_gone_after_a_reconnect_is_closed_as_interrupted(
 
 async def test_an_originate_refused_while_asterisk_stops_uses_no_attempt(world: World) -> None:
     queue_id = await world.queue(status="on")
-    await world.add(queue_id, 1)
+    await world.add(queue_id, 1, url_before="http://127.0.0.1:9/before")
     world.fake.originate_error = "Asterisk is shutting down"
+    probe = HeldProbe(world.engine.listener, world.engine)
+    world.engine.listener = probe
 
     await world.scheduler.dispatch_due()
 
@@ -288,3 +305,15 @@ async def test_an_originate_refused_while_asterisk_stops_uses_no_attempt(world: 
     assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 0
     [task] = (await TaskRepository(world.db).list(queue_id, TaskFilter(), 10, 0))[0]
     assert (task["status"], task["attempts_made"]) == ("scheduled", 0)
+    # Its `before` webhook was held while the Originate was out, and is withdrawn.
+    assert probe.held_at_start == [{task["id"]}]
+    assert world.engine.originating == set()
+    assert await world.db.fetch_value("SELECT count(*) FROM outbox") == 0
+
+    world.fake.originate_error = None
+    await world.scheduler.dispatch_due()
+
+    [attempt] = await world.db.fetch_all("SELECT call_uuid FROM attempts")
+    [before] = await world.db.fetch_all("SELECT event, body FROM outbox")
+    assert before["event"] == "before"
+    assert json.loads(before["body"])["attempt"]["call_uuid"] == attempt["call_uuid"]
