@@ -301,8 +301,9 @@ class FakeAmiServer:
             await self._broadcast(encode_frame(event))
 
     async def _hangup(self, conn: _Connection, action: AmiEvent) -> None:
+        # Asterisk looks the channel up by name or by uniqueid.
         wanted = header(action, "Channel")
-        gone = [c for c in self.channels if header(c, "Channel") == wanted]
+        gone = [c for c in self.channels if wanted in (header(c, "Channel"), header(c, "Uniqueid"))]
         if not gone:
             await self._reply(conn, action, {"Response": "Error", "Message": "No such channel"})
             return

@@ -487,6 +487,10 @@ class CallEngine:
                 call.tracker.seen_channel = True
                 call.last_event_at = now
                 call.log().info("call still up; following it", channels=len(present))
+                if call.cancelled:
+                    # Cancelled while the link was down: its hang-up never got through.
+                    for uid in sorted(present):
+                        await self._hang_up_channel(uid)
             else:
                 call.log().warning("call gone without its end; closing it as interrupted")
                 call.interrupted = True

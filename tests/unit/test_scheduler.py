@@ -272,6 +272,43 @@ async def test_a_cancel_before_the_originate_is_sent_rings_nobody(world: World) 
     assert (call["result"], call["state"]) == ("cancelled", "ended")
 
 
+async def test_a_cancel_while_ami_is_down_hangs_the_call_up_once_ami_is_back(
+    world: World,
+) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1)
+    await world.scheduler.dispatch_due()
+    [originate] = world.originated()
+    call_uuid = header(originate, "ChannelId")
+    world.fake.channels = [
+        {"Channel": "Local/s@callbackd-a-1;1", "Uniqueid": call_uuid, "Linkedid": call_uuid}
+    ]
+    ended = asyncio.Event()
+    world.engine.listener = EndSignal(world.engine.listener, call_uuid, ended)
+    secret = world.fake.secret
+    world.fake.secret = "changed-while-the-link-is-down"
+    logins = world.fake.count("Login")
+    await world.fake.drop_connections()
+    await world.fake.wait_for_action("Login", logins + 1)  # refused: AMI is down
+
+    await world.engine.hang_up_task(await only_task_id(world, queue_id))
+    assert world.fake.count("Hangup") == 0  # nothing could reach Asterisk
+    world.fake.secret = secret
+    async with asyncio.timeout(10):
+        await ended.wait()
+
+    [hangup] = [a for a in world.fake.actions if header(a, "Action") == "Hangup"]
+    assert header(hangup, "Channel") == call_uuid
+    assert world.fake.channels == []
+    [call] = await world.db.fetch_all("SELECT result FROM attempts")
+    assert call["result"] == "cancelled"
+
+
+async def only_task_id(world: World, queue_id: int) -> int:
+    [task] = (await TaskRepository(world.db).list(queue_id, TaskFilter(), 10, 0))[0]
+    return int(task["id"])
+
+
 async def test_a_call_found_gone_after_a_reconnect_is_closed_as_interrupted(
     world: World,
 ) -> None:
