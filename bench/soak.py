@@ -1204,10 +1204,12 @@ format = "json"
         rtts = [ms for _, ms in self.health if ms is not None]
         segments = self.rss_segments()
         longest = max(segments, key=lambda s: s["to_s"] - s["from_s"]) if segments else None
+        # A leak is growth: under 5 MB per 10 minutes over the second half of the
+        # longest run. RSS that falls (a webhook backlog sent, caches given back) is not.
         flat = (
             longest is not None
             and longest["slope_mb_per_min"] is not None
-            and abs(longest["slope_mb_per_min"]) * 10 < 5.0
+            and longest["slope_mb_per_min"] * 10 < 5.0
         )
         load = os.getloadavg()
 
