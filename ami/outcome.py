@@ -20,6 +20,7 @@ from enum import StrEnum
 from ami.events import AmiEvent, header, name
 
 A_SIDE_SUFFIX = "-a"
+CHANNEL_STATE_UP = "6"
 INVALID_NUMBER_CAUSES = frozenset({1, 28})
 
 
@@ -173,6 +174,53 @@ class CallTracker:
             reached.append(Milestone.ENDED)
         return reached
 
+    def restore(
+        self, a_answered_at: datetime | None, a_number: str | None, bridged_at: datetime | None
+    ) -> None:
+        """Start from what was stored of the call by an earlier run of the daemon."""
+        if a_answered_at is not None:
+            self.answered_a = _Leg(number=a_number or "")
+            self.a_answer_time = a_answered_at
+        if bridged_at is not None:
+            self.bridged_time = bridged_at
+
+    def catch_up(self, listed: Iterable[AmiEvent], at: datetime) -> list[Milestone]:
+        """Take what `CoreShowChannels` lists of this call after its events were missed
+        (the AMI link was down, or the daemon was not running). Local;1, whose uniqueid
+        is the call uuid, is answered only once an A phone answered, and is in a bridge
+        only once B answered too: the answer and the bridge are what can be recovered."""
+        channels = list(listed)
+        origin = next((ev for ev in channels if header(ev, "Uniqueid") == self.call_uuid), None)
+        if origin is None:
+            return []
+        reached = []
+        if self.answered_a is None and header(origin, "ChannelState") == CHANNEL_STATE_UP:
+            self.answered_a = _Leg(number=self._answered_number(channels), dial_status="ANSWER")
+            self.a_answer_time = at
+            reached.append(Milestone.A_ANSWERED)
+        if self.bridged_time is None and header(origin, "BridgeId"):
+            if self.b_leg is None:
+                self.b_leg = _Leg(number=self.b_number, dial_status="ANSWER")
+            self.b_answer_time = self.b_answer_time or at
+            self.bridged_time = at
+            reached.append(Milestone.BRIDGED)
+        return reached
+
+    def _answered_number(self, channels: Iterable[AmiEvent]) -> str:
+        """The A number whose phone channel is up, when its name tells (Local/... and
+        other channels named after their dial string); the only one, if there is one."""
+        numbers = set(self.a_dial_strings.values())
+        if len(numbers) == 1:
+            return next(iter(numbers))
+        for ev in channels:
+            if header(ev, "ChannelState") != CHANNEL_STATE_UP:
+                continue
+            # "Local/1001@phones-0000001a;1" was dialled as "1001@phones".
+            dialled = header(ev, "Channel").split("/", 1)[-1].rsplit("-", 1)[0]
+            if dialled in self.a_dial_strings:
+                return self.a_dial_strings[dialled]
+        return ""
+
     def _over(self) -> bool:
         # Only the channels tell when the call is over. Asterisk writes OriginateResponse
         # to AMI directly while channel events pass through Stasis, so when many calls
@@ -217,7 +265,9 @@ class CallTracker:
                 self.answered_a = leg
                 self.a_answer_time = at
                 return [Milestone.A_ANSWERED]
-        elif uid == self.call_uuid and self.b_leg is not None:
+        elif uid == self.call_uuid:
+            if self.b_leg is None:  # its DialBegin came while the events were missed
+                self.b_leg = _Leg(number=self.b_number, uniqueid=dest)
             self.b_leg.dial_status = status
             if status == "ANSWER" and self.b_answer_time is None:
                 self.b_answer_time = at
@@ -262,7 +312,7 @@ class CallTracker:
         return Outcome(
             result=result,
             comment=COMMENTS[result],
-            answered_a_number=answered.number if answered else None,
+            answered_a_number=(answered.number or None) if answered else None,
             a_dial_status=answered.dial_status if answered else self._a_status(),
             b_dial_status=b.dial_status if b else None,
             a_hangup_cause=self._a_cause(),

@@ -487,6 +487,9 @@ class CallEngine:
                 call.tracker.seen_channel = True
                 call.last_event_at = now
                 call.log().info("call still up; following it", channels=len(present))
+                listed = [ev for ev in channels if linkedid(ev) == call.call_uuid]
+                for milestone in call.tracker.catch_up(listed, now):
+                    self._on_milestone(call, milestone, now)
                 if call.cancelled:
                     # Cancelled while the link was down: its hang-up never got through.
                     for uid in sorted(present):
@@ -504,12 +507,12 @@ class CallEngine:
         dial_strings = {dial_string_of(channel(template, n)): n for n in live.plan.a_numbers}
         call = self._follow(live.call_uuid, live.task_id, live.attempt_no, dial_strings)
         call.next_seq = await self._attempts.next_event_seq(live.call_uuid)
-        tracker = call.tracker
-        tracker.b_number = live.plan.b_number
-        if live.a_answer_time:
-            tracker.a_answer_time = parse_time(live.a_answer_time)
-        if live.bridged_time:
-            tracker.bridged_time = parse_time(live.bridged_time)
+        call.tracker.b_number = live.plan.b_number
+        call.tracker.restore(
+            parse_time(live.a_answer_time) if live.a_answer_time else None,
+            live.answered_a_number,
+            parse_time(live.bridged_time) if live.bridged_time else None,
+        )
 
     def _follow(
         self, call_uuid: str, task_id: int, attempt_no: int, dial_strings: dict[str, str]

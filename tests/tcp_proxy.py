@@ -13,6 +13,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self.connections = 0
+        self._down = False
         self.host = "127.0.0.1"
         self.port = 0
 
@@ -33,7 +34,18 @@ class TcpProxy:
             writer.close()
         self._links.clear()
 
+    def go_down(self) -> None:
+        """Cut every link and refuse new ones until `come_back()`."""
+        self._down = True
+        self.cut()
+
+    def come_back(self) -> None:
+        self._down = False
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._down:
+            writer.close()
+            return
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection(*self._target)
         self._links.update({writer, up_writer})

@@ -3,6 +3,7 @@ Asterisk really sends, and what each phone really received."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,43 @@ async def test_ami_cut_mid_call_follows_the_call_to_its_end_without_a_second_ori
     assert record.end_time_gmt is not None
     originates = [ev for ev in record.events or [] if ev.get("Event") == "OriginateResponse"]
     assert len(originates) == 1
+
+
+@pytest.mark.parametrize(
+    ("a_number", "b_number", "missed"),
+    [
+        ("1130", "1010", "A's answer and the bridge"),  # bridged ~1 s in, talk 10 s
+        ("1030", "1610", "A's answer"),  # A at once, B rings 6 s: bridged after the outage
+    ],
+)
+async def test_what_happened_while_the_ami_link_was_down_is_recovered(
+    testpbx: Any, tmp_path: Path, a_number: str, b_number: str, missed: str
+) -> None:
+    async with (
+        TcpProxy(testpbx.host, testpbx.port) as proxy,
+        engine_harness(
+            tmp_path / "cb.db",
+            proxy.host,
+            proxy.port,
+            testpbx.username,
+            testpbx.secret,
+            phone_settings(b_ring_timeout=10),
+        ) as harness,
+    ):
+        task_id = await harness.add_task(a_number, b_number)
+        call_uuid = await harness.place(task_id)
+        proxy.go_down()  # the events of `missed` are never seen
+        await asyncio.sleep(2.5)
+        proxy.come_back()
+
+        ended = await harness.wait_end(task_id)
+        record = await harness.record(call_uuid)
+
+    assert ended.outcome.result is Result.SUCCESS, missed
+    assert record.answered_a_number == a_number
+    assert record.a_answer_time_gmt is not None and record.bridged_time_gmt is not None
+    originates = [ev for ev in record.events or [] if ev.get("Event") == "OriginateResponse"]
+    assert len(originates) <= 1
 
 
 async def test_asterisk_restart_mid_call_closes_the_attempt_and_the_engine_recovers(

@@ -404,3 +404,68 @@ def test_feeding_a_prefix_again_reaches_nothing_new(case_prefix: tuple[Recorded,
 
     assert again == []
     assert tracker.outcome() == before
+
+
+# --- catching up after missed events ------------------------------------------------
+
+
+def channels_after(events: Sequence[AmiEvent]) -> list[AmiEvent]:
+    """What CoreShowChannels would list once these events happened."""
+    listed: dict[str, AmiEvent] = {}
+    for e in events:
+        uid = header(e, "Uniqueid")
+        if name(e) == "Newchannel":
+            listed[uid] = {**e, "Event": "CoreShowChannel", "BridgeId": ""}
+        elif name(e) == "Newstate" and uid in listed:
+            listed[uid]["ChannelState"] = header(e, "ChannelState")
+        elif name(e) == "BridgeEnter" and uid in listed:
+            listed[uid]["BridgeId"] = header(e, "BridgeUniqueid")
+        elif name(e) == "BridgeLeave" and uid in listed:
+            listed[uid]["BridgeId"] = ""
+        elif name(e) == "Hangup":
+            listed.pop(uid, None)
+    return list(listed.values())
+
+
+@pytest.mark.parametrize(
+    ("file", "a_number", "missed_to", "result", "milestones"),
+    [
+        # Nothing seen from A's answer to the bridge: both come from the channel list.
+        ("success.ami", "1105", "BridgeEnter", Result.SUCCESS,
+         [Milestone.A_ANSWERED, Milestone.BRIDGED]),
+        # A's answer and B's DialBegin missed: B's DialEnd still says how B ended.
+        ("b_no_answer.ami", "8000", "DialBegin", Result.B_NO_ANSWER, [Milestone.A_ANSWERED]),
+    ],
+)  # fmt: skip
+def test_a_call_whose_events_were_missed_is_caught_up_from_the_channel_list(
+    file: str, a_number: str, missed_to: str, result: Result, milestones: list[Milestone]
+) -> None:
+    events = recording(file)
+    uuid = call_uuid(events)
+    start = index_of(events, "DialEnd", Uniqueid=uuid + "-a")
+    end = index_of(events, missed_to, Uniqueid=uuid) + 1
+    tracker = CallTracker(uuid, dial_strings([a_number]))
+    for i, e in enumerate(events[:start]):
+        tracker.feed(e, at(i))
+
+    caught = tracker.catch_up(channels_after(events[:end]), at(end))
+    for i, e in enumerate(events[end:], start=end):
+        tracker.feed(e, at(i))
+
+    assert caught == milestones
+    outcome = tracker.outcome()
+    assert outcome.result is result
+    assert outcome.answered_a_number == a_number
+    assert outcome.a_answer_time == at(end)
+
+
+def test_catching_up_changes_nothing_the_events_already_told() -> None:
+    events = recording("success.ami")
+    tracker = CallTracker(call_uuid(events), dial_strings(["1105"]))
+    bridge = index_of(events, "BridgeEnter", Uniqueid=call_uuid(events))
+    for i, e in enumerate(events[: bridge + 1]):
+        tracker.feed(e, at(i))
+    answered, bridged = tracker.a_answer_time, tracker.bridged_time
+
+    assert tracker.catch_up(channels_after(events[: bridge + 1]), at(999)) == []
+    assert (tracker.a_answer_time, tracker.bridged_time) == (answered, bridged)
