@@ -1,8 +1,11 @@
 -- Every SQL statement of callbackd, by name. daemon/store/queries.py loads this file.
 
 -- name: insert_queue
-INSERT INTO queues (client_id, name, comment, status, concurrent_task_limit, create_date)
-VALUES (:client_id, :name, :comment, :status, :concurrent_task_limit, :now)
+-- Numbered past every queue there ever was (retired_ids), not only the ones left.
+INSERT INTO queues (id, client_id, name, comment, status, concurrent_task_limit, create_date)
+VALUES (max((SELECT coalesce(max(id), 0) FROM queues),
+            (SELECT coalesce(max(max_id), 0) FROM retired_ids WHERE name = 'queues')) + 1,
+        :client_id, :name, :comment, :status, :concurrent_task_limit, :now)
 RETURNING id;
 
 -- name: select_queue
@@ -39,13 +42,24 @@ DELETE FROM tasks WHERE scheduler_id = :id;
 -- name: delete_queue_counts
 DELETE FROM task_counts WHERE scheduler_id = :id;
 
+-- name: retire_queue_task_ids
+INSERT INTO retired_ids (name, max_id)
+SELECT 'tasks', max(id) FROM tasks WHERE scheduler_id = :id GROUP BY scheduler_id
+ON CONFLICT (name) DO UPDATE SET max_id = max(max_id, excluded.max_id);
+
+-- name: retire_queue_id
+INSERT INTO retired_ids (name, max_id) VALUES ('queues', :id)
+ON CONFLICT (name) DO UPDATE SET max_id = max(max_id, excluded.max_id);
+
 -- name: delete_queue
 DELETE FROM queues WHERE id = :id AND client_id = :client_id;
 
 -- name: next_task_id
--- What SQLite would give the next row, taken under the write lock: a batch numbers its
--- tasks from here, so their ids are known before the insert ends.
-SELECT coalesce(max(id), 0) + 1 FROM tasks;
+-- Past every task there ever was (retired_ids holds the deleted ones), taken under the
+-- write lock: a batch numbers its tasks from here, so their ids are known before the
+-- insert ends.
+SELECT max((SELECT coalesce(max(id), 0) FROM tasks),
+           (SELECT coalesce(max(max_id), 0) FROM retired_ids WHERE name = 'tasks')) + 1;
 
 -- name: insert_tasks
 -- A whole batch in one statement: :params is a JSON array of the tasks' stored params,

@@ -68,7 +68,8 @@ class QueueRepository:
     async def delete(self, client_id: str, queue_id: int) -> DeleteOutcome:
         """Delete a queue with its finished tasks and their history; refused while any
         task is unfinished, so no call in progress loses its task. Webhooks still in the
-        outbox carry their own copy of the task and are delivered all the same."""
+        outbox carry their own copy of the task and are delivered all the same. The ids of
+        the queue and its tasks are never given again."""
         ids = {"id": queue_id, "client_id": client_id}
         async with self._db.transaction() as tx:
             cursor = await tx.execute(q("select_queue"), ids)
@@ -79,6 +80,8 @@ class QueueRepository:
             if unfinished is not None and unfinished[0] > 0:
                 return DeleteOutcome.HAS_UNFINISHED_TASKS
             for name in (
+                "retire_queue_task_ids",
+                "retire_queue_id",
                 "delete_queue_tasks_events",
                 "delete_queue_attempts",
                 "delete_queue_tasks",

@@ -3,6 +3,7 @@ back equals what was answered, trigger-kept counts, and index use of the list qu
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,51 @@ async def test_queue_delete_is_refused_while_tasks_are_unfinished(db: Database) 
     assert await queues.delete("acme", queue_id) is DeleteOutcome.DELETED
     assert await db.fetch_value("SELECT count(*) FROM tasks") == 0
     assert await db.fetch_value("SELECT coalesce(sum(n), 0) FROM task_counts") == 0
+
+
+async def _finished_task(db: Database, queue_id: int) -> int:
+    tasks = TaskRepository(db)
+    await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")], NOW, _render)
+    task_id = int(await db.fetch_value("SELECT max(id) FROM tasks"))
+    await tasks.finish(task_id, FinishResult.SUCCESS, "done", NOW)
+    return task_id
+
+
+async def test_ids_of_a_deleted_queue_and_its_tasks_are_never_given_again(db: Database) -> None:
+    kept_queue = await _queue(db)
+    kept_task = await _finished_task(db, kept_queue)
+    deleted_queue = await _queue(db)
+    deleted_task = await _finished_task(db, deleted_queue)
+    assert await QueueRepository(db).delete("acme", deleted_queue) is DeleteOutcome.DELETED
+
+    new_queue = await _queue(db)
+    new_task = await _finished_task(db, new_queue)
+    assert new_queue > deleted_queue > kept_queue
+    assert new_task > deleted_task > kept_task
+
+
+async def test_an_older_store_retires_the_ids_its_webhooks_name(tmp_path: Path) -> None:
+    """Migration 2 on a store that deleted a queue before it existed: the outbox still
+    holds a webhook of the deleted queue's task, and neither id comes back."""
+    path = tmp_path / "callbackd.db"
+    old = await Database.open(path)
+    await old.close()
+    body = '{"event": "after", "task": {"id": 7, "scheduler_id": 3}}'
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("DROP TABLE retired_ids")
+        conn.execute(
+            "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
+            " VALUES (7, 'after', 'http://127.0.0.1/', ?, ?, ?)",
+            (body, NOW, NOW),
+        )
+    db = await Database.open(path)
+    try:
+        queue_id = await _queue(db)
+        assert queue_id == 4
+        assert await _finished_task(db, queue_id) == 8
+    finally:
+        await db.close()
 
 
 @pytest.mark.parametrize(
