@@ -224,23 +224,27 @@ def _load_tokens_file(path: Path, key: str) -> dict[str, str]:
     return tokens
 
 
+def _secret_path(
+    sect: dict[str, Any], section: str, file_key: str, credential: str, creds_dir: str | None
+) -> str | None:
+    """Where a secret file is: named in the environment (which wins over the file, as
+    for every key), in the config file, or else a systemd credential of that name."""
+    path = os.environ.get(f"CALLBACKD_{section.upper()}__{file_key.upper()}") or sect.get(file_key)
+    if path is None and creds_dir and (Path(creds_dir) / credential).is_file():
+        path = str(Path(creds_dir) / credential)
+    return path
+
+
 def _apply_secret_files(raw: dict[str, Any]) -> dict[str, Any]:
     """Fold `*_file` keys and systemd credentials into the raw settings."""
     creds_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     for cred_name, (section, key) in CREDENTIAL_FILES.items():
         sect = raw.setdefault(section, {})
-        file_key = f"{key}_file"
-        path = sect.get(file_key) or os.environ.get(
-            f"CALLBACKD_{section.upper()}__{file_key.upper()}"
-        )
-        if path is None and creds_dir and (Path(creds_dir) / cred_name).is_file():
-            path = str(Path(creds_dir) / cred_name)
+        path = _secret_path(sect, section, f"{key}_file", cred_name, creds_dir)
         if path is not None:
-            sect[key] = _read_secret_file(Path(path), f"{section}.{file_key}")
+            sect[key] = _read_secret_file(Path(path), f"{section}.{key}_file")
     api = raw.setdefault("api", {})
-    tokens_path = api.get("tokens_file") or os.environ.get("CALLBACKD_API__TOKENS_FILE")
-    if tokens_path is None and creds_dir and (Path(creds_dir) / TOKENS_CREDENTIAL).is_file():
-        tokens_path = str(Path(creds_dir) / TOKENS_CREDENTIAL)
+    tokens_path = _secret_path(api, "api", "tokens_file", TOKENS_CREDENTIAL, creds_dir)
     if tokens_path is not None:
         api["tokens"] = {
             **api.get("tokens", {}),

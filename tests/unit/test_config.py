@@ -253,6 +253,28 @@ def test_secret_file_named_in_the_environment(
     assert settings.ami.secret.get_secret_value() == "env-pointed-secret"
 
 
+
+def test_a_secret_file_named_in_the_environment_wins_over_the_config_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_file, in_env = tmp_path / "file.secret", tmp_path / "env.secret"
+    in_file.write_text("named-by-the-file")
+    in_env.write_text("named-by-the-environment")
+    tokens_file, tokens_env = tmp_path / "file.tokens", tmp_path / "env.tokens"
+    tokens_file.write_text("file-token-123 beta\n")
+    tokens_env.write_text("env-token-123 gamma\n")
+    text = GOOD.replace('secret = "from-the-file"', f'secret_file = "{in_file}"').replace(
+        "[api.tokens]", f'tokens_file = "{tokens_file}"\n[api.tokens]'
+    )
+    monkeypatch.setenv("CALLBACKD_AMI__SECRET_FILE", str(in_env))
+    monkeypatch.setenv("CALLBACKD_API__TOKENS_FILE", str(tokens_env))
+
+    settings = load_settings(_write(tmp_path, text))
+
+    assert settings.ami.secret.get_secret_value() == "named-by-the-environment"
+    assert "env-token-123" in settings.api.tokens
+    assert "file-token-123" not in settings.api.tokens
+
 CLI = "from daemon.cli import main; main()"
 
 
