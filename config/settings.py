@@ -134,8 +134,8 @@ class CallSettings(_Section):
     caller_id_number: CallerIdNumber = ""
     caller_id_name: str = Field(default="", max_length=80)
     account_code: str = Field(default="", max_length=80, pattern=r"^[A-Za-z0-9_.-]*$")
-    # A watchdog closes an attempt whose events stopped coming for this long after its
-    # longest possible ring phase.
+    # A watchdog checks with Asterisk an attempt whose events stopped coming for this
+    # long past its ring phase, or past max_talk_time once bridged (see CallEngine).
     event_silence_timeout: int = Field(default=120, ge=10)
 
     @field_validator("a_channel", "b_channel")

@@ -110,7 +110,10 @@ class ActiveCall:
     next_seq: int = 1
     pending_events: list[StoredEvent] = field(default_factory=list)
     last_event_at: datetime | None = None
-    silence_limit: timedelta = timedelta(seconds=120)
+    # How long the call may be quiet on its own: the ring phase (A, then B) before the
+    # bridge, the maximum talk time (0 = none) after it.
+    ring_phase: timedelta = timedelta(0)
+    max_talk: timedelta = timedelta(0)
     closing: bool = False
     # Set by a cancel: a channel of this call that appears from now on is hung up, and
     # an Originate not sent yet is not sent at all.
@@ -235,9 +238,8 @@ class CallEngine:
             call.record = replace(
                 record, status=TaskStatus.EXECUTED, attempts_made=claim.attempt_no
             )
-            call.silence_limit = timedelta(
-                seconds=request.a_ring_timeout + request.b_ring_timeout + 60
-            )
+            call.ring_phase = timedelta(seconds=request.a_ring_timeout + request.b_ring_timeout)
+            call.max_talk = timedelta(seconds=request.max_talk_time)
             call.last_event_at = now
             await self.listener.attempt_started(record, claim.call_uuid)
             calls.append((record, request, call))
@@ -486,7 +488,10 @@ class CallEngine:
                 call.tracker.live_channels = set(present)
                 call.tracker.seen_channel = True
                 call.last_event_at = now
-                call.log().info("call still up; following it", channels=len(present))
+                # A talk looked at by the watchdog is routine, once every timeout.
+                routine = only is not None and call.tracker.bridged_time is not None
+                line = call.log().debug if routine else call.log().info
+                line("call still up; following it", channels=len(present))
                 listed = [ev for ev in channels if linkedid(ev) == call.call_uuid]
                 for milestone in call.tracker.catch_up(listed, now):
                     self._on_milestone(call, milestone, now)
@@ -503,9 +508,13 @@ class CallEngine:
         """Follow an attempt that a previous run of the daemon started."""
         record = await self._attempts.task(live.task_id)
         extension_id = record.task.extension_id if record is not None else None
-        template = profile_for(self._settings(), extension_id).a_channel
-        dial_strings = {dial_string_of(channel(template, n)): n for n in live.plan.a_numbers}
+        profile = profile_for(self._settings(), extension_id)
+        dial_strings = {
+            dial_string_of(channel(profile.a_channel, n)): n for n in live.plan.a_numbers
+        }
         call = self._follow(live.call_uuid, live.task_id, live.attempt_no, dial_strings)
+        call.ring_phase = timedelta(seconds=profile.a_ring_timeout + profile.b_ring_timeout)
+        call.max_talk = timedelta(seconds=profile.max_talk_time)
         call.next_seq = await self._attempts.next_event_seq(live.call_uuid)
         call.tracker.b_number = live.plan.b_number
         call.tracker.restore(
@@ -530,14 +539,22 @@ class CallEngine:
             if self.dialplan_error is None:
                 log.info("dialplan contexts found; ready")
                 self.on_ready()
+        await self.check_silent_calls()
+
+    async def check_silent_calls(self) -> None:
+        """Check against Asterisk's channel list the calls quiet for longer than they
+        may be (`calls.event_silence_timeout` past their ring phase, or past the maximum
+        talk time once bridged): one gone is closed, one still up is followed on. A
+        talk sends no events, so a long call is looked at once every timeout."""
         now = self._clock.now()
+        timeout = timedelta(seconds=self._settings().calls.event_silence_timeout)
         silent = {
             c.call_uuid
             for c in self.calls.values()
             if not c.closing
-            and c.tracker.bridged_time is None
             and c.last_event_at is not None
-            and now - c.last_event_at > c.silence_limit
+            and now - c.last_event_at
+            > (c.ring_phase if c.tracker.bridged_time is None else c.max_talk) + timeout
         }
         if silent and self.ready:
             try:

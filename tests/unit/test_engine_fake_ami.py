@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,63 @@ async def test_an_end_the_store_refuses_is_stored_once_it_takes_writes_again(
     assert task is not None and task.status is TaskStatus.FINISHED
     assert world.harness.engine.calls == {}
     assert any(e["event"] == "store refused a write; trying again" for e in logs)
+
+
+def quiet_for(world: World, call_uuid: str, seconds: float) -> None:
+    """As if the call's last event came `seconds` ago."""
+    call = world.harness.engine.calls[call_uuid]
+    assert call.last_event_at is not None
+    call.last_event_at -= timedelta(seconds=seconds)
+
+
+async def test_a_ringing_call_whose_events_stopped_is_closed_once_asterisk_lost_it(
+    world: World,
+) -> None:
+    # Nothing comes back for the Originate, and Asterisk lists no channel of the call.
+    call = CALLS[0]
+    task_id, call_uuid = await place(world, call)
+    calls = phone_settings().calls
+    ring_phase = calls.a_ring_timeout + calls.b_ring_timeout
+    looks = world.fake.count("CoreShowChannels")
+
+    quiet_for(world, call_uuid, ring_phase + calls.event_silence_timeout - 1)
+    await world.harness.engine.check_silent_calls()
+    assert world.fake.count("CoreShowChannels") == looks  # not quiet for long enough yet
+    assert call_uuid in world.harness.engine.calls
+
+    quiet_for(world, call_uuid, 2)
+    await world.harness.engine.check_silent_calls()
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    assert ended.outcome.result is Result.INTERRUPTED
+    assert world.fake.count("Originate") == 1
+
+
+async def test_a_talk_without_events_is_looked_at_every_timeout_and_closed_when_gone(
+    world: World,
+) -> None:
+    call = CALLS[0]
+    task_id, call_uuid = await place(world, call)
+    frames = recorded_as(call.file, call_uuid)
+    events = decoded(frames)
+    cut = next(i for i, ev in enumerate(events) if name(ev) == "BridgeLeave")
+    await world.fake.push_raw(b"".join(frames[:cut]))
+    await asyncio.wait_for(world.harness.recorder.bridged[task_id].wait(), END_WITHIN)
+    timeout = phone_settings().calls.event_silence_timeout  # no max_talk_time
+    looks = world.fake.count("CoreShowChannels")
+    world.fake.channels = [
+        {"Channel": "Local/1102@phones-1;1", "Uniqueid": "u", "Linkedid": call_uuid}
+    ]
+
+    # Still talking: followed on, and not looked at again before another timeout.
+    quiet_for(world, call_uuid, timeout + 1)
+    await world.harness.engine.check_silent_calls()
+    await world.harness.engine.check_silent_calls()
+    assert world.fake.count("CoreShowChannels") == looks + 1
+    assert call_uuid in world.harness.engine.calls
+
+    # The Hangup events were lost: the next look finds the call gone. A and B talked.
+    world.fake.channels = []
+    quiet_for(world, call_uuid, timeout + 1)
+    await world.harness.engine.check_silent_calls()
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    assert ended.outcome.result is Result.SUCCESS
