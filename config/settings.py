@@ -8,10 +8,11 @@ whose message is one plain line naming the key.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import (
     BaseModel,
@@ -22,7 +23,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from standardwebhooks import Webhook
 
 CHANNEL_PLACEHOLDER = "{number}"
 # Credential file names read from $CREDENTIALS_DIRECTORY (systemd LoadCredential=).
@@ -151,6 +158,20 @@ class WebhookSettings(_Section):
     max_attempts: int = Field(default=6, ge=1, le=100)
     deny_networks: list[str] = Field(default_factory=lambda: ["169.254.0.0/16", "fe80::/10"])
 
+    @field_validator("secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr) -> SecretStr:
+        # Checked here, so a secret that cannot sign stops the start instead of failing
+        # every webhook later. The message never holds the secret.
+        if value.get_secret_value():
+            try:
+                Webhook(value.get_secret_value())
+            except Exception:  # binascii.Error, EmptyWebhookSecretError
+                raise ValueError(
+                    "is not a Standard Webhooks secret: whsec_ then base64 (or empty for none)"
+                ) from None
+        return value
+
     @field_validator("deny_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -273,6 +294,39 @@ def _one_line(exc: ValidationError, source: str) -> str:
     return f"config error: {key}: {message} in {source}{tail}"
 
 
+def _is_list_or_table(annotation: Any) -> bool:
+    return get_origin(annotation) in (list, dict) or (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    )
+
+
+def _annotation_set_by(variable: str) -> Any:
+    """The type of the key a `CALLBACKD_<SECTION>[__<KEY>]` variable sets; None if none."""
+    section, _, key = variable.upper().removeprefix("CALLBACKD_").lower().partition("__")
+    field = Settings.model_fields.get(section)
+    if field is None or not key:
+        return None if field is None else field.annotation
+    model = field.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel) and key in model.model_fields:
+        return model.model_fields[key].annotation
+    return None
+
+
+def _not_json_in_environment() -> str:
+    """The one line for a list or table from the environment that is not JSON
+    (pydantic-settings decodes those before anything is validated)."""
+    for name, value in sorted(os.environ.items()):
+        if name.upper().startswith("CALLBACKD_") and _is_list_or_table(_annotation_set_by(name)):
+            try:
+                json.loads(value)
+            except ValueError:
+                return (
+                    f"config error: {name}: a list or table from the environment must be"
+                    ' JSON: ["a", "b"] or {"key": "value"}'
+                )
+    return "config error: a CALLBACKD_* variable holds a list or table that is not JSON"
+
+
 def load_settings(path: Path | None) -> Settings:
     """Read the TOML file (if any), apply env overrides and secret files, validate."""
     raw: dict[str, Any] = {}
@@ -288,3 +342,5 @@ def load_settings(path: Path | None) -> Settings:
         return Settings(**_apply_secret_files(raw))
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, source)) from None
+    except SettingsError:
+        raise ConfigError(_not_json_in_environment()) from None

@@ -30,7 +30,7 @@ WAIT = 20.0  # bound on each wait for the daemon
 OLD_TOKEN = "old-token-5f1c2a"
 NEW_TOKEN = "new-token-9b7e3d"
 AMI_SECRET = "ami-secret-4c8d1e"
-WEBHOOK_SECRET = "whsec-secret-0a9f2b"
+WEBHOOK_SECRET = "whsec_c2VydmljZS1zZWNyZXQtMGE5ZjJi"
 CONFIG = """
 [api]
 listen = "127.0.0.1:{port}"

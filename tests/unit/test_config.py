@@ -229,7 +229,7 @@ def test_systemd_credentials_directory_supplies_secrets_and_tokens(
     creds = tmp_path / "credentials"
     creds.mkdir()
     (creds / "ami_secret").write_text("ami-from-credential")
-    (creds / "webhook_secret").write_text("whsec-from-credential")
+    (creds / "webhook_secret").write_text("whsec_ZnJvbS1jcmVkZW50aWFs")
     (creds / "api_tokens").write_text("cred-token-123 gamma\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     text = GOOD.replace('secret = "from-the-file"\n', "").replace('secret = ""\n', "")
@@ -237,7 +237,7 @@ def test_systemd_credentials_directory_supplies_secrets_and_tokens(
     settings = load_settings(_write(tmp_path, text))
 
     assert settings.ami.secret.get_secret_value() == "ami-from-credential"
-    assert settings.webhooks.secret.get_secret_value() == "whsec-from-credential"
+    assert settings.webhooks.secret.get_secret_value() == "whsec_ZnJvbS1jcmVkZW50aWFs"
     assert settings.api.tokens["cred-token-123"] == "gamma"
 
 
@@ -251,7 +251,6 @@ def test_secret_file_named_in_the_environment(
     settings = load_settings(_write(tmp_path, GOOD))
 
     assert settings.ami.secret.get_secret_value() == "env-pointed-secret"
-
 
 
 def test_a_secret_file_named_in_the_environment_wins_over_the_config_files(
@@ -274,6 +273,46 @@ def test_a_secret_file_named_in_the_environment_wins_over_the_config_files(
     assert settings.ami.secret.get_secret_value() == "named-by-the-environment"
     assert "env-token-123" in settings.api.tokens
     assert "file-token-123" not in settings.api.tokens
+
+
+@pytest.mark.parametrize("secret", ["Sekr3", "whsec_Sekr3", "whsec_"])
+def test_a_webhook_secret_that_cannot_sign_stops_the_start_without_showing_it(
+    tmp_path: Path, secret: str
+) -> None:
+    text = GOOD.replace('secret = ""', f'secret = "{secret}"')
+
+    message = _error(_write(tmp_path, text))
+
+    assert message.startswith("config error: webhooks.secret: is not a Standard Webhooks secret")
+    assert "Sekr3" not in message
+
+
+def test_a_signing_secret_in_its_whsec_form_is_taken(tmp_path: Path) -> None:
+    text = GOOD.replace('secret = ""', 'secret = "whsec_c2VjcmV0LXNpZ25pbmcta2V5"')
+
+    settings = load_settings(_write(tmp_path, text))
+
+    assert settings.webhooks.secret.get_secret_value() == "whsec_c2VjcmV0LXNpZ25pbmcta2V5"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CALLBACKD_WEBHOOKS__DENY_NETWORKS", "10.0.0.0/8"),
+        ("CALLBACKD_WEBHOOKS__DENY_NETWORKS", '["10.0.0.0/8"'),
+        ("CALLBACKD_API__TOKENS", "token-123=acme"),
+    ],
+)
+def test_a_list_or_table_from_the_environment_that_is_not_json_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    message = _error(_write(tmp_path, GOOD))
+
+    assert message.startswith(f"config error: {variable}: ")
+    assert "\n" not in message
+
 
 CLI = "from daemon.cli import main; main()"
 
