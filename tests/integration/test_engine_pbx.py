@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ami.outcome import Result
+from config import Settings
 from tests.engine_harness import EngineHarness, engine_harness, phone_reports, phone_settings
 from tests.tcp_proxy import TcpProxy
 
@@ -28,6 +30,20 @@ async def harness(testpbx: Any, tmp_path: Path) -> AsyncIterator[EngineHarness]:
         phone_settings(),
     ) as h:
         yield h
+
+
+@asynccontextmanager
+async def _behind_a_proxy(
+    testpbx: Any, db: Path, settings: Settings
+) -> AsyncIterator[tuple[TcpProxy, EngineHarness]]:
+    """An engine whose AMI link runs through a proxy the test can cut or hold."""
+    async with (
+        TcpProxy(testpbx.host, testpbx.port) as proxy,
+        engine_harness(
+            db, proxy.host, proxy.port, testpbx.username, testpbx.secret, settings
+        ) as harness,
+    ):
+        yield proxy, harness
 
 
 def first(value: str) -> str:
@@ -121,16 +137,9 @@ async def test_phones_see_the_caller_ids_and_variables_of_the_task(
 async def test_ami_cut_mid_call_follows_the_call_to_its_end_without_a_second_originate(
     testpbx: Any, tmp_path: Path
 ) -> None:
-    async with (
-        TcpProxy(testpbx.host, testpbx.port) as proxy,
-        engine_harness(
-            tmp_path / "cb.db",
-            proxy.host,
-            proxy.port,
-            testpbx.username,
-            testpbx.secret,
-            phone_settings(),
-        ) as harness,
+    async with _behind_a_proxy(testpbx, tmp_path / "cb.db", phone_settings()) as (
+        proxy,
+        harness,
     ):
         task_id = await harness.add_task("1004", "1104")
         call_uuid = await harness.place(task_id)
@@ -157,16 +166,9 @@ async def test_ami_cut_mid_call_follows_the_call_to_its_end_without_a_second_ori
 async def test_what_happened_while_the_ami_link_was_down_is_recovered(
     testpbx: Any, tmp_path: Path, a_number: str, b_number: str, missed: str
 ) -> None:
-    async with (
-        TcpProxy(testpbx.host, testpbx.port) as proxy,
-        engine_harness(
-            tmp_path / "cb.db",
-            proxy.host,
-            proxy.port,
-            testpbx.username,
-            testpbx.secret,
-            phone_settings(b_ring_timeout=10),
-        ) as harness,
+    async with _behind_a_proxy(testpbx, tmp_path / "cb.db", phone_settings(b_ring_timeout=10)) as (
+        proxy,
+        harness,
     ):
         task_id = await harness.add_task(a_number, b_number)
         call_uuid = await harness.place(task_id)
