@@ -123,12 +123,15 @@ def _start_time(value: Any) -> Any:
 
 # The same rules as JSON Schema patterns, so the OpenAPI document states them in a
 # syntax every JSON Schema tool reads; VALIDATED_SAFE_TEXT below is what validation runs.
-_REFUSED_IN_TEXT = "\\x00-\\x1f\\x7f-\\x9f" + "".join(
+_CONTROL_CHARACTERS = "\\x00-\\x1f\\x7f-\\x9f"
+_REFUSED_IN_TEXT = _CONTROL_CHARACTERS + "".join(
     f"\\u{ord(ch):04x}" for ch in sorted(FORBIDDEN_IN_TEXT)
 )
 NUMBER_PATTERN = f"^{NUMBER_RE.pattern}$"
 SAFE_TEXT_PATTERN = f"^[^{_REFUSED_IN_TEXT}]*$"
 _SAFE_TEXT_SCHEMA = Field(json_schema_extra={"pattern": SAFE_TEXT_PATTERN})
+PRINTABLE_TEXT_PATTERN = f"^[^{_CONTROL_CHARACTERS}]*$"
+_PRINTABLE_TEXT_SCHEMA = Field(json_schema_extra={"pattern": PRINTABLE_TEXT_PATTERN})
 
 # What validation really runs, in pydantic-core's Rust regex engine (a Python validator
 # per field made a 10,000-task POST several times slower). "Printable" is what
@@ -138,6 +141,8 @@ VALIDATED_SAFE_TEXT = (
     + "".join("\\\\" if ch == "\\" else ch for ch in sorted(FORBIDDEN_IN_TEXT - {"\r", "\n"}))
     + r"]]*$"
 )
+# Names of tasks and queues never reach Asterisk: any printable text, "&" and "/" too.
+VALIDATED_PRINTABLE_TEXT = r"^[\p{L}\p{M}\p{N}\p{P}\p{S} ]*$"
 VARIABLE_NAME_PATTERN = f"^{VARIABLE_NAME_RE.pattern}$"
 MAX_VARIABLE_TEXT = 200
 # The messages a client sees when one of these patterns is not matched.
@@ -146,9 +151,11 @@ PATTERN_MESSAGES = {
     VARIABLE_NAME_PATTERN: "must match [A-Za-z_][A-Za-z0-9_]{0,63}",
     VALIDATED_SAFE_TEXT: "must be printable text without control characters or any of "
     + " ".join(sorted(FORBIDDEN_IN_TEXT - {"\r", "\n"})),
+    VALIDATED_PRINTABLE_TEXT: "must be printable text without control characters",
 }
 PhoneNumber = Annotated[str, Field(pattern=NUMBER_PATTERN)]
 SafeText = Annotated[str, Field(pattern=VALIDATED_SAFE_TEXT), _SAFE_TEXT_SCHEMA]
+PrintableText = Annotated[str, Field(pattern=VALIDATED_PRINTABLE_TEXT), _PRINTABLE_TEXT_SCHEMA]
 CallerIdName = Annotated[SafeText, Field(max_length=80)]
 Pause = Annotated[
     int,
@@ -198,7 +205,7 @@ class CallbackParams(_Strict):
 class TaskInput(_Strict):
     """A callback task as a client submits it (SPEC §1.2)."""
 
-    name: Annotated[SafeText, Field(max_length=255)] = ""
+    name: Annotated[PrintableText, Field(max_length=255)] = ""
     a_number: PhoneNumber
     b_number: PhoneNumber
     extension_id: StrictInt | None = None
@@ -299,7 +306,7 @@ class TaskOutput(BaseModel):
 
 
 class QueueInput(_Strict):
-    name: Annotated[SafeText, Field(min_length=1, max_length=255)]
+    name: Annotated[PrintableText, Field(min_length=1, max_length=255)]
     comment: Annotated[str, Field(max_length=1000)] = ""
     status: Literal["on", "off"] = "off"
     concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10
@@ -308,7 +315,7 @@ class QueueInput(_Strict):
 class QueueUpdate(_Strict):
     """PUT on a queue changes only the fields it names."""
 
-    name: Annotated[SafeText, Field(min_length=1, max_length=255)] | None = None
+    name: Annotated[PrintableText, Field(min_length=1, max_length=255)] | None = None
     comment: Annotated[str, Field(max_length=1000)] | None = None
     status: Literal["on", "off"] | None = None
     concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None

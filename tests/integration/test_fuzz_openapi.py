@@ -26,7 +26,13 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import ALL_ROUTES, create_app
 from api.openapi import build_openapi
-from daemon.models import NUMBER_PATTERN, SAFE_TEXT_PATTERN, QueueInput, TaskInput
+from daemon.models import (
+    NUMBER_PATTERN,
+    PRINTABLE_TEXT_PATTERN,
+    SAFE_TEXT_PATTERN,
+    QueueInput,
+    TaskInput,
+)
 from daemon.runner import open_services
 from tests.integration.conftest import TOKEN_OF, settings_for, task
 
@@ -171,7 +177,10 @@ def test_the_documented_patterns_say_what_the_validators_do(text: str) -> None:
     valid_number = _accepts(lambda: TaskInput(a_number=text, b_number="1"))
     assert valid_number == bool(re.fullmatch(NUMBER_PATTERN, text))
     if _accepts(lambda: QueueInput(name=text or "x")):
-        assert re.fullmatch(SAFE_TEXT_PATTERN, text)
+        assert re.fullmatch(PRINTABLE_TEXT_PATTERN, text)
+    caller_id_name = {"caller_id_name": text[:80]}
+    if _accepts(lambda: TaskInput(a_number="1", b_number="1", callback_params=caller_id_name)):
+        assert re.fullmatch(SAFE_TEXT_PATTERN, text[:80])
 
 
 def _accepts(build: Callable[[], object]) -> bool:
