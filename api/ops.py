@@ -15,11 +15,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store takes writes and AMI is logged in; the body names the part
+    """Ready when the store takes writes and AMI is logged in and able to place calls
+    (reconciled after login, callbackd's dialplan loaded); the body names the part
     that is not."""
     svc = services(request)
     store_ok = await svc.db.is_writable()
-    ami_ok = svc.ami.logged_in
+    ami_ok = svc.ami.ready
     ready = Readiness(
         ready=store_ok and ami_ok,
         store="ok" if store_ok else "not writable",
@@ -45,7 +46,7 @@ ROUTES = [
         "GET",
         "/readyz",
         readyz,
-        "Store writable and AMI logged in",
+        "Store writable, AMI logged in and able to place calls",
         response=Readiness,
         same_body_statuses=(503,),
         auth=False,

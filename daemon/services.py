@@ -21,6 +21,11 @@ class AmiStatus(Protocol):
     def logged_in(self) -> bool: ...
 
     @property
+    def ready(self) -> bool:
+        """Logged in and able to place calls (calls reconciled, dialplan loaded)."""
+        ...
+
+    @property
     def last_error(self) -> str | None: ...
 
 
@@ -42,6 +47,7 @@ class NoAmi:
     """The AMI status before the call engine is attached."""
 
     logged_in = False
+    ready = False
     last_error: str | None = "the call engine is not running"
 
 

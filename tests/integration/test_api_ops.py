@@ -27,6 +27,7 @@ async def test_readyz_names_ami_while_no_call_engine_runs(api: Api) -> None:
 async def test_readyz_is_ready_when_ami_is_logged_in(api: Api) -> None:
     class LoggedIn:
         logged_in = True
+        ready = True
         last_error = None
 
     api.services.ami = LoggedIn()
@@ -35,6 +36,22 @@ async def test_readyz_is_ready_when_ami_is_logged_in(api: Api) -> None:
 
     assert response.status == 200
     assert await response.json() == {"ready": True, "store": "ok", "ami": "ok"}
+
+
+async def test_readyz_is_not_ready_while_the_pbx_lacks_the_dialplan(api: Api) -> None:
+    missing = "dialplan context(s) callbackd-b not loaded on the PBX"
+
+    class LoggedInWithoutDialplan:
+        logged_in = True
+        ready = False
+        last_error = missing
+
+    api.services.ami = LoggedInWithoutDialplan()
+
+    response = await api.request("GET", "/readyz", client=None)
+
+    assert response.status == 503
+    assert await response.json() == {"ready": False, "store": "ok", "ami": missing}
 
 
 async def test_metrics_are_prometheus_text_with_task_counts(
