@@ -196,6 +196,9 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    # Seconds a stop (SIGTERM) may take to deliver due webhooks and finish store
+    # writes, all together; the unit's TimeoutStopSec must stay above it.
+    shutdown_grace: float = Field(default=10, gt=0, le=300)
     api: ApiSettings = Field(default_factory=ApiSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     ami: AmiSettings = Field(default_factory=AmiSettings)

@@ -23,9 +23,6 @@ from daemon.scheduler import EngineEvents, Scheduler
 from daemon.services import Services
 from daemon.store.attempts import AttemptRepository
 
-SHUTDOWN_GRACE_S = 10.0
-
-
 def ami_settings(services: Services) -> AmiSettings:
     ami = services.settings.ami
     return AmiSettings(
@@ -82,9 +79,12 @@ def build_parts(services: Services) -> Sequence[Part]:
         yield
         scheduler.pause()
         await _cancel(tasks[2])
-        await outbox.drain(SHUTDOWN_GRACE_S)
+        # One grace for the whole stop: what the outbox takes, the engine has not.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + services.settings.shutdown_grace
+        await outbox.drain(services.settings.shutdown_grace)
         await _cancel(tasks[1])
-        await engine.drain(SHUTDOWN_GRACE_S)
+        await engine.drain(max(0.0, deadline - loop.time()))
         await _cancel(tasks[0])
         await ami.stop()
 

@@ -35,15 +35,17 @@ def free_port() -> int:
         return port
 
 
-def write_config(directory: Path, port: int, ami: str | None = None, extra: str = "") -> Path:
+def write_config(
+    directory: Path, port: int, ami: str | None = None, extra: str = "", top: str = ""
+) -> Path:
     """The daemon's config: API on `port` with the acme token, the store in `directory`,
-    JSON logs; `ami` is the [ami] section (default: a port nobody listens on) and
-    `extra` more sections."""
+    JSON logs; `ami` is the [ami] section (default: a port nobody listens on), `extra`
+    more sections and `top` keys outside any section."""
     if ami is None:
         ami = f'host = "127.0.0.1"\nport = {free_port()}\nsecret = "unused"\n'
     path = directory / "callbackd.toml"
     path.write_text(
-        f"""
+        f"""{top}
 [api]
 listen = "127.0.0.1:{port}"
 [api.tokens]
