@@ -28,8 +28,10 @@ MAX_IDEMPOTENCY_KEY = 255
 MAX_REPORTED_ERRORS = 1000
 
 
-def _check_extensions(tasks: list[dict[str, Any]], settings: Settings) -> None:
-    errors = [
+def _unknown_extensions(tasks: list[Any], settings: Settings) -> list[dict[str, Any]]:
+    """An error for each task naming an extension profile the config does not have.
+    `tasks` may be the raw, unvalidated list: only int ids are looked at."""
+    return [
         {
             "loc": f"tasks[{i}].extension_id",
             "index": i,
@@ -37,10 +39,17 @@ def _check_extensions(tasks: list[dict[str, Any]], settings: Settings) -> None:
             "message": f"no extension profile {task['extension_id']} in the config",
         }
         for i, task in enumerate(tasks)
-        if task.get("extension_id") is not None and task["extension_id"] not in settings.extensions
+        if isinstance(task, dict)
+        and type(task.get("extension_id")) is int
+        and task["extension_id"] not in settings.extensions
     ]
-    if errors:
-        raise Problem(422, f"{len(errors)} invalid fields", errors=errors[:MAX_REPORTED_ERRORS])
+
+
+def _invalid(errors: list[dict[str, Any]]) -> Problem:
+    count = len(errors)
+    errors.sort(key=lambda e: e.get("index", -1))  # stable: each task's own order kept
+    detail = f"{count} invalid field{'s' if count != 1 else ''}"
+    return Problem(422, detail, errors=errors[:MAX_REPORTED_ERRORS])
 
 
 def _members(task: dict[str, Any]) -> int:
@@ -65,16 +74,18 @@ def _fast_batch(raw: bytes) -> list[dict[str, Any]] | None:
     return tasks
 
 
-def _checked_batch(raw: bytes) -> list[dict[str, Any]]:
+def _checked_batch(raw: bytes, settings: Settings) -> list[dict[str, Any]]:
     """The tasks of a bulk add through the strict JSON parser and TaskInput: 400 or 422
-    naming every problem, by index and field."""
+    naming every problem, by index and field, unknown extension profiles included."""
+    data = parse_json(raw)
+    raw_tasks = data.get("tasks") if isinstance(data, dict) else None
+    unknown = _unknown_extensions(raw_tasks if isinstance(raw_tasks, list) else [], settings)
     try:
-        body = TasksCreate.model_validate(parse_json(raw))
+        body = TasksCreate.model_validate(data)
     except ValidationError as exc:
-        problem = unprocessable(exc)
-        if problem.errors is not None:
-            problem.errors = problem.errors[:MAX_REPORTED_ERRORS]
-        raise problem from None
+        raise _invalid((unprocessable(exc).errors or []) + unknown) from None
+    if unknown:
+        raise _invalid(unknown)
     return [task.model_dump(exclude_unset=True) for task in body.tasks]
 
 
@@ -95,12 +106,11 @@ async def add_tasks(request: web.Request) -> web.Response:
     client, queue = await owned_queue(request)
     raw = await read_body(request)
     idempotent = _idempotency(request, queue.id, raw)
+    svc = services(request)
     with gc_paused():
         tasks = _fast_batch(raw)
-        if tasks is None:
-            tasks = _checked_batch(raw)
-    svc = services(request)
-    _check_extensions(tasks, svc.settings)
+        if tasks is None or _unknown_extensions(tasks, svc.settings):
+            tasks = _checked_batch(raw, svc.settings)
     stored = await svc.tasks.add_fields(
         client,
         queue.id,
@@ -157,7 +167,9 @@ async def update_task(request: web.Request) -> web.Response:
         raise Problem(422, "the body must be a JSON object with the fields to change")
     merged = _merged_input(task, change)
     svc = services(request)
-    _check_extensions([merged.model_dump(include={"extension_id"})], svc.settings)
+    unknown = _unknown_extensions([merged.model_dump(include={"extension_id"})], svc.settings)
+    if unknown:
+        raise _invalid(unknown)
     outcome = await svc.tasks.update(task.scheduler_id, task.id, merged, now_text(svc.clock))
     if outcome is ChangeOutcome.WRONG_STATE:
         raise Problem(409, "only a task that has not started or waits for a retry can change")

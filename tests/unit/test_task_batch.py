@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from api.body import count_members
 from api.errors import Problem
 from api.tasks import _checked_batch, _fast_batch
+from config import Settings
 from daemon.models import TaskInput
 from daemon.store.tasks import gc_paused
 
@@ -62,13 +63,18 @@ TASKS = st.builds(
 )
 
 
+# Profile 101 exists, so the strict path judges extension_id by its type alone, as the
+# fast path does.
+WITH_PROFILE_101 = Settings(extensions={101: {}})
+
+
 def _raw(tasks: list[dict[str, Any]], **dumps: Any) -> bytes:
     return json.dumps({"tasks": tasks}, **dumps).encode()
 
 
 def _checked(raw: bytes) -> list[dict[str, Any]] | None:
     try:
-        return _checked_batch(raw)
+        return _checked_batch(raw, WITH_PROFILE_101)
     except Problem:
         return None
 
@@ -98,7 +104,7 @@ def test_the_fast_path_leaves_repeated_keys_to_the_strict_parser() -> None:
 
     assert _fast_batch(raw) is None
     with pytest.raises(Problem) as caught:
-        _checked_batch(raw)
+        _checked_batch(raw, WITH_PROFILE_101)
     assert caught.value.status == 400
 
 
