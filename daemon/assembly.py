@@ -23,6 +23,7 @@ from daemon.scheduler import EngineEvents, Scheduler
 from daemon.services import Services
 from daemon.store.attempts import AttemptRepository
 
+
 def ami_settings(services: Services) -> AmiSettings:
     ami = services.settings.ami
     return AmiSettings(
