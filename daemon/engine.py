@@ -62,6 +62,10 @@ T = TypeVar("T")
 EVENT_FLUSH_INTERVAL = 0.5
 # The manager's answer to an Originate while Asterisk shuts down or restarts.
 _TRANSIENT_REFUSAL = "shutting down"
+# Its answer to an AMI user without the `originate` write class: true of every call.
+_NOT_PERMITTED = "permission denied"
+# How long no attempt starts after an Originate was not permitted; then one is tried.
+NOT_PERMITTED_PAUSE = timedelta(seconds=60)
 WATCHDOG_INTERVAL = 5.0
 
 
@@ -161,6 +165,9 @@ class CallEngine:
         self._ready = asyncio.Event()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.dialplan_error: str | None = None
+        # Set while Originates are not permitted (manager.conf), with when that was seen.
+        self.originate_error: str | None = None
+        self._not_permitted_at: datetime | None = None
         self._logins = 0
         self.events_routed = 0
         self._last_time: datetime | None = None
@@ -170,8 +177,13 @@ class CallEngine:
 
     @property
     def ready(self) -> bool:
-        """Logged in, reconciled, and the dialplan contexts are loaded."""
-        return self._ready.is_set() and self.ami.logged_in and self.dialplan_error is None
+        """Logged in, reconciled, the dialplan contexts loaded, Originate permitted."""
+        return (
+            self._ready.is_set()
+            and self.ami.logged_in
+            and self.dialplan_error is None
+            and self.originate_error is None
+        )
 
     @property
     def logged_in(self) -> bool:
@@ -181,6 +193,8 @@ class CallEngine:
     def last_error(self) -> str | None:
         if self.dialplan_error:
             return self.dialplan_error
+        if self.originate_error:
+            return self.originate_error
         if self.ami.logged_in and not self._ready.is_set():
             return "reconciling calls after login"
         return self.ami.last_error
@@ -270,6 +284,13 @@ class CallEngine:
                 call.log().info("originate refused while Asterisk stops; attempt given back")
                 await self._give_back(record, call_uuid)
                 return False
+            if _NOT_PERMITTED in exc.message.lower():
+                # Every Originate would meet the same answer: burning each due task on
+                # it would fail them all. The attempt is given back and none starts
+                # until the pause is over.
+                self._originates_not_permitted(exc.message)
+                await self._give_back(record, call_uuid)
+                return False
             call.log().warning("originate refused", reason=exc.message)
             call.tracker.originate_failed = True
             call.tracker.rejected = True
@@ -286,6 +307,28 @@ class CallEngine:
         now = self._clock.now()
         await self._stored(call, lambda: self._attempts.release(record.id, call_uuid, now))
         await self.listener.attempt_withdrawn(record.id)
+
+    def _originates_not_permitted(self, message: str) -> None:
+        error = (
+            f"the PBX refused the Originate ({message}): the AMI user needs 'originate'"
+            " in its write= classes in manager.conf, then 'manager reload'"
+        )
+        if self.originate_error is None:
+            log.error("originate not permitted; no attempt starts", error=error)
+            notify.status(f"not ready: {error}")
+        self.originate_error = error
+        self._not_permitted_at = self._clock.now()
+
+    def _retry_originates(self, now: datetime) -> None:
+        """After the pause, let one dispatch try again (a fixed manager.conf needs no
+        restart of callbackd); refused again, it pauses again."""
+        if (
+            self._not_permitted_at is not None
+            and now - self._not_permitted_at >= NOT_PERMITTED_PAUSE
+        ):
+            self.originate_error = self._not_permitted_at = None
+            log.info("trying the Originate again")
+            self.on_ready()
 
     async def hang_up_task(self, task_id: int) -> bool:
         """Hang up every channel of the task's call in progress."""
@@ -309,7 +352,7 @@ class CallEngine:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._consume())
             group.create_task(self._every(EVENT_FLUSH_INTERVAL, self._flush_events))
-            group.create_task(self._every(WATCHDOG_INTERVAL, self._watchdog))
+            group.create_task(self._every(WATCHDOG_INTERVAL, self.watch))
 
     async def _consume(self) -> None:
         events_counter = self._metrics.ami_events if self._metrics is not None else None
@@ -530,7 +573,7 @@ class CallEngine:
         self.calls[call_uuid] = call
         return call
 
-    async def _watchdog(self) -> None:
+    async def watch(self) -> None:
         """Calls whose events stopped coming are checked against Asterisk; a missing
         dialplan is looked for again, so loading it needs no restart of callbackd."""
         if self.dialplan_error is not None and self.ami.logged_in:
@@ -539,6 +582,7 @@ class CallEngine:
             if self.dialplan_error is None:
                 log.info("dialplan contexts found; ready")
                 self.on_ready()
+        self._retry_originates(self._clock.now())
         await self.check_silent_calls()
 
     async def check_silent_calls(self) -> None:

@@ -18,7 +18,7 @@ from ami.events import AmiEvent, header
 from ami.fake import FakeAmiServer
 from config import Settings
 from daemon.clock import FakeClock, now_text
-from daemon.engine import CallEngine
+from daemon.engine import NOT_PERMITTED_PAUSE, CallEngine
 from daemon.models import QueueInput, QueueUpdate, TaskInput
 from daemon.scheduler import EngineEvents, Scheduler
 from daemon.store.attempts import AttemptRepository
@@ -354,3 +354,34 @@ async def test_an_originate_refused_while_asterisk_stops_uses_no_attempt(world: 
     [before] = await world.db.fetch_all("SELECT event, body FROM outbox")
     assert before["event"] == "before"
     assert json.loads(before["body"])["attempt"]["call_uuid"] == attempt["call_uuid"]
+
+
+async def test_an_originate_not_permitted_burns_no_task_and_is_tried_again_later(
+    world: World,
+) -> None:
+    # manager.conf without `originate` in write=: true of every call, not of this task.
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 3, url_before="http://127.0.0.1:9/before")
+    world.fake.originate_error = "Permission denied"
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 3
+    assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 0
+    assert await world.db.fetch_value("SELECT count(*) FROM outbox") == 0
+    tasks, _ = await TaskRepository(world.db).list(queue_id, TaskFilter(), 10, 0)
+    assert {(t["status"], t["attempts_made"]) for t in tasks} == {("scheduled", 0)}
+    assert not world.engine.ready
+    assert world.engine.last_error is not None
+    assert "originate" in world.engine.last_error and "manager.conf" in world.engine.last_error
+    await world.scheduler.dispatch_due()
+    assert len(world.originated()) == 3  # paused: nothing is sent meanwhile
+
+    world.fake.originate_error = None  # the operator fixed manager.conf
+    await world.clock.advance(NOT_PERMITTED_PAUSE.total_seconds())
+    await world.engine.watch()
+    assert world.engine.ready
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 6
+    assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 3
