@@ -13,6 +13,8 @@ import pytest
 
 from ami.outcome import Result
 from config import Settings
+from daemon.models import TaskStatus
+from daemon.store.attempts import AttemptRepository
 from tests.engine_harness import EngineHarness, engine_harness, phone_reports, phone_settings
 from tests.tcp_proxy import TcpProxy
 
@@ -203,3 +205,29 @@ async def test_asterisk_restart_mid_call_closes_the_attempt_and_the_engine_recov
     assert await harness.engine.wait_ready(60)
     follow_up, _ = await harness.call("1005", "1101")
     assert follow_up.outcome.result is Result.SUCCESS
+
+
+async def test_an_ami_user_without_originate_rights_rings_nobody_and_burns_no_task(
+    testpbx: Any, tmp_path: Path
+) -> None:
+    # The test PBX's callbackd-no-originate user lacks `originate` in its write classes.
+    async with engine_harness(
+        tmp_path / "cb.db",
+        testpbx.host,
+        testpbx.port,
+        "callbackd-no-originate",
+        testpbx.secret,
+        phone_settings(),
+    ) as harness:
+        task_id = await harness.add_task("1005", "1101")
+        record = await AttemptRepository(harness.db).task(task_id)
+        assert record is not None
+
+        assert await harness.engine.place(record) is None
+
+        assert not harness.engine.ready
+        assert "manager.conf" in (harness.engine.last_error or "")
+        assert await harness.db.fetch_value("SELECT count(*) FROM attempts") == 0
+        again = await AttemptRepository(harness.db).task(task_id)
+        assert again is not None
+        assert (again.status, again.attempts_made) == (TaskStatus.SCHEDULED, 0)
