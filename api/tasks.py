@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +19,14 @@ from api.routing import Route, services
 from api.schemas import TaskListQuery, TasksCreate, TasksCreated
 from config import Settings
 from daemon.clock import now_text
-from daemon.models import TASK_BATCH, CallRecord, TaskInput, TaskOutput, a_numbers_differ
+from daemon.models import (
+    TASK_BATCH,
+    CallRecord,
+    TaskInput,
+    TaskOutput,
+    a_numbers_differ,
+    format_time,
+)
 from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter, gc_paused
 from daemon.task_service import cancel_task
 
@@ -91,14 +99,17 @@ def _checked_batch(raw: bytes, settings: Settings) -> list[dict[str, Any]]:
 
 def _idempotency(request: web.Request, queue_id: int, raw: bytes) -> IdempotentRequest | None:
     """The key and what it stands for: this body sent to this queue. The same key sent
-    to another queue is another request, not a repeat of the first."""
+    to another queue is another request, not a repeat of the first. A key is kept for
+    `api.idempotency_hours`, far longer than any client retries."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise Problem(400, f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
     digest = hashlib.sha256(f"{queue_id}\n".encode() + raw).hexdigest()
-    return IdempotentRequest(key=key, request_hash=digest)
+    svc = services(request)
+    since = svc.clock.now() - timedelta(hours=svc.settings.api.idempotency_hours)
+    return IdempotentRequest(key=key, request_hash=digest, since=format_time(since))
 
 
 async def add_tasks(request: web.Request) -> web.Response:

@@ -67,6 +67,8 @@ class ApiSettings(_Section):
     tokens_file: Path | None = None
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # How long an Idempotency-Key is remembered; its stored answer is deleted after.
+    idempotency_hours: int = Field(default=24, ge=1, le=24 * 30)
 
     @field_validator("listen")
     @classmethod
@@ -157,6 +159,8 @@ class WebhookSettings(_Section):
     timeout: float = Field(default=5, gt=0, le=120)
     max_attempts: int = Field(default=6, ge=1, le=100)
     deny_networks: list[str] = Field(default_factory=lambda: ["169.254.0.0/16", "fe80::/10"])
+    # Days a delivered or given-up webhook stays in the store (for troubleshooting).
+    keep_days: int = Field(default=7, ge=1, le=3650)
 
     @field_validator("secret")
     @classmethod

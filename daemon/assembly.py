@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ami.client import AmiClient, AmiSettings
 from api.routing import METRICS
+from daemon import housekeeping
 from daemon.engine import CallEngine
 from daemon.outbox import WebhookOutbox
 from daemon.runner import SUPERVISOR, Part
@@ -76,8 +77,15 @@ def build_parts(services: Services) -> Sequence[Part]:
             supervisor.watch(asyncio.create_task(engine.run(), name="call-engine")),
             supervisor.watch(asyncio.create_task(outbox.run(), name="webhook-outbox")),
             supervisor.watch(asyncio.create_task(scheduler.run(), name="scheduler")),
+            supervisor.watch(
+                asyncio.create_task(
+                    housekeeping.run(services.db, services.clock, lambda: services.settings),
+                    name="housekeeping",
+                )
+            ),
         ]
         yield
+        await _cancel(tasks[3])
         scheduler.pause()
         await _cancel(tasks[2])
         # One grace for the whole stop: what the outbox takes, the engine has not.

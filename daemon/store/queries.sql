@@ -96,11 +96,33 @@ WHERE id = :id AND status != 'finished';
 SELECT coalesce(sum(n), 0) FROM task_counts WHERE scheduler_id = :scheduler_id;
 
 -- name: select_idempotency
-SELECT request_hash, status, body FROM idempotency_keys WHERE client_id = :client_id AND key = :key;
+-- A key is remembered from :since on (api.idempotency_hours); an older one is new again.
+SELECT request_hash, status, body FROM idempotency_keys
+WHERE client_id = :client_id AND key = :key AND created >= :since;
 
 -- name: insert_idempotency
+-- Replaces an expired row of the same key that housekeeping has not deleted yet.
 INSERT INTO idempotency_keys (client_id, key, request_hash, status, body, created)
-VALUES (:client_id, :key, :request_hash, :status, :body, :now);
+VALUES (:client_id, :key, :request_hash, :status, :body, :now)
+ON CONFLICT (client_id, key) DO UPDATE SET
+    request_hash = excluded.request_hash, status = excluded.status, body = excluded.body,
+    created = excluded.created;
+
+-- name: delete_expired_idempotency
+DELETE FROM idempotency_keys WHERE created < :before;
+
+-- name: first_outbox_id_since
+-- Rows are numbered in the order they were created, so every row below this id is older.
+SELECT id FROM outbox WHERE created >= :since ORDER BY id LIMIT 1;
+
+-- name: delete_old_webhooks
+-- Delivered or given-up webhooks below :below_id, oldest first, :n at a time (a short
+-- write transaction each). Pending ones stay whatever their age.
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox
+    WHERE id < :below_id AND (delivered_at IS NOT NULL OR given_up = 1)
+    ORDER BY id LIMIT :n
+);
 
 -- name: select_attempts_of_task
 SELECT * FROM attempts WHERE task_id = :task_id ORDER BY attempt_no;

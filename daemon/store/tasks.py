@@ -43,6 +43,8 @@ class TaskFilter:
 class IdempotentRequest:
     key: str
     request_hash: str
+    # Store time text: a key first used before it is forgotten (api.idempotency_hours).
+    since: str
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,8 @@ class TaskRepository:
         async with self._db.transaction() as tx:
             if idempotent is not None:
                 cursor = await tx.execute(
-                    q("select_idempotency"), {"client_id": client_id, "key": idempotent.key}
+                    q("select_idempotency"),
+                    {"client_id": client_id, "key": idempotent.key, "since": idempotent.since},
                 )
                 earlier = await cursor.fetchone()
                 if earlier is not None:
