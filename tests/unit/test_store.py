@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from daemon.models import FinishResult, QueueInput, TaskInput, TaskOutput, TaskStatus
-from daemon.store.db import Database, StoreUnavailable, schema_version
+from daemon.store.db import Database, StoreUnavailable, migrate, schema_version
 from daemon.store.queries import migrations
 from daemon.store.queues import DeleteOutcome, QueueRepository
 from daemon.store.tasks import (
@@ -197,12 +198,10 @@ async def test_an_older_store_retires_the_ids_its_webhooks_name(tmp_path: Path) 
     """Migration 2 on a store that deleted a queue before it existed: the outbox still
     holds a webhook of the deleted queue's task, and neither id comes back."""
     path = tmp_path / "callbackd.db"
-    old = await Database.open(path)
-    await old.close()
+    async with aiosqlite.connect(path) as old:  # a store of version 1
+        await migrate(old, migrations()[:1])
     body = '{"event": "after", "task": {"id": 7, "scheduler_id": 3}}'
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 1")
-        conn.execute("DROP TABLE retired_ids")
         conn.execute(
             "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
             " VALUES (7, 'after', 'http://127.0.0.1/', ?, ?, ?)",
