@@ -88,12 +88,11 @@ def build_parts(services: Services) -> Sequence[Part]:
         await _cancel(tasks[3])
         scheduler.pause()
         await _cancel(tasks[2])
-        # One grace for the whole stop: what the outbox takes, the engine has not.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + services.settings.shutdown_grace
-        await outbox.drain(services.settings.shutdown_grace)
+        # One grace for the whole stop, shared: a receiver that hangs must not leave the
+        # engine's last writes (a bridge, an end) without time to be stored.
+        grace = services.settings.shutdown_grace
+        await asyncio.gather(outbox.drain(grace), engine.drain(grace))
         await _cancel(tasks[1])
-        await engine.drain(max(0.0, deadline - loop.time()))
         await _cancel(tasks[0])
         await ami.stop()
 
