@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -34,28 +34,26 @@ class Swept:
 
 async def sweep(db: Database, clock: Clock, settings: Settings) -> Swept:
     now = clock.now()
-    keys_before = format_time(now - timedelta(hours=settings.api.idempotency_hours))
-    keys = await db.write(
-        lambda conn: conn.execute(q("delete_expired_idempotency"), {"before": keys_before}).rowcount
-    )
-    webhooks_since = format_time(now - timedelta(days=settings.webhooks.keep_days))
-    below_id = await db.fetch_value(q("first_outbox_id_since"), {"since": webhooks_since})
-    if below_id is None:  # every row is older
-        below_id = int(await db.fetch_value("SELECT coalesce(max(id), 0) + 1 FROM outbox"))
-    webhooks = 0
-    while True:
-        deleted = await db.write(_delete_old_webhooks(int(below_id)))
-        webhooks += deleted
-        if deleted < BATCH:
-            return Swept(keys, webhooks)
+    keys_before = now - timedelta(hours=settings.api.idempotency_hours)
+    webhooks_before = now - timedelta(days=settings.webhooks.keep_days)
+    keys = await _in_batches(db, q("delete_expired_idempotency"), keys_before)
+    webhooks = await _in_batches(db, q("delete_old_webhooks"), webhooks_before)
+    return Swept(keys, webhooks)
 
 
-def _delete_old_webhooks(below_id: int) -> Callable[[sqlite3.Connection], int]:
+async def _in_batches(db: Database, delete_sql: str, before: datetime) -> int:
+    """Run a `DELETE ... LIMIT :n` until it deletes fewer than BATCH rows."""
+    params = {"before": format_time(before), "n": BATCH}
+
     def delete(conn: sqlite3.Connection) -> int:
-        cursor = conn.execute(q("delete_old_webhooks"), {"below_id": below_id, "n": BATCH})
-        return cursor.rowcount
+        return conn.execute(delete_sql, params).rowcount
 
-    return delete
+    deleted = 0
+    while True:
+        batch = await db.write(delete)
+        deleted += batch
+        if batch < BATCH:
+            return deleted
 
 
 async def run(db: Database, clock: Clock, settings: Callable[[], Settings]) -> None:

@@ -109,19 +109,20 @@ ON CONFLICT (client_id, key) DO UPDATE SET
     created = excluded.created;
 
 -- name: delete_expired_idempotency
-DELETE FROM idempotency_keys WHERE created < :before;
-
--- name: first_outbox_id_since
--- Rows are numbered in the order they were created, so every row below this id is older.
-SELECT id FROM outbox WHERE created >= :since ORDER BY id LIMIT 1;
+-- :n at a time, oldest first: a short write transaction each.
+DELETE FROM idempotency_keys WHERE (client_id, key) IN (
+    SELECT client_id, key FROM idempotency_keys WHERE created < :before
+    ORDER BY created LIMIT :n
+);
 
 -- name: delete_old_webhooks
--- Delivered or given-up webhooks below :below_id, oldest first, :n at a time (a short
--- write transaction each). Pending ones stay whatever their age.
+-- Webhooks delivered, or given up (next_try is then the last try), before :before; :n
+-- at a time. Pending ones stay whatever their age.
 DELETE FROM outbox WHERE id IN (
     SELECT id FROM outbox
-    WHERE id < :below_id AND (delivered_at IS NOT NULL OR given_up = 1)
-    ORDER BY id LIMIT :n
+    WHERE (delivered_at IS NOT NULL OR given_up = 1)
+      AND coalesce(delivered_at, next_try) < :before
+    ORDER BY coalesce(delivered_at, next_try) LIMIT :n
 );
 
 -- name: select_attempts_of_task

@@ -52,14 +52,19 @@ async def test_a_key_is_remembered_for_its_hours_and_then_is_new_again(db: Datab
     assert await _add_with_key(db, queue.id, T0 + timedelta(hours=26)) == (True, 2)
 
 
-async def _webhook(db: Database, created: datetime, state: str) -> None:
-    delivered = format_time(created) if state == "delivered" else None
+async def _webhook(
+    db: Database, created: datetime, state: str, finished: datetime | None = None
+) -> None:
+    """A webhook created at `created`, delivered or given up at `finished` (default:
+    at once), or pending."""
+    last_try = format_time(finished or created)
+    delivered = last_try if state == "delivered" else None
     given_up = 1 if state == "given_up" else 0
     async with db.transaction() as tx:
         await tx.execute(
             "INSERT INTO outbox (task_id, event, url, body, created, next_try, delivered_at,"
             " given_up) VALUES (1, 'after', 'http://127.0.0.1/', '{}', ?, ?, ?, ?)",
-            (format_time(created), format_time(created), delivered, given_up),
+            (format_time(created), last_try, delivered, given_up),
         )
 
 
@@ -74,15 +79,17 @@ async def test_a_sweep_deletes_old_answers_and_old_finished_webhooks_only(
         await _webhook(db, old, "delivered")
     await _webhook(db, old, "given_up")
     await _webhook(db, old, "pending")  # still to deliver: never deleted
+    await _webhook(db, old, "given_up", finished=T0 - timedelta(days=2))  # aged by its end
     await _webhook(db, T0 - timedelta(days=1), "delivered")  # within keep_days
 
     swept = await housekeeping.sweep(db, FakeClock(T0 + timedelta(hours=25)), SETTINGS)
 
     assert swept == housekeeping.Swept(idempotency_keys=1, webhooks=6)
-    left = await db.fetch_all("SELECT created, delivered_at IS NULL AS pending FROM outbox")
-    assert [(r["created"], r["pending"]) for r in left] == [
-        (format_time(old), 1),
-        (format_time(T0 - timedelta(days=1)), 0),
+    left = await db.fetch_all("SELECT created, given_up, delivered_at IS NULL AS p FROM outbox")
+    assert [(r["created"], r["given_up"], r["p"]) for r in left] == [
+        (format_time(old), 0, 1),
+        (format_time(old), 1, 1),
+        (format_time(T0 - timedelta(days=1)), 0, 0),
     ]
     assert await db.fetch_value("SELECT count(*) FROM idempotency_keys") == 0
     assert await db.fetch_value("SELECT count(*) FROM tasks") == 1
