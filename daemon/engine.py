@@ -177,12 +177,19 @@ class CallEngine:
 
     @property
     def ready(self) -> bool:
-        """Logged in, reconciled, the dialplan contexts loaded, Originate permitted."""
+        """Logged in, reconciled, the dialplan contexts loaded, Originate permitted
+        (what /readyz reports)."""
+        return self.may_start and self.originate_error is None
+
+    @property
+    def may_start(self) -> bool:
+        """Whether the scheduler may start attempts now: as `ready`, except that after
+        an Originate was not permitted, the next one is tried once the pause is over."""
         return (
             self._ready.is_set()
             and self.ami.logged_in
             and self.dialplan_error is None
-            and self.originate_error is None
+            and self._not_permitted_at is None
         )
 
     @property
@@ -219,7 +226,7 @@ class CallEngine:
         in one transaction, then send each one Originate (all in flight together).
         Returns task id -> call uuid of what started; a task that is no longer waiting,
         or all of them while AMI is not ready, start nothing and use no attempt."""
-        if not self.ready or not records:
+        if not self.may_start or not records:
             return {}
         now = self._clock.now()
         settings = self._settings()
@@ -273,6 +280,9 @@ class CallEngine:
             return True
         try:
             await self.ami.originate(originate_fields(request))
+            if self.originate_error is not None:
+                self.originate_error = None
+                log.info("originate permitted again; ready")
         except AmiNotConnected:
             # Certainly not sent: give the attempt back.
             await self._give_back(record, call_uuid)
@@ -313,20 +323,21 @@ class CallEngine:
             f"the PBX refused the Originate ({message}): the AMI user needs 'originate'"
             " in its write= classes in manager.conf, then 'manager reload'"
         )
-        if self.originate_error is None:
+        if self.originate_error is None:  # once, not at every try
             log.error("originate not permitted; no attempt starts", error=error)
             notify.status(f"not ready: {error}")
         self.originate_error = error
         self._not_permitted_at = self._clock.now()
 
     def _retry_originates(self, now: datetime) -> None:
-        """After the pause, let one dispatch try again (a fixed manager.conf needs no
-        restart of callbackd); refused again, it pauses again."""
+        """After the pause, let the next dispatch try again (a fixed manager.conf needs
+        no restart of callbackd): accepted, the error is cleared; refused, it pauses
+        again. Until then /readyz keeps naming it."""
         if (
             self._not_permitted_at is not None
             and now - self._not_permitted_at >= NOT_PERMITTED_PAUSE
         ):
-            self.originate_error = self._not_permitted_at = None
+            self._not_permitted_at = None
             log.info("trying the Originate again")
             self.on_ready()
 
@@ -600,7 +611,7 @@ class CallEngine:
             and now - c.last_event_at
             > (c.ring_phase if c.tracker.bridged_time is None else c.max_talk) + timeout
         }
-        if silent and self.ready:
+        if silent and self._ready.is_set() and self.ami.logged_in:
             try:
                 await self.reconcile(only=silent)
             except AmiError as exc:

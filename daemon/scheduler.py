@@ -106,11 +106,11 @@ class Scheduler:
 
     async def dispatch_due(self) -> datetime | None:
         """Start what is due and fits; return when to look again (None: when woken)."""
-        while self._engine.ready and not self._paused:
+        while self._engine.may_start and not self._paused:
             started, more = await self._dispatch_batch()
             if not (started and more):
                 break
-        if not self._engine.ready:
+        if not self._engine.may_start:
             return None
         now = format_time(self._clock.now())
         next_due = await self._db.fetch_value(q("select_next_due_time"), {"now": now})
@@ -151,7 +151,7 @@ class Scheduler:
                     if record.id in placed:
                         latency = (sent_at - due).total_seconds()
                         self._metrics.dispatch_latency.observe(max(latency, 0.0))
-            if not self._engine.ready:
+            if not self._engine.may_start:
                 break
         await self._mark_waiting_for_slot(blocked, full_queues, now)
         return started, len(rows) == DUE_BATCH
