@@ -225,6 +225,11 @@ class _Ending:
     def __call__(self, conn: sqlite3.Connection) -> bool:
         outcome, step = self.outcome, self.step
         _insert_events(self.events, conn)
+        if outcome.bridged_time is not None:
+            # The bridge's own write may still be waiting for a store that refused it;
+            # then its `success` webhook goes out here, ahead of `after`, and that
+            # write finds the bridge stored.
+            _bridged(self.call_uuid, self.task_id, format_time(outcome.bridged_time), conn)
         cursor = conn.execute(
             q("end_attempt"),
             {

@@ -172,8 +172,10 @@ UPDATE attempts SET state = 'in_call', a_answer_time = :at, answered_a_number = 
 WHERE call_uuid = :call_uuid AND state != 'ended';
 
 -- name: mark_attempt_bridged
+-- Once per attempt (the bridge's own write, or the end's when that came first): the
+-- caller sends the `success` webhook only when this changed a row.
 UPDATE attempts SET state = 'in_call', bridged_time = :at
-WHERE call_uuid = :call_uuid AND state != 'ended';
+WHERE call_uuid = :call_uuid AND state != 'ended' AND bridged_time IS NULL;
 
 -- name: end_attempt
 UPDATE attempts SET state = 'ended', a_answer_time = coalesce(a_answer_time, :a_answer_time),

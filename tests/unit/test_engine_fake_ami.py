@@ -25,8 +25,9 @@ from ami.protocol import MAX_FRAME_BYTES, FrameDecoder, split_blocks
 from daemon.models import TaskStatus
 from daemon.store.attempts import AttemptRepository
 from daemon.store.calls import CallRepository
+from daemon.store.db import StoreUnavailable
 from tests.engine_harness import CLIENT, EngineHarness, engine_harness, phone_settings
-from tests.store_faults import refuse_writes
+from tests.store_faults import REFUSAL, refuse_writes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 SECRET = "fake-ami-secret"
@@ -352,3 +353,34 @@ async def test_a_talk_without_events_is_looked_at_every_timeout_and_closed_when_
     await world.harness.engine.check_silent_calls()
     ended = await world.harness.wait_end(task_id, END_WITHIN)
     assert ended.outcome.result is Result.SUCCESS
+
+
+async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_after(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store refusing the bridge's write (disk full) retries it after 1 s; a call that
+    # ends meanwhile has its end stored first. Its `success` webhook must not be lost.
+    call = CALLS[0]
+    hooks = {f"url_{e}": f"http://127.0.0.1:9/{e}" for e in ("before", "success", "after")}
+    task_id = await world.harness.add_task(call.a_number, call.b_number, **hooks)
+    call_uuid = await world.harness.place(task_id)
+    real_mark_bridged = AttemptRepository.mark_bridged
+    refused: list[bool] = []
+
+    async def refused_once(self: AttemptRepository, *args: Any) -> None:
+        if not refused:
+            refused.append(True)
+            raise StoreUnavailable(REFUSAL)
+        await real_mark_bridged(self, *args)
+
+    monkeypatch.setattr(AttemptRepository, "mark_bridged", refused_once)
+    await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
+
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    await world.harness.engine.drain(END_WITHIN)  # the bridge's retry has run too
+    assert refused == [True]
+    assert ended.outcome.result is Result.SUCCESS
+    rows = await world.harness.db.fetch_all(
+        "SELECT event FROM outbox WHERE task_id = ? ORDER BY id", (task_id,)
+    )
+    assert [r["event"] for r in rows] == ["before", "success", "after"]
