@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from tests.integration.conftest import Api, ApiFactory, assert_problem, task
 
@@ -24,34 +27,36 @@ async def test_readyz_names_ami_while_no_call_engine_runs(api: Api) -> None:
     assert body["ami"] != "ok"
 
 
-async def test_readyz_is_ready_when_ami_is_logged_in(api: Api) -> None:
-    class LoggedIn:
-        logged_in = True
-        ready = True
-        last_error = None
+@dataclass
+class AmiSeen:
+    """What the call engine tells /readyz about AMI."""
 
-    api.services.ami = LoggedIn()
+    ready: bool
+    last_error: str | None
+    logged_in: bool = True
+
+
+@pytest.mark.parametrize(
+    ("ami", "status", "body"),
+    [
+        (AmiSeen(ready=True, last_error=None), 200, {"ready": True, "ami": "ok"}),
+        (
+            # Logged in, but no call can be placed: the body says why.
+            AmiSeen(ready=False, last_error="dialplan context(s) callbackd-b not loaded"),
+            503,
+            {"ready": False, "ami": "dialplan context(s) callbackd-b not loaded"},
+        ),
+    ],
+)
+async def test_readyz_is_ready_only_when_calls_can_be_placed(
+    api: Api, ami: AmiSeen, status: int, body: dict[str, Any]
+) -> None:
+    api.services.ami = ami
 
     response = await api.request("GET", "/readyz", client=None)
 
-    assert response.status == 200
-    assert await response.json() == {"ready": True, "store": "ok", "ami": "ok"}
-
-
-async def test_readyz_is_not_ready_while_the_pbx_lacks_the_dialplan(api: Api) -> None:
-    missing = "dialplan context(s) callbackd-b not loaded on the PBX"
-
-    class LoggedInWithoutDialplan:
-        logged_in = True
-        ready = False
-        last_error = missing
-
-    api.services.ami = LoggedInWithoutDialplan()
-
-    response = await api.request("GET", "/readyz", client=None)
-
-    assert response.status == 503
-    assert await response.json() == {"ready": False, "store": "ok", "ami": missing}
+    assert response.status == status
+    assert await response.json() == {"store": "ok", **body}
 
 
 async def test_metrics_are_prometheus_text_with_task_counts(

@@ -130,6 +130,22 @@ async def place(world: World, call: Call) -> tuple[int, str]:
     return task_id, await world.harness.place(task_id)
 
 
+def split_at_the_bridge(call: Call, call_uuid: str) -> tuple[list[bytes], int]:
+    """The call's recorded frames and the index of its first BridgeLeave: the frames
+    before it take the call to A and B talking."""
+    frames = recorded_as(call.file, call_uuid)
+    return frames, next(i for i, ev in enumerate(decoded(frames)) if name(ev) == "BridgeLeave")
+
+
+async def talking(world: World, call: Call) -> tuple[int, str, list[bytes], int]:
+    """Place `call` and feed it up to the bridge: (task id, call uuid, frames, cut)."""
+    task_id, call_uuid = await place(world, call)
+    frames, cut = split_at_the_bridge(call, call_uuid)
+    await world.fake.push_raw(b"".join(frames[:cut]))
+    await asyncio.wait_for(world.harness.recorder.bridged[task_id].wait(), END_WITHIN)
+    return task_id, call_uuid, frames, cut
+
+
 async def stored_event_count(world: World) -> int:
     return int(await world.harness.db.fetch_value("SELECT count(*) FROM call_events"))
 
@@ -224,9 +240,8 @@ async def test_a_frame_cut_by_a_dropped_link_is_lost_alone_and_the_call_followed
 ) -> None:
     call = CALLS[0]
     task_id, call_uuid = await place(world, call)
-    frames = recorded_as(call.file, call_uuid)
+    frames, cut = split_at_the_bridge(call, call_uuid)
     events = decoded(frames)
-    cut = next(i for i, ev in enumerate(events) if name(ev) == "BridgeLeave")
     live: dict[str, str] = {}
     for ev in events[:cut]:
         if name(ev) == "Newchannel":
@@ -255,13 +270,7 @@ async def test_a_bridge_is_on_disk_with_the_answer_before_the_call_ends(world: W
     # What crash recovery reads: a call found gone later is a success only if its
     # bridge was stored, and the answer goes with it.
     call = CALLS[0]
-    task_id, call_uuid = await place(world, call)
-    frames = recorded_as(call.file, call_uuid)
-    events = decoded(frames)
-    cut = next(i for i, ev in enumerate(events) if name(ev) == "BridgeLeave")
-
-    await world.fake.push_raw(b"".join(frames[:cut]))
-    await asyncio.wait_for(world.harness.recorder.bridged[task_id].wait(), END_WITHIN)
+    task_id, call_uuid, frames, cut = await talking(world, call)
 
     stored = await CallRepository(world.harness.db).get(CLIENT, call_uuid, with_events=False)
     assert stored is not None
@@ -327,13 +336,7 @@ async def test_a_ringing_call_whose_events_stopped_is_closed_once_asterisk_lost_
 async def test_a_talk_without_events_is_looked_at_every_timeout_and_closed_when_gone(
     world: World,
 ) -> None:
-    call = CALLS[0]
-    task_id, call_uuid = await place(world, call)
-    frames = recorded_as(call.file, call_uuid)
-    events = decoded(frames)
-    cut = next(i for i, ev in enumerate(events) if name(ev) == "BridgeLeave")
-    await world.fake.push_raw(b"".join(frames[:cut]))
-    await asyncio.wait_for(world.harness.recorder.bridged[task_id].wait(), END_WITHIN)
+    task_id, call_uuid, _, _ = await talking(world, CALLS[0])
     timeout = phone_settings().calls.event_silence_timeout  # no max_talk_time
     looks = world.fake.count("CoreShowChannels")
     world.fake.channels = [
