@@ -101,6 +101,20 @@ class NoListener:
         return None
 
 
+class CallTiming(Protocol):
+    """The ring and talk times a call was placed with: its CallRequest, or the profile
+    of a call adopted after a restart."""
+
+    @property
+    def a_ring_timeout(self) -> int: ...
+
+    @property
+    def b_ring_timeout(self) -> int: ...
+
+    @property
+    def max_talk_time(self) -> int: ...
+
+
 @dataclass
 class ActiveCall:
     call_uuid: str
@@ -185,12 +199,12 @@ class CallEngine:
     def may_start(self) -> bool:
         """Whether the scheduler may start attempts now: as `ready`, except that after
         an Originate was not permitted, the next one is tried once the pause is over."""
-        return (
-            self._ready.is_set()
-            and self.ami.logged_in
-            and self.dialplan_error is None
-            and self._not_permitted_at is None
-        )
+        return self._following and self.dialplan_error is None and self._not_permitted_at is None
+
+    @property
+    def _following(self) -> bool:
+        """Logged in and reconciled: the calls in progress are followed by their events."""
+        return self._ready.is_set() and self.ami.logged_in
 
     @property
     def logged_in(self) -> bool:
@@ -253,14 +267,12 @@ class CallEngine:
             if claim.call_uuid not in claimed:
                 continue
             call = self._follow(
-                claim.call_uuid, record.id, claim.attempt_no, a_dial_strings(request)
+                claim.call_uuid, record.id, claim.attempt_no, a_dial_strings(request), request
             )
             call.tracker.b_number = request.b_number
             call.record = replace(
                 record, status=TaskStatus.EXECUTED, attempts_made=claim.attempt_no
             )
-            call.ring_phase = timedelta(seconds=request.a_ring_timeout + request.b_ring_timeout)
-            call.max_talk = timedelta(seconds=request.max_talk_time)
             call.last_event_at = now
             await self.listener.attempt_started(record, claim.call_uuid)
             calls.append((record, request, call))
@@ -566,9 +578,7 @@ class CallEngine:
         dial_strings = {
             dial_string_of(channel(profile.a_channel, n)): n for n in live.plan.a_numbers
         }
-        call = self._follow(live.call_uuid, live.task_id, live.attempt_no, dial_strings)
-        call.ring_phase = timedelta(seconds=profile.a_ring_timeout + profile.b_ring_timeout)
-        call.max_talk = timedelta(seconds=profile.max_talk_time)
+        call = self._follow(live.call_uuid, live.task_id, live.attempt_no, dial_strings, profile)
         call.next_seq = await self._attempts.next_event_seq(live.call_uuid)
         call.tracker.b_number = live.plan.b_number
         call.tracker.restore(
@@ -578,9 +588,16 @@ class CallEngine:
         )
 
     def _follow(
-        self, call_uuid: str, task_id: int, attempt_no: int, dial_strings: dict[str, str]
+        self,
+        call_uuid: str,
+        task_id: int,
+        attempt_no: int,
+        dial_strings: dict[str, str],
+        timing: CallTiming,
     ) -> ActiveCall:
         call = ActiveCall(call_uuid, task_id, attempt_no, CallTracker(call_uuid, dial_strings))
+        call.ring_phase = timedelta(seconds=timing.a_ring_timeout + timing.b_ring_timeout)
+        call.max_talk = timedelta(seconds=timing.max_talk_time)
         self.calls[call_uuid] = call
         return call
 
@@ -611,7 +628,7 @@ class CallEngine:
             and now - c.last_event_at
             > (c.ring_phase if c.tracker.bridged_time is None else c.max_talk) + timeout
         }
-        if silent and self._ready.is_set() and self.ami.logged_in:
+        if silent and self._following:
             try:
                 await self.reconcile(only=silent)
             except AmiError as exc:
