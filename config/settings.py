@@ -153,6 +153,17 @@ class CallSettings(_Section):
         return _check_channel_template(value)
 
 
+def webhook_signer(secret: str) -> Webhook:
+    """The Standard Webhooks signer of a configured secret; ValueError (never showing
+    the secret) when it cannot sign."""
+    try:
+        return Webhook(secret)
+    except Exception:  # binascii.Error, EmptyWebhookSecretError, RuntimeError
+        raise ValueError(
+            "is not a Standard Webhooks secret: whsec_ then base64 (or empty for none)"
+        ) from None
+
+
 class WebhookSettings(_Section):
     secret: SecretStr = SecretStr("")
     secret_file: Path | None = None
@@ -168,12 +179,7 @@ class WebhookSettings(_Section):
         # Checked here, so a secret that cannot sign stops the start instead of failing
         # every webhook later. The message never holds the secret.
         if value.get_secret_value():
-            try:
-                Webhook(value.get_secret_value())
-            except Exception:  # binascii.Error, EmptyWebhookSecretError
-                raise ValueError(
-                    "is not a Standard Webhooks secret: whsec_ then base64 (or empty for none)"
-                ) from None
+            webhook_signer(value.get_secret_value())
         return value
 
     @field_validator("deny_networks")
@@ -257,7 +263,8 @@ def _secret_path(
 ) -> str | None:
     """Where a secret file is: named in the environment (which wins over the file, as
     for every key), in the config file, or else a systemd credential of that name."""
-    path = os.environ.get(f"CALLBACKD_{section.upper()}__{file_key.upper()}") or sect.get(file_key)
+    variable = _env_name((section, file_key))
+    path = (os.environ[variable] if variable else None) or sect.get(file_key)
     if path is None and creds_dir and (Path(creds_dir) / credential).is_file():
         path = str(Path(creds_dir) / credential)
     return path
