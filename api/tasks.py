@@ -27,6 +27,7 @@ from daemon.models import (
     a_numbers_differ,
     format_time,
 )
+from daemon.services import Services
 from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter, gc_paused
 from daemon.task_service import cancel_task
 
@@ -97,7 +98,9 @@ def _checked_batch(raw: bytes, settings: Settings) -> list[dict[str, Any]]:
     return [task.model_dump(exclude_unset=True) for task in body.tasks]
 
 
-def _idempotency(request: web.Request, queue_id: int, raw: bytes) -> IdempotentRequest | None:
+def _idempotency(
+    request: web.Request, svc: Services, queue_id: int, raw: bytes
+) -> IdempotentRequest | None:
     """The key and what it stands for: this body sent to this queue. The same key sent
     to another queue is another request, not a repeat of the first. A key is kept for
     `api.idempotency_hours`, far longer than any client retries."""
@@ -107,7 +110,6 @@ def _idempotency(request: web.Request, queue_id: int, raw: bytes) -> IdempotentR
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise Problem(400, f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
     digest = hashlib.sha256(f"{queue_id}\n".encode() + raw).hexdigest()
-    svc = services(request)
     since = svc.clock.now() - timedelta(hours=svc.settings.api.idempotency_hours)
     return IdempotentRequest(key=key, request_hash=digest, since=format_time(since))
 
@@ -116,8 +118,8 @@ async def add_tasks(request: web.Request) -> web.Response:
     """All or nothing: one invalid task rejects the request and stores nothing."""
     client, queue = await owned_queue(request)
     raw = await read_body(request)
-    idempotent = _idempotency(request, queue.id, raw)
     svc = services(request)
+    idempotent = _idempotency(request, svc, queue.id, raw)
     with gc_paused():
         tasks = _fast_batch(raw)
         if tasks is None or _unknown_extensions(tasks, svc.settings):
