@@ -14,6 +14,7 @@ from pathlib import Path
 from ami.outcome import CallTracker, Milestone
 from daemon.models import CallRecord
 from daemon.store.calls import call_from_row
+from daemon.store.queries import q
 
 # Headers worth a glance in a one-line event, in this order, when the event has them.
 KEY_FIELDS = (
@@ -32,7 +33,6 @@ _TASK = """SELECT id, scheduler_id, status, finish_result, finish_comment, attem
                   next_attempt FROM tasks WHERE id = ?"""
 _ATTEMPTS_OF_TASK = "SELECT * FROM attempts WHERE task_id = ? ORDER BY attempt_no"
 _ATTEMPT = "SELECT * FROM attempts WHERE call_uuid = ?"
-_EVENTS = "SELECT received_at, event FROM call_events WHERE call_uuid = ? ORDER BY seq"
 
 
 _STEP_WORDS = {
@@ -117,7 +117,7 @@ def _task_line(row: sqlite3.Row) -> str:
 def _events(conn: sqlite3.Connection, call: CallRecord) -> list[str]:
     """The call's events, each marked with the step of the engine's decision it made
     (the same pure tracker replays them), and the decision at the end."""
-    rows = conn.execute(_EVENTS, (call.call_uuid,)).fetchall()
+    rows = conn.execute(q("select_call_events"), {"call_uuid": call.call_uuid}).fetchall()
     if not rows:
         return ["  no AMI events recorded"]
     tracker = CallTracker(call.call_uuid, {}, call.b_number)

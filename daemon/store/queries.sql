@@ -31,7 +31,7 @@ WHERE id = :id AND client_id = :client_id;
 SELECT coalesce(sum(n), 0) FROM task_counts WHERE scheduler_id = :id AND status != 'finished';
 
 -- name: delete_queue_tasks_events
-DELETE FROM call_events WHERE call_uuid IN (SELECT call_uuid FROM attempts WHERE scheduler_id = :id);
+DELETE FROM call_event_batches WHERE call_uuid IN (SELECT call_uuid FROM attempts WHERE scheduler_id = :id);
 
 -- name: delete_queue_attempts
 DELETE FROM attempts WHERE scheduler_id = :id;
@@ -133,7 +133,11 @@ SELECT a.* FROM attempts a JOIN queues q ON q.id = a.scheduler_id
 WHERE a.call_uuid = :call_uuid AND q.client_id = :client_id;
 
 -- name: select_call_events
-SELECT received_at, event FROM call_events WHERE call_uuid = :call_uuid ORDER BY seq;
+-- One row per event, in arrival order, out of the call's stored batches.
+SELECT e.value ->> 0 AS received_at, e.value -> 1 AS event
+FROM call_event_batches b, json_each(b.events) e
+WHERE b.call_uuid = :call_uuid
+ORDER BY b.last_seq, e.key;
 
 -- name: claim_task
 UPDATE tasks SET status = 'executed', attempts_made = attempts_made + 1, cdr = :call_uuid,
@@ -198,13 +202,11 @@ SELECT * FROM attempts WHERE state != 'ended' ORDER BY start_time;
 -- name: select_attempt
 SELECT * FROM attempts WHERE call_uuid = :call_uuid;
 
--- name: insert_call_event
--- OR IGNORE: an event is keyed by (call, seq), and a periodic flush and the end of the
--- call may both carry it.
-INSERT OR IGNORE INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?);
+-- name: insert_call_event_batch
+INSERT INTO call_event_batches (call_uuid, last_seq, events) VALUES (?, ?, ?);
 
 -- name: max_event_seq
-SELECT coalesce(max(seq), 0) FROM call_events WHERE call_uuid = :call_uuid;
+SELECT coalesce(max(last_seq), 0) FROM call_event_batches WHERE call_uuid = :call_uuid;
 
 -- name: insert_webhook
 INSERT INTO outbox (task_id, event, url, body, created, next_try)

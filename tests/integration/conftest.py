@@ -16,6 +16,7 @@ from api.app import create_app
 from config import Settings
 from daemon.runner import open_services
 from daemon.services import Services
+from tests.stored_events import INSERT_EVENT_BATCH, event_batch
 
 TOKENS = {"acme-secret-token": "acme", "beta-secret-token": "beta", "admin-secret-token": "*"}
 TOKEN_OF = {client: token for token, client in TOKENS.items()}
@@ -175,11 +176,8 @@ async def insert_call(
                 task_row["a_number"],
             ),
         )
-        await tx.executemany(
-            "INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?)",
-            [
-                (call_uuid, seq, "2024-03-01 10:00:00", json.dumps(event))
-                for seq, event in enumerate(events)
-            ],
+        await tx.execute(
+            INSERT_EVENT_BATCH,
+            event_batch(call_uuid, len(events), [("2024-03-01 10:00:00", ev) for ev in events]),
         )
         await tx.execute("UPDATE tasks SET cdr = ? WHERE id = ?", (call_uuid, task_row["id"]))

@@ -18,6 +18,7 @@ from config import ExtensionProfile, Settings
 from daemon.cli import _parser, main
 from daemon.logsetup import reset_logging
 from daemon.store.db import Database
+from tests.stored_events import INSERT_EVENT_BATCH, event_batch
 from tests.unit.test_outcome import call_uuid, recording
 
 CALL_1 = "3b1f6c1e-0a4e-4d0b-9a51-000000000001"
@@ -103,11 +104,13 @@ async def store(tmp_path: Path) -> Path:
             " 16, 16, 'success', 'A and B talked')",
             (CALL_2, json.dumps(PLAN_1)),
         )
-        conn.executemany(
-            "INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?)",
+        timed = [(f"2024-03-01 10:00:0{seq}.250", event) for seq, event in enumerate(EVENTS_1)]
+        half = len(timed) // 2
+        conn.executemany(  # the later batch first: read back in arrival order all the same
+            INSERT_EVENT_BATCH,
             [
-                (CALL_1, seq, f"2024-03-01 10:00:0{seq}.250", json.dumps(event))
-                for seq, event in reversed(list(enumerate(EVENTS_1)))  # stored out of order
+                event_batch(CALL_1, len(timed), timed[half:]),
+                event_batch(CALL_1, half, timed[:half]),
             ],
         )
     return path
@@ -290,9 +293,9 @@ async def test_call_timeline_marks_the_events_that_decided_a_recorded_success(
             " 'A and B connected')",
             (uuid, json.dumps({"a_numbers": ["1105"], "b_number": "1102"})),
         )
-        conn.executemany(
-            "INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?)",
-            [(uuid, i, "2024-03-01 10:00:00", json.dumps(ev)) for i, ev in enumerate(events)],
+        conn.execute(
+            INSERT_EVENT_BATCH,
+            event_batch(uuid, len(events), [("2024-03-01 10:00:00", ev) for ev in events]),
         )
 
     code, out, _ = run(capsys, "call", "--store", str(path), uuid)

@@ -28,6 +28,7 @@ from daemon.store.calls import CallRepository
 from daemon.store.db import StoreUnavailable
 from tests.engine_harness import CLIENT, EngineHarness, engine_harness, phone_settings
 from tests.store_faults import REFUSAL, refuse_writes
+from tests.stored_events import COUNT_STORED_EVENTS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 SECRET = "fake-ami-secret"
@@ -147,7 +148,7 @@ async def talking(world: World, call: Call) -> tuple[int, str, list[bytes], int]
 
 
 async def stored_event_count(world: World) -> int:
-    return int(await world.harness.db.fetch_value("SELECT count(*) FROM call_events"))
+    return int(await world.harness.db.fetch_value(COUNT_STORED_EVENTS))
 
 
 def hostile_frames(call_uuid: str) -> list[bytes]:

@@ -3,6 +3,7 @@ back equals what was answered, trigger-kept counts, and index use of the list qu
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,8 +13,9 @@ import aiosqlite
 import pytest
 
 from daemon.models import FinishResult, QueueInput, TaskInput, TaskOutput, TaskStatus
+from daemon.store.attempts import AttemptRepository, StoredEvent
 from daemon.store.db import Database, StoreUnavailable, migrate, schema_version
-from daemon.store.queries import migrations
+from daemon.store.queries import migrations, q
 from daemon.store.queues import DeleteOutcome, QueueRepository
 from daemon.store.tasks import (
     ChangeOutcome,
@@ -212,6 +214,59 @@ async def test_an_older_store_retires_the_ids_its_webhooks_name(tmp_path: Path) 
         queue_id = await _queue(db)
         assert queue_id == 4
         assert await _finished_task(db, queue_id) == 8
+    finally:
+        await db.close()
+
+
+def _events(call_uuid: str, seqs: range) -> list[StoredEvent]:
+    return [
+        StoredEvent(call_uuid, seq, f"{NOW}.{seq:03d}", {"Event": "Newstate", "N": str(seq)})
+        for seq in seqs
+    ]
+
+
+async def _stored_events(db: Database, call_uuid: str) -> list[tuple[str, str]]:
+    rows = await db.fetch_all(q("select_call_events"), {"call_uuid": call_uuid})
+    return [(row["received_at"], json.loads(row["event"])["N"]) for row in rows]
+
+
+async def test_each_event_of_a_call_is_stored_once_whatever_writes_carry_it(
+    db: Database,
+) -> None:
+    """A flush and the call's end can carry the same events, and a write retried after
+    the store refused it can come after a later one: every event is stored once, and
+    read back in arrival order."""
+    attempts = AttemptRepository(db)
+    call = "7b0c6a52-3f0e-4d6b-9a53-0c2f5e9d1a10"
+    await attempts.save_events(_events(call, range(1, 4)))  # a flush
+    await attempts.save_events(_events(call, range(1, 7)))  # the end, with the same three
+    await attempts.save_events(_events(call, range(2, 4)))  # a late retry of the flush
+    await attempts.save_events(_events("another call", range(1, 3)))
+
+    assert await _stored_events(db, call) == [(f"{NOW}.{n:03d}", str(n)) for n in range(1, 7)]
+    assert await attempts.next_event_seq(call) == 7
+    assert await db.fetch_value("SELECT count(*) FROM call_event_batches") == 3
+
+
+async def test_an_older_store_keeps_its_call_events_in_order(tmp_path: Path) -> None:
+    """Migration 4 moves the events of a store that kept one row per event into batch
+    rows; they read back in the same order and a followed call numbers on after them."""
+    path = tmp_path / "callbackd.db"
+    async with aiosqlite.connect(path) as old:  # a store of version 3
+        await migrate(old, migrations()[:3])
+    call = "7b0c6a52-3f0e-4d6b-9a53-0c2f5e9d1a10"
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO call_events (call_uuid, seq, received_at, event) VALUES (?, ?, ?, ?)",
+            [
+                (e.call_uuid, e.seq, e.received_at, json.dumps(e.event))
+                for e in _events(call, range(12, 0, -1))
+            ],
+        )
+    db = await Database.open(path)
+    try:
+        assert await _stored_events(db, call) == [(f"{NOW}.{n:03d}", str(n)) for n in range(1, 13)]
+        assert await AttemptRepository(db).next_event_seq(call) == 13
     finally:
         await db.close()
 

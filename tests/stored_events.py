@@ -1,0 +1,18 @@
+"""Call events written straight into a store, as the engine stores them (one row per
+batch, migration 0004), for tests that need a call history without placing the call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+INSERT_EVENT_BATCH = "INSERT INTO call_event_batches (call_uuid, last_seq, events) VALUES (?, ?, ?)"
+COUNT_STORED_EVENTS = "SELECT coalesce(sum(json_array_length(events)), 0) FROM call_event_batches"
+
+
+def event_batch(
+    call_uuid: str, last_seq: int, timed_events: Sequence[tuple[str, dict[str, str]]]
+) -> tuple[str, int, str]:
+    """The row of one batch: `timed_events` are (received_at, headers) in arrival order,
+    the last of them numbered `last_seq`."""
+    return call_uuid, last_seq, json.dumps([[at, event] for at, event in timed_events])
