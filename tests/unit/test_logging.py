@@ -207,3 +207,16 @@ def test_values_that_are_not_secrets_are_kept_as_they_are() -> None:
     structlog.get_logger("callbackd").info("n", count=3, ratio=0.5, ok=True, none=None)
     [line] = json_lines(out.getvalue())
     assert (line["count"], line["ratio"], line["ok"], line["none"]) == (3, 0.5, True, None)
+
+
+def test_values_json_has_no_type_for_are_written_as_their_repr_and_text_stays_utf8() -> None:
+    out = configured(secrets=[AMI_SECRET])
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque 7>"
+
+    structlog.get_logger("callbackd").info("n", obj=Opaque(), name="José", numbers=("1", 2))
+    [line] = json_lines(out.getvalue())
+    assert (line["obj"], line["name"], line["numbers"]) == ("<opaque 7>", "José", ["1", 2])
+    assert "José" in out.getvalue()
