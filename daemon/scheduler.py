@@ -211,20 +211,28 @@ def _admit(
     """The due rows that fit the limits of the PBX, their queue and their extension, in
     order, each with its due time; the ids of those held back by a limit (and not marked
     so yet) are added to `blocked` as they are passed over."""
+    if not rows:
+        return
     running = list(running)
     per_queue = Counter(r.scheduler_id for r in running)
     per_extension = Counter(r.extension_id for r in running)
     in_flight = len(running)
     extension_limit = cache(lambda ext: profile_for(settings, ext).max_concurrent)
-    for row in rows:
+    for index, row in enumerate(rows):
+        if in_flight >= settings.calls.max_concurrent:
+            # The PBX is full: no later row starts either. Under load a pass finds one
+            # or two free slots and a batch of due rows; reading each row's params
+            # only to hold it back was most of the pass.
+            blocked.extend(
+                r["id"] for r in rows[index:] if r["status"] != TaskStatus.DELAYED_CONCURRENT
+            )
+            return
         # Only the extension is needed to check the limits; the task is read in full
         # (and validated) only if it starts.
         ext = json.loads(row["params"]).get("extension_id")
         ext_limit = extension_limit(ext)
-        if (
-            in_flight >= settings.calls.max_concurrent
-            or per_queue[row["scheduler_id"]] >= queue_limits[row["scheduler_id"]]
-            or (ext_limit is not None and per_extension[ext] >= ext_limit)
+        if per_queue[row["scheduler_id"]] >= queue_limits[row["scheduler_id"]] or (
+            ext_limit is not None and per_extension[ext] >= ext_limit
         ):
             if row["status"] != TaskStatus.DELAYED_CONCURRENT:
                 blocked.append(row["id"])

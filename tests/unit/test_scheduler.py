@@ -198,13 +198,16 @@ async def test_a_future_start_time_is_honoured(world: World) -> None:
 
 @pytest.mark.parametrize("world", [settings(max_concurrent=3)], indirect=True)
 async def test_the_pbx_limit_holds_across_queues(world: World) -> None:
+    queue_ids = []
     for _ in range(2):
-        queue_id = await world.queue(status="on", concurrent_task_limit=10)
-        await world.add(queue_id, 4)
+        queue_ids.append(await world.queue(status="on", concurrent_task_limit=10))
+        await world.add(queue_ids[-1], 4)
 
     await world.scheduler.dispatch_due()
 
     assert len(world.originated()) == 3
+    statuses = [s for queue_id in queue_ids for s in await world.statuses(queue_id)]
+    assert sorted(statuses) == sorted(["executed"] * 3 + ["delayed_concurrent_task"] * 5)
 
 
 async def test_an_extension_profile_limit_holds(world: World) -> None:
