@@ -196,12 +196,18 @@ async def test_ids_of_a_deleted_queue_and_its_tasks_are_never_given_again(db: Da
     assert new_task > deleted_task > kept_task
 
 
+async def _store_of_version(directory: Path, version: int) -> Path:
+    """A store file as an older callbackd left it: migrated up to `version` only."""
+    path = directory / "callbackd.db"
+    async with aiosqlite.connect(path) as old:
+        await migrate(old, migrations()[:version])
+    return path
+
+
 async def test_an_older_store_retires_the_ids_its_webhooks_name(tmp_path: Path) -> None:
     """Migration 2 on a store that deleted a queue before it existed: the outbox still
     holds a webhook of the deleted queue's task, and neither id comes back."""
-    path = tmp_path / "callbackd.db"
-    async with aiosqlite.connect(path) as old:  # a store of version 1
-        await migrate(old, migrations()[:1])
+    path = await _store_of_version(tmp_path, 1)
     body = '{"event": "after", "task": {"id": 7, "scheduler_id": 3}}'
     with sqlite3.connect(path) as conn:
         conn.execute(
@@ -251,9 +257,7 @@ async def test_each_event_of_a_call_is_stored_once_whatever_writes_carry_it(
 async def test_an_older_store_keeps_its_call_events_in_order(tmp_path: Path) -> None:
     """Migration 4 moves the events of a store that kept one row per event into batch
     rows; they read back in the same order and a followed call numbers on after them."""
-    path = tmp_path / "callbackd.db"
-    async with aiosqlite.connect(path) as old:  # a store of version 3
-        await migrate(old, migrations()[:3])
+    path = await _store_of_version(tmp_path, 3)
     call = "7b0c6a52-3f0e-4d6b-9a53-0c2f5e9d1a10"
     with sqlite3.connect(path) as conn:
         conn.executemany(
