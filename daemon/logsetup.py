@@ -75,6 +75,8 @@ class Redactor:
         value say, is scrubbed item by item."""
         texts: list[str] = []
         for key, value in event_dict.items():
+            if type(key) is not str:
+                return False
             texts.append(key)
             if type(value) is str:
                 texts.append(value)

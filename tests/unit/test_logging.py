@@ -220,3 +220,10 @@ def test_values_json_has_no_type_for_are_written_as_their_repr_and_text_stays_ut
     [line] = json_lines(out.getvalue())
     assert (line["obj"], line["name"], line["numbers"]) == ("<opaque 7>", "José", ["1", 2])
     assert "José" in out.getvalue()
+
+
+def test_a_secret_in_a_key_that_is_not_text_is_still_redacted() -> None:
+    out = configured(secrets=[AMI_SECRET])
+    structlog.get_logger("callbackd").info("n", by_id={7: AMI_SECRET}, tokens=(AMI_SECRET,))
+    assert AMI_SECRET not in out.getvalue()
+    assert REDACTED in out.getvalue()
