@@ -218,29 +218,24 @@ def _admit(
     per_extension = Counter(r.extension_id for r in running)
     in_flight = len(running)
     extension_limit = cache(lambda ext: profile_for(settings, ext).max_concurrent)
-    for index, row in enumerate(rows):
-        if in_flight >= settings.calls.max_concurrent:
-            # The PBX is full: no later row starts either. Under load a pass finds one
-            # or two free slots and a batch of due rows; reading each row's params
-            # only to hold it back was most of the pass.
-            blocked.extend(
-                r["id"] for r in rows[index:] if r["status"] != TaskStatus.DELAYED_CONCURRENT
-            )
-            return
-        # Only the extension is needed to check the limits; the task is read in full
-        # (and validated) only if it starts.
-        ext = json.loads(row["params"]).get("extension_id")
-        ext_limit = extension_limit(ext)
-        if per_queue[row["scheduler_id"]] >= queue_limits[row["scheduler_id"]] or (
-            ext_limit is not None and per_extension[ext] >= ext_limit
-        ):
-            if row["status"] != TaskStatus.DELAYED_CONCURRENT:
-                blocked.append(row["id"])
-            continue
-        in_flight += 1
-        per_queue[row["scheduler_id"]] += 1
-        per_extension[ext] += 1
-        yield task_record(row), parse_time(row["next_attempt"])
+    for row in rows:
+        # While the PBX has room: only the extension is needed to check the limits, and
+        # the task is read in full (and validated) only if it starts. Once it is full,
+        # no later row starts either and its params are not read: under load a pass
+        # finds one or two free slots and a batch of due rows to hold back.
+        if in_flight < settings.calls.max_concurrent:
+            ext = json.loads(row["params"]).get("extension_id")
+            ext_limit = extension_limit(ext)
+            if per_queue[row["scheduler_id"]] < queue_limits[row["scheduler_id"]] and (
+                ext_limit is None or per_extension[ext] < ext_limit
+            ):
+                in_flight += 1
+                per_queue[row["scheduler_id"]] += 1
+                per_extension[ext] += 1
+                yield task_record(row), parse_time(row["next_attempt"])
+                continue
+        if row["status"] != TaskStatus.DELAYED_CONCURRENT:
+            blocked.append(row["id"])
 
 
 def _growing_sizes(first: int = 4) -> Iterator[int]:
