@@ -23,6 +23,8 @@ from config import Settings
 from config.settings import LogSettings
 
 REDACTED = "[redacted]"
+# Values a log line holds as they are, with no text in them to redact.
+_PLAIN_SCALARS = (int, float, bool)
 # journald's priorities (syslog(3)), read from a `<N>` prefix on each stream line.
 SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 # Third-party loggers never log below INFO: aiosqlite's DEBUG line is every statement.
@@ -85,7 +87,6 @@ class Redactor:
         return pattern.search("\0".join(texts)) is None
 
 
-_PLAIN_SCALARS = (int, float, bool)
 REDACTOR = Redactor()
 _handler: logging.StreamHandler[TextIO] | None = None  # ours on the root logger
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-INSERT_EVENT_BATCH = "INSERT INTO call_event_batches (call_uuid, last_seq, events) VALUES (?, ?, ?)"
+from daemon.store.queries import q
+
+INSERT_EVENT_BATCH = q("insert_call_event_batch")
 COUNT_STORED_EVENTS = "SELECT coalesce(sum(json_array_length(events)), 0) FROM call_event_batches"
 
 
