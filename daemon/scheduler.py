@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import islice
+from typing import NamedTuple
 
 import structlog
 
@@ -37,6 +38,17 @@ log = structlog.get_logger("callbackd.scheduler")
 DUE_BATCH = 200
 FULL_MARK_EVERY = timedelta(seconds=1)
 STORE_RETRY = timedelta(seconds=2)
+
+DueKey = tuple[str, int]  # (next_attempt, id): where a pass over the due rows stopped
+
+
+class Page(NamedTuple):
+    """What one pass over due rows did."""
+
+    started: int
+    read: int
+    more: bool  # the page was full and the PBX still has room: more may start
+    after: DueKey | None  # the last row read
 
 
 @dataclass(frozen=True)
@@ -106,9 +118,14 @@ class Scheduler:
 
     async def dispatch_due(self) -> datetime | None:
         """Start what is due and fits; return when to look again (None: when woken)."""
+        page = Page(started=0, read=0, more=True, after=None)
+        read = 0
         while self._engine.may_start and not self._paused:
-            started, more = await self._dispatch_batch()
-            if not (started and more):
+            page = await self._dispatch_batch(page.after, whole=page.read > page.started)
+            read += page.read
+            # Rows held back by an extension limit are paged past, up to DUE_BATCH
+            # rows a round when none of them starts.
+            if not page.more or (not page.started and read >= DUE_BATCH):
                 break
         if not self._engine.may_start:
             return None
@@ -116,8 +133,9 @@ class Scheduler:
         next_due = await self._db.fetch_value(q("select_next_due_time"), {"now": now})
         return parse_time(next_due) if next_due else None
 
-    async def _dispatch_batch(self) -> tuple[int, bool]:
-        """One pass over the oldest due tasks; (tasks started, batch was full)."""
+    async def _dispatch_batch(self, after: DueKey | None, whole: bool) -> Page:
+        """One pass over the oldest due tasks, after `after` if given; a `whole` page
+        follows one whose rows were held back."""
         settings = self._settings()
         now = self._clock.now()
         queues = {
@@ -125,13 +143,13 @@ class Scheduler:
             for row in await self._db.fetch_all(q("select_queue_limits"))
             if row["status"] == "on"
         }
-        per_queue = Counter(r.scheduler_id for r in self.running.values())
-        if len(self.running) >= settings.calls.max_concurrent:
-            # The PBX is full: every queue waits, and no due row needs reading.
-            full_queues = set(queues)
-        else:
-            full_queues = {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
-        rows = await self._due_rows(now, queues.keys() - full_queues)
+        room = settings.calls.max_concurrent - len(self.running)
+        full_queues = self._full_queues(queues, settings)
+        # No more rows than the PBX has room for: under load an ended call frees one
+        # slot, and reading a whole batch of due rows for it cost more than the call's
+        # own writes. Past rows held back by a limit, the page is whole.
+        limit = DUE_BATCH if whole else min(DUE_BATCH, room)
+        rows = await self._due_rows(now, queues.keys() - full_queues, after, limit)
         blocked: list[int] = []
         admitted = _admit(rows, settings, queues, self.running.values(), blocked)
         # Claims go in growing chunks, one transaction each, with the chunk's Originates
@@ -153,22 +171,38 @@ class Scheduler:
                         self._metrics.dispatch_latency.observe(max(latency, 0.0))
             if not self._engine.may_start:
                 break
-        await self._mark_waiting_for_slot(blocked, full_queues, now)
-        return started, len(rows) == DUE_BATCH
+        # What the calls just started filled waits too, beyond the rows read.
+        await self._mark_waiting_for_slot(blocked, self._full_queues(queues, settings), now)
+        more = 0 < len(rows) == limit and len(self.running) < settings.calls.max_concurrent
+        last = (rows[-1]["next_attempt"], rows[-1]["id"]) if rows else after
+        return Page(started, len(rows), more, last)
 
-    async def _due_rows(self, now: datetime, queue_ids: set[int]) -> list[sqlite3.Row]:
-        if not queue_ids:
+    def _full_queues(self, queues: dict[int, int], settings: Settings) -> set[int]:
+        """The queues (of `queues`: id -> limit) where nothing more may start."""
+        if len(self.running) >= settings.calls.max_concurrent:
+            return set(queues)  # the PBX is full: every queue waits
+        per_queue = Counter(r.scheduler_id for r in self.running.values())
+        return {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
+
+    async def _due_rows(
+        self, now: datetime, queue_ids: set[int], after: DueKey | None, limit: int
+    ) -> list[sqlite3.Row]:
+        if not queue_ids or limit <= 0:
             return []
         marks = ", ".join("?" * len(queue_ids))
         statuses = ", ".join(f"'{s}'" for s in WAITING_STATUSES)
+        # The rows of earlier passes of this round either started (and are no longer
+        # waiting) or were held back: the next page starts after the last one read.
+        start = "" if after is None else "AND (next_attempt, id) > (?, ?) "
         sql = (
             # The unary + keeps SQLite on the due-time index (tasks_due), which returns
             # rows already in order; the queue/status index would sort every waiting task.
             "SELECT * FROM tasks WHERE next_attempt IS NOT NULL AND next_attempt <= ? "  # noqa: S608
-            f"AND +status IN ({statuses}) AND +scheduler_id IN ({marks}) "
+            f"{start}AND +status IN ({statuses}) AND +scheduler_id IN ({marks}) "
             "ORDER BY next_attempt, id LIMIT ?"
         )
-        return list(await self._db.fetch_all(sql, [format_time(now), *queue_ids, DUE_BATCH]))
+        params = [format_time(now), *(after or ()), *queue_ids, limit]
+        return list(await self._db.fetch_all(sql, params))
 
     async def _mark_waiting_for_slot(
         self, task_ids: list[int], full_queues: set[int], now: datetime

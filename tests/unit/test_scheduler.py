@@ -220,6 +220,24 @@ async def test_an_extension_profile_limit_holds(world: World) -> None:
     assert len(world.originated()) == 2  # one of extension 7, plus the plain task
 
 
+@pytest.mark.parametrize("world", [settings(max_concurrent=3)], indirect=True)
+async def test_rows_an_extension_holds_back_do_not_hide_the_tasks_behind_them(
+    world: World,
+) -> None:
+    # A round reads no more due rows than the PBX has room for: here the first rows
+    # are all of extension 7 (limit 1), and the plain tasks behind them still start.
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 5, extension_id=7)
+    await world.add(queue_id, 2)
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 3
+    assert sorted(await world.statuses(queue_id)) == sorted(
+        ["executed"] * 3 + ["delayed_concurrent_task"] * 4
+    )
+
+
 async def test_nothing_starts_and_no_attempt_is_used_while_ami_is_not_logged_in(
     tmp_path: Path,
 ) -> None:
