@@ -226,7 +226,7 @@ class FakeAmiServer:
                 await writer.wait_closed()
             conn.closed.set()
 
-    async def _reply(self, conn: _Connection, action: AmiEvent, fields: AmiEvent) -> None:
+    async def _reply(self, conn: _Connection, action: AmiEvent, fields: dict[str, str]) -> None:
         if "ActionID" in action:
             fields = {"Response": fields.pop("Response"), "ActionID": action["ActionID"], **fields}
         await conn.write(encode_frame(fields), self._chunk)
@@ -318,7 +318,12 @@ class FakeAmiServer:
             )
 
     async def _list(
-        self, conn: _Connection, action: AmiEvent, what: str, items: list[AmiEvent], complete: str
+        self,
+        conn: _Connection,
+        action: AmiEvent,
+        what: str,
+        items: Sequence[AmiEvent],
+        complete: str,
     ) -> None:
         action_id = {"ActionID": action["ActionID"]} if "ActionID" in action else {}
         await self._reply(

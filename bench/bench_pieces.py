@@ -1,8 +1,11 @@
 """Per-piece costs of a callback that whole-run figures are too noisy to show (not run
 by pytest): the CPU time of one log line about a call, rendered by the daemon's JSON
-pipeline to /dev/null, and of storing one call's AMI events the way the engine does
-(25 events of a recorded call, 8 calls per transaction as under load, in a real
-migrated store with `synchronous=FULL`).
+pipeline to /dev/null; of taking in one call's AMI events the way the client and the
+engine do (decoding the bytes into events, the routing lookups, the call's tracker);
+and of storing them the way the engine does (8 calls per transaction as under load, in
+a real migrated store with `synchronous=FULL`). The events are the 25 that the AMI
+user's event filter (config/asterisk/manager_callbackd.conf) lets through of a recorded
+callback.
 
     .venv/bin/python -m bench.bench_pieces [--lines 20000] [--calls 4000] [--json PATH]
 """
@@ -17,9 +20,12 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ami.protocol import parse_frame, split_blocks
+from ami.events import AmiEvent, linkedid, name, uniqueid
+from ami.outcome import CallTracker, Result
+from ami.protocol import FrameDecoder, parse_frame, split_blocks
 from bench.figures import add_json_option, write_json
 from config.settings import LogSettings
 from daemon.logsetup import call_log, configure_logging, reset_logging
@@ -27,7 +33,19 @@ from daemon.store.attempts import StoredEvent, _insert_events
 from daemon.store.db import Database
 
 RECORDING = Path(__file__).resolve().parent.parent / "tests/fixtures/ami/success.ami"
-EVENTS_PER_CALL = 25
+# The recording's call: its Linkedid, and Uniqueid of the Originate's first channel.
+RECORDING_CALL_UUID = "17989b59-ba36-49ee-9fd1-5894c3d5fcfd"
+FILTERED_IN = {
+    "Newchannel",
+    "DialBegin",
+    "DialEnd",
+    "BridgeEnter",
+    "Hangup",
+    "OriginateResponse",
+    "UserEvent",
+    "LocalOptimizationBegin",
+    "LocalOptimizationEnd",
+}
 CALLS_PER_TRANSACTION = 8
 
 
@@ -35,6 +53,7 @@ CALLS_PER_TRANSACTION = 8
 class PieceFigures:
     log_line_us: float
     events_per_call: int
+    intake_cpu_ms_per_call: float
     store_events_cpu_ms_per_call: float
     store_events_wall_ms_per_call: float
 
@@ -58,10 +77,39 @@ def log_line_cost(lines: int) -> float:
             reset_logging()
 
 
-def _recorded_events() -> list[dict[str, str]]:
-    frames = [parse_frame(raw) for raw in split_blocks(RECORDING.read_text())]
-    events = [frame.headers for frame in frames if frame.headers is not None]
-    return (events * EVENTS_PER_CALL)[:EVENTS_PER_CALL]
+def _recorded_frames() -> list[bytes]:
+    """The wire frames of a recorded callback that the event filter lets through."""
+    filtered = []
+    for raw in split_blocks(RECORDING.read_text()):
+        headers = parse_frame(raw).headers
+        if headers is not None and name(headers) in FILTERED_IN:
+            filtered.append(raw)
+    return filtered
+
+
+def _recorded_events() -> list[AmiEvent]:
+    frames = [parse_frame(raw).headers for raw in _recorded_frames()]
+    return [headers for headers in frames if headers is not None]
+
+
+def intake_cost(calls: int) -> float:
+    """CPU ms per call of decoding its events from the bytes of one read each, the
+    engine's routing lookups, and its tracker (pure: no I/O)."""
+    wire = b"".join(_recorded_frames())
+    call_uuid = RECORDING_CALL_UUID
+    at = datetime(2026, 11, 27, tzinfo=UTC)
+    started = time.process_time()
+    for _ in range(calls):
+        decoder = FrameDecoder()
+        tracker = CallTracker(call_uuid, {}, "1000")
+        for frame in decoder.feed(wire):
+            if frame.headers is not None:
+                ev = frame.headers
+                if linkedid(ev) == call_uuid or uniqueid(ev) == call_uuid:
+                    tracker.feed(ev, at)
+        if tracker.outcome().result is not Result.SUCCESS:
+            raise RuntimeError(f"the recorded call decided {tracker.outcome().result}")
+    return (time.process_time() - started) / calls * 1e3
 
 
 def store_events_cost(calls: int, directory: Path) -> tuple[float, float]:
@@ -96,7 +144,8 @@ def store_events_cost(calls: int, directory: Path) -> tuple[float, float]:
 def measure_pieces(lines: int, calls: int) -> PieceFigures:
     with tempfile.TemporaryDirectory() as directory:
         cpu_ms, wall_ms = store_events_cost(calls, Path(directory))
-    return PieceFigures(log_line_cost(lines), EVENTS_PER_CALL, cpu_ms, wall_ms)
+    events = len(_recorded_frames())
+    return PieceFigures(log_line_cost(lines), events, intake_cost(calls), cpu_ms, wall_ms)
 
 
 def main() -> None:
@@ -108,6 +157,10 @@ def main() -> None:
     figures = measure_pieces(args.lines, args.calls)
     print(f"$ .venv/bin/python -m bench.bench_pieces {' '.join(sys.argv[1:])}".rstrip())
     print(f"  one log line about a call:  {figures.log_line_us:6.1f} µs CPU")
+    print(
+        f"  taking in a call's {figures.events_per_call} AMI events: "
+        f"{figures.intake_cpu_ms_per_call:.3f} ms CPU per call"
+    )
     print(
         f"  storing a call's {figures.events_per_call} AMI events: "
         f"{figures.store_events_cpu_ms_per_call:.3f} ms CPU, "

@@ -5,7 +5,6 @@ block the writer).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from ami.outcome import CallTracker, Milestone
 from daemon.models import CallRecord
-from daemon.store.calls import call_from_row
+from daemon.store.calls import call_from_row, event_headers
 from daemon.store.queries import q
 
 # Headers worth a glance in a one-line event, in this order, when the event has them.
@@ -124,8 +123,8 @@ def _events(conn: sqlite3.Connection, call: CallRecord) -> list[str]:
     lines = [f"  AMI events ({len(rows)}), with the engine's decisions:"]
     for row in rows:
         try:
-            event = json.loads(row["event"])
-        except json.JSONDecodeError:
+            event = event_headers(row["event"])
+        except ValueError:  # JSONDecodeError included
             event = {"Event": "(unreadable)"}
         received = datetime.fromisoformat(row["received_at"]).replace(tzinfo=UTC)
         steps = tracker.feed(event, received)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from pydantic_core import to_json
 
+from ami.events import AmiEvent, RawEvent
 from ami.outcome import Outcome
 from daemon.models import CallPlan, TaskInput, TaskStatus, format_time
 from daemon.retry import NextStep, Progress
@@ -90,7 +91,7 @@ class StoredEvent(NamedTuple):
     call_uuid: str
     seq: int
     received_at: str
-    event: dict[str, str]
+    event: AmiEvent
 
 
 def _opt_time(moment: datetime | None) -> str | None:
@@ -269,16 +270,23 @@ class _Ending:
         return True
 
 
+def stored_form(event: AmiEvent) -> str | AmiEvent:
+    """An event as a batch row holds it: the text it came in, or (an event made by the
+    daemon itself, and the rows of older versions) its headers as a JSON object."""
+    return event.text if isinstance(event, RawEvent) else event
+
+
 def _insert_events(events: Sequence[StoredEvent], conn: sqlite3.Connection) -> None:
-    """Each call's events as one batch row (migration 0004). A periodic flush and the
-    call's end can carry the same events, and a write retried after the store refused
-    it may come after a later one: events numbered up to the call's last stored one are
-    skipped, so each is stored once. A call's writes go out in the order its events
-    came, so what is skipped is always stored already."""
+    """Each call's events as one batch row (migration 0004), each event in its
+    `stored_form`. A periodic flush and the call's end can carry the same events, and a
+    write retried after the store refused it may come after a later one: events
+    numbered up to the call's last stored one are skipped, so each is stored once. A
+    call's writes go out in the order its events came, so what is skipped is always
+    stored already."""
     for call_uuid, of_call in groupby(events, key=attrgetter("call_uuid")):
         stored = conn.execute(q("max_event_seq"), {"call_uuid": call_uuid}).fetchone()[0]
         fresh = [e for e in of_call if e.seq > stored]
         if fresh:
             # pydantic-core's JSON writer is four times as fast as json.dumps here.
-            batch = to_json([(e.received_at, e.event) for e in fresh]).decode()
+            batch = to_json([(e.received_at, stored_form(e.event)) for e in fresh]).decode()
             conn.execute(q("insert_call_event_batch"), (call_uuid, fresh[-1].seq, batch))

@@ -6,9 +6,21 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from ami.events import parse_headers
 from daemon.models import CallPlan, CallRecord, parse_time
 from daemon.store.db import Database
 from daemon.store.queries import q
+
+
+def event_headers(stored: str) -> dict[str, str]:
+    """The headers of one stored event (`select_call_events`): the JSON of the text it
+    came in, or of its headers. Raises ValueError if it is neither."""
+    value = json.loads(stored)
+    if isinstance(value, str):
+        return parse_headers(value)
+    if isinstance(value, dict):
+        return value
+    raise ValueError(f"a stored event is a JSON {type(value).__name__}")
 
 
 def _seconds_between(start: str | None, end: str | None) -> int | None:
@@ -69,7 +81,7 @@ class CallRepository:
 
     async def events(self, call_uuid: str) -> list[dict[str, str]]:
         rows = await self._db.fetch_all(q("select_call_events"), {"call_uuid": call_uuid})
-        return [json.loads(row["event"]) for row in rows]
+        return [event_headers(row["event"]) for row in rows]
 
     async def of_task(self, task_id: int) -> list[CallRecord]:
         rows = await self._db.fetch_all(q("select_attempts_of_task"), {"task_id": task_id})

@@ -5,7 +5,7 @@ Each panoramisk 1.4 hazard has a test here that reproduces it through the fake s
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 from structlog.testing import capture_logs
@@ -74,8 +74,8 @@ async def next_item(
 
 
 async def next_event(ami: AmiClient, event_name: str) -> AmiEvent:
-    item = await next_item(ami, lambda i: isinstance(i, dict) and name(i) == event_name)
-    assert isinstance(item, dict)
+    item = await next_item(ami, lambda i: isinstance(i, Mapping) and name(i) == event_name)
+    assert isinstance(item, Mapping)
     return item
 
 
@@ -107,7 +107,9 @@ async def test_events_reach_the_queue_in_arrival_order(
     await fake.push_events(sent)
     got = []
     for _ in sent:
-        item = await next_item(client, lambda i: isinstance(i, dict) and name(i) != "FullyBooted")
+        item = await next_item(
+            client, lambda i: isinstance(i, Mapping) and name(i) != "FullyBooted"
+        )
         await asyncio.sleep(0)  # a consumer that awaits between events changes nothing
         got.append(item)
     assert got == sent
