@@ -421,12 +421,14 @@ class CallEngine:
 
     def _on_milestone(self, call: ActiveCall, milestone: Milestone, at: datetime) -> None:
         tracker = call.tracker
+        # At info a call logs two lines, when it starts and when it ends (with what
+        # happened); the steps between are debug lines, and stored with its events.
         if milestone is Milestone.A_ANSWERED:
             number = tracker.answered_a.number if tracker.answered_a else None
-            call.log().info("A answered", number=number)
+            call.log().debug("A answered", number=number)
             call.unsaved_answer = (at, number)
         elif milestone is Milestone.BRIDGED:
-            call.log().info("A and B bridged")
+            call.log().debug("A and B bridged")
             # Stored at once, with its `success` webhook: after a crash, a call found
             # gone counts as a success only if its bridge was stored.
             self._save_answer(call)
@@ -484,6 +486,7 @@ class CallEngine:
             "attempt ended",
             result=str(outcome.result),
             comment=outcome.comment,
+            answered_a_number=outcome.answered_a_number,
             task_finished=step.finished,
             next_attempt=format_time(step.next_attempt) if step.next_attempt else None,
         )
