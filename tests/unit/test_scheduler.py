@@ -210,6 +210,22 @@ async def test_the_pbx_limit_holds_across_queues(world: World) -> None:
     assert sorted(statuses) == sorted(["executed"] * 3 + ["delayed_concurrent_task"] * 5)
 
 
+@pytest.mark.parametrize("world", [settings(max_concurrent=1)], indirect=True)
+async def test_a_full_pbx_sleeps_until_a_call_ends_not_until_the_next_due_time(
+    world: World,
+) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1)
+    await world.add(queue_id, 1, start_time_utc="2026-03-01 09:10:00")
+
+    assert await world.scheduler.dispatch_due() is None  # woken when the call ends
+    assert len(world.originated()) == 1
+
+    [task_id] = world.scheduler.running
+    world.scheduler.attempt_ended(task_id)
+    assert await world.scheduler.dispatch_due() == T0 + timedelta(minutes=10)
+
+
 async def test_an_extension_profile_limit_holds(world: World) -> None:
     queue_id = await world.queue(status="on")
     await world.add(queue_id, 3, extension_id=7)
