@@ -79,6 +79,11 @@ SELECT * FROM tasks WHERE id = :id AND scheduler_id = :scheduler_id;
 -- name: select_task_by_id
 SELECT * FROM tasks WHERE id = :id;
 
+-- name: select_task_with_webhook_url
+-- Stored params leave out unset fields: most tasks have no URL for most events, and
+-- SQLite answers that without the task's params being parsed in Python.
+SELECT *, params ->> :url_path AS webhook_url FROM tasks WHERE id = :id;
+
 -- name: select_tasks_range
 SELECT * FROM tasks WHERE scheduler_id = :scheduler_id AND id >= :first_id ORDER BY id LIMIT :n;
 

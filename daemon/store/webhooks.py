@@ -38,9 +38,9 @@ async def enqueue_webhook(
     now: str,
 ) -> bool:
     """Store the task's webhook for `event` if the task has that URL; True if stored."""
-    cursor = await tx.execute(q("select_task_by_id"), {"id": task_id})
+    cursor = await tx.execute(q("select_task_with_webhook_url"), _task_with_url(task_id, event))
     task_row = await cursor.fetchone()
-    if task_row is None or not _url(task_row, event):
+    if task_row is None or not task_row["webhook_url"]:
         return False
     attempt_row = None
     if call_uuid:
@@ -58,8 +58,10 @@ def enqueue_webhook_now(
     now: str,
 ) -> bool:
     """`enqueue_webhook` for work that runs on the writer thread (`Database.write`)."""
-    task_row = conn.execute(q("select_task_by_id"), {"id": task_id}).fetchone()
-    if task_row is None or not _url(task_row, event):
+    task_row = conn.execute(
+        q("select_task_with_webhook_url"), _task_with_url(task_id, event)
+    ).fetchone()
+    if task_row is None or not task_row["webhook_url"]:
         return False
     attempt_row = None
     if call_uuid:
@@ -68,11 +70,8 @@ def enqueue_webhook_now(
     return True
 
 
-def _url(task_row: sqlite3.Row, event: WebhookEvent) -> str | None:
-    # Stored params leave out unset fields: most tasks have no URL for most events,
-    # and this answers that without building the task.
-    url: str | None = json.loads(task_row["params"]).get(URL_FIELD[event])
-    return url
+def _task_with_url(task_id: int, event: WebhookEvent) -> dict[str, object]:
+    return {"id": task_id, "url_path": f"$.{URL_FIELD[event]}"}
 
 
 def _outbox_row(
