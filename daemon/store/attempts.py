@@ -178,6 +178,7 @@ class AttemptRepository:
 
 def _claim(claims: Sequence[Claim], when: str, conn: sqlite3.Connection) -> set[str]:
     claimed: set[str] = set()
+    queues: set[int] = set()
     for claim in claims:
         cursor = conn.execute(q("claim_task"), {"id": claim.task_id, "call_uuid": claim.call_uuid})
         if cursor.rowcount != 1:
@@ -193,10 +194,12 @@ def _claim(claims: Sequence[Claim], when: str, conn: sqlite3.Connection) -> set[
                 "now": when,
             },
         )
-        conn.execute(q("touch_queue_last_call"), {"scheduler_id": claim.scheduler_id, "now": when})
         event = WebhookEvent.BEFORE if claim.attempt_no == 1 else WebhookEvent.BEFORE_AGAIN
         enqueue_webhook_now(conn, event, claim.task_id, claim.call_uuid, when)
         claimed.add(claim.call_uuid)
+        queues.add(claim.scheduler_id)
+    for scheduler_id in queues:  # a claim of 64 tasks of one queue updates it once
+        conn.execute(q("touch_queue_last_call"), {"scheduler_id": scheduler_id, "now": when})
     return claimed
 
 

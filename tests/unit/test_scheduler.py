@@ -19,7 +19,7 @@ from ami.fake import FakeAmiServer
 from config import Settings
 from daemon.clock import FakeClock, now_text
 from daemon.engine import NOT_PERMITTED_PAUSE, CallEngine
-from daemon.models import QueueInput, QueueUpdate, TaskInput
+from daemon.models import QueueInput, QueueUpdate, TaskInput, format_time
 from daemon.scheduler import EngineEvents, Scheduler
 from daemon.store.attempts import AttemptRepository
 from daemon.store.db import Database
@@ -208,6 +208,12 @@ async def test_the_pbx_limit_holds_across_queues(world: World) -> None:
     assert len(world.originated()) == 3
     statuses = [s for queue_id in queue_ids for s in await world.statuses(queue_id)]
     assert sorted(statuses) == sorted(["executed"] * 3 + ["delayed_concurrent_task"] * 5)
+    # Oldest due first: the first queue's tasks took the three slots.
+    last_calls = [
+        await world.db.fetch_value("SELECT last_call_date FROM queues WHERE id = ?", [queue_id])
+        for queue_id in queue_ids
+    ]
+    assert last_calls == [format_time(T0), None]
 
 
 @pytest.mark.parametrize("world", [settings(max_concurrent=1)], indirect=True)
