@@ -127,8 +127,7 @@ class Scheduler:
             # rows a round when none of them starts.
             if not page.more or (not page.started and read >= DUE_BATCH):
                 break
-        if not self._engine.may_start or self._pbx_full():
-            # Nothing can start until AMI is ready or a call ends, and either wakes us.
+        if not self._engine.may_start:
             return None
         now = format_time(self._clock.now())
         next_due = await self._db.fetch_value(q("select_next_due_time"), {"now": now})
@@ -145,7 +144,7 @@ class Scheduler:
             if row["status"] == "on"
         }
         room = settings.calls.max_concurrent - len(self.running)
-        full_queues = self._full_queues(queues)
+        full_queues = self._full_queues(queues, settings)
         # No more rows than the PBX has room for: under load an ended call frees one
         # slot, and reading a whole batch of due rows for it cost more than the call's
         # own writes. Past rows held back by a limit, the page is whole.
@@ -173,18 +172,15 @@ class Scheduler:
             if not self._engine.may_start:
                 break
         # What the calls just started filled waits too, beyond the rows read.
-        await self._mark_waiting_for_slot(blocked, self._full_queues(queues), now)
-        more = 0 < len(rows) == limit and not self._pbx_full()
+        await self._mark_waiting_for_slot(blocked, self._full_queues(queues, settings), now)
+        more = 0 < len(rows) == limit and len(self.running) < settings.calls.max_concurrent
         last = (rows[-1]["next_attempt"], rows[-1]["id"]) if rows else after
         return Page(started, len(rows), more, last)
 
-    def _pbx_full(self) -> bool:
-        return len(self.running) >= self._settings().calls.max_concurrent
-
-    def _full_queues(self, queues: dict[int, int]) -> set[int]:
+    def _full_queues(self, queues: dict[int, int], settings: Settings) -> set[int]:
         """The queues (of `queues`: id -> limit) where nothing more may start."""
-        if self._pbx_full():
-            return set(queues)  # every queue waits
+        if len(self.running) >= settings.calls.max_concurrent:
+            return set(queues)  # the PBX is full: every queue waits
         per_queue = Counter(r.scheduler_id for r in self.running.values())
         return {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
 

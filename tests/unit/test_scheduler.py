@@ -217,19 +217,29 @@ async def test_the_pbx_limit_holds_across_queues(world: World) -> None:
 
 
 @pytest.mark.parametrize("world", [settings(max_concurrent=1)], indirect=True)
-async def test_a_full_pbx_sleeps_until_a_call_ends_not_until_the_next_due_time(
+async def test_a_task_that_falls_due_while_the_pbx_is_full_shows_it_waits_for_a_slot(
     world: World,
 ) -> None:
     queue_id = await world.queue(status="on")
-    await world.add(queue_id, 1)
+    await world.add(queue_id, 1)  # takes the only slot, and talks on
     await world.add(queue_id, 1, start_time_utc="2026-03-01 09:10:00")
-
-    assert await world.scheduler.dispatch_due() is None  # woken when the call ends
-    assert len(world.originated()) == 1
-
-    [task_id] = world.scheduler.running
-    world.scheduler.attempt_ended(task_id)
-    assert await world.scheduler.dispatch_due() == T0 + timedelta(minutes=10)
+    loop = asyncio.create_task(world.scheduler.run())
+    try:
+        for _ in range(100):
+            if world.originated():
+                break
+            await asyncio.sleep(0.02)
+        await world.clock.advance(11 * 60)
+        statuses: list[str] = []
+        for _ in range(100):
+            statuses = await world.statuses(queue_id)
+            if "delayed_concurrent_task" in statuses:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert sorted(statuses) == ["delayed_concurrent_task", "executed"]
 
 
 async def test_an_extension_profile_limit_holds(world: World) -> None:
