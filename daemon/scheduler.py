@@ -42,6 +42,17 @@ STORE_RETRY = timedelta(seconds=2)
 DueKey = tuple[str, int]  # (next_attempt, id): where a pass over the due rows stopped
 
 
+# A task's extension profile, read by SQLite out of its stored params.
+EXTENSION_OF_TASK = "params ->> '$.extension_id'"
+
+
+class Full(NamedTuple):
+    """Where nothing more may start now."""
+
+    queues: frozenset[int]
+    extensions: frozenset[int]
+
+
 class Page(NamedTuple):
     """What one pass over due rows did."""
 
@@ -74,8 +85,8 @@ class Scheduler:
         self._woken = asyncio.Event()
         self._paused = False
         self.running: dict[int, Running] = {}  # task id -> where its call counts
-        self._full_marked: tuple[frozenset[int], datetime] = (
-            frozenset(),
+        self._full_marked: tuple[Full, datetime] = (
+            Full(frozenset(), frozenset()),
             datetime.min.replace(tzinfo=UTC),
         )
 
@@ -144,12 +155,12 @@ class Scheduler:
             if row["status"] == "on"
         }
         room = settings.calls.max_concurrent - len(self.running)
-        full_queues = self._full_queues(queues, settings)
+        full = self._full(queues, settings)
         # No more rows than the PBX has room for: under load an ended call frees one
         # slot, and reading a whole batch of due rows for it cost more than the call's
         # own writes. Past rows held back by a limit, the page is whole.
         limit = DUE_BATCH if whole else min(DUE_BATCH, room)
-        rows = await self._due_rows(now, queues.keys() - full_queues, after, limit)
+        rows = await self._due_rows(now, queues.keys() - full.queues, full, after, limit)
         blocked: list[int] = []
         admitted = _admit(rows, settings, queues, self.running.values(), blocked)
         # Claims go in growing chunks, one transaction each, with the chunk's Originates
@@ -172,20 +183,31 @@ class Scheduler:
             if not self._engine.may_start:
                 break
         # What the calls just started filled waits too, beyond the rows read.
-        await self._mark_waiting_for_slot(blocked, self._full_queues(queues, settings), now)
+        await self._mark_waiting_for_slot(blocked, self._full(queues, settings), set(queues), now)
         more = 0 < len(rows) == limit and len(self.running) < settings.calls.max_concurrent
         last = (rows[-1]["next_attempt"], rows[-1]["id"]) if rows else after
         return Page(started, len(rows), more, last)
 
-    def _full_queues(self, queues: dict[int, int], settings: Settings) -> set[int]:
-        """The queues (of `queues`: id -> limit) where nothing more may start."""
+    def _full(self, queues: dict[int, int], settings: Settings) -> Full:
+        """Where nothing more may start: which of `queues` (id -> limit), and which
+        extension profiles."""
         if len(self.running) >= settings.calls.max_concurrent:
-            return set(queues)  # the PBX is full: every queue waits
+            return Full(frozenset(queues), frozenset())  # the PBX: every queue waits
         per_queue = Counter(r.scheduler_id for r in self.running.values())
-        return {qid for qid, limit in queues.items() if per_queue[qid] >= limit}
+        per_extension = Counter(r.extension_id for r in self.running.values())
+        return Full(
+            frozenset(qid for qid, limit in queues.items() if per_queue[qid] >= limit),
+            frozenset(
+                ext
+                for ext, n in per_extension.items()
+                if ext is not None
+                and (limit := profile_for(settings, ext).max_concurrent) is not None
+                and n >= limit
+            ),
+        )
 
     async def _due_rows(
-        self, now: datetime, queue_ids: set[int], after: DueKey | None, limit: int
+        self, now: datetime, queue_ids: set[int], full: Full, after: DueKey | None, limit: int
     ) -> list[sqlite3.Row]:
         if not queue_ids or limit <= 0:
             return []
@@ -194,29 +216,36 @@ class Scheduler:
         # The rows of earlier passes of this round either started (and are no longer
         # waiting) or were held back: the next page starts after the last one read.
         start = "" if after is None else "AND (next_attempt, id) > (?, ?) "
+        # The tasks of a full extension profile are passed over inside SQLite: however
+        # many of them are due, the tasks behind them are read (a task without a profile
+        # has no extension_id, and '' is no profile's id).
+        extensions = ", ".join("?" * len(full.extensions))
+        skip = f"AND ifnull({EXTENSION_OF_TASK}, '') NOT IN ({extensions}) " if extensions else ""
         sql = (
             # The unary + keeps SQLite on the due-time index (tasks_due), which returns
             # rows already in order; the queue/status index would sort every waiting task.
             "SELECT * FROM tasks WHERE next_attempt IS NOT NULL AND next_attempt <= ? "  # noqa: S608
-            f"{start}AND +status IN ({statuses}) AND +scheduler_id IN ({marks}) "
+            f"{start}AND +status IN ({statuses}) AND +scheduler_id IN ({marks}) {skip}"
             "ORDER BY next_attempt, id LIMIT ?"
         )
-        params = [format_time(now), *(after or ()), *queue_ids, limit]
+        params = [format_time(now), *(after or ()), *queue_ids, *full.extensions, limit]
         return list(await self._db.fetch_all(sql, params))
 
     async def _mark_waiting_for_slot(
-        self, task_ids: list[int], full_queues: set[int], now: datetime
+        self, task_ids: list[int], full: Full, open_queues: set[int], now: datetime
     ) -> None:
         """Due tasks held back by a limit show `delayed_concurrent_task`. The tasks of
-        full queues are marked when the set of full queues changes, and at most once a
-        second otherwise (new tasks come in), not after every ended call."""
-        marked_set, marked_at = self._full_marked
-        if full_queues and full_queues == marked_set and now - marked_at < FULL_MARK_EVERY:
-            full_queues = set()
-        elif full_queues:
-            self._full_marked = (frozenset(full_queues), now)
-        if not task_ids and not full_queues:
+        full queues and full extension profiles are marked when what is full changes,
+        and at most once a second otherwise (new tasks come in), not after every ended
+        call."""
+        marked, marked_at = self._full_marked
+        if full == marked and now - marked_at < FULL_MARK_EVERY:
+            full = Full(frozenset(), frozenset())
+        else:
+            self._full_marked = (full, now)
+        if not task_ids and not full.queues and not full.extensions:
             return
+        waiting = "status IN ('scheduled', 'delayed') AND next_attempt <= ?"
         async with self._db.transaction() as tx:
             if task_ids:
                 marks = ", ".join("?" * len(task_ids))
@@ -225,13 +254,21 @@ class Scheduler:
                     f"WHERE id IN ({marks}) AND status IN ('scheduled', 'delayed')",
                     task_ids,
                 )
-            if full_queues:
-                marks = ", ".join("?" * len(full_queues))
+            if full.queues:
+                marks = ", ".join("?" * len(full.queues))
                 await tx.execute(
                     "UPDATE tasks SET status = 'delayed_concurrent_task' "  # noqa: S608
-                    f"WHERE scheduler_id IN ({marks}) AND next_attempt <= ? "
-                    "AND status IN ('scheduled', 'delayed')",
-                    [*full_queues, format_time(now)],
+                    f"WHERE scheduler_id IN ({marks}) AND {waiting}",
+                    [*full.queues, format_time(now)],
+                )
+            if full.extensions and open_queues:
+                queues = ", ".join("?" * len(open_queues))
+                marks = ", ".join("?" * len(full.extensions))
+                await tx.execute(
+                    "UPDATE tasks SET status = 'delayed_concurrent_task' "  # noqa: S608
+                    f"WHERE scheduler_id IN ({queues}) AND {EXTENSION_OF_TASK} IN ({marks}) "
+                    f"AND {waiting}",
+                    [*open_queues, *full.extensions, format_time(now)],
                 )
 
 

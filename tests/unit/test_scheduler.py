@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -214,6 +215,24 @@ async def test_the_pbx_limit_holds_across_queues(world: World) -> None:
         for queue_id in queue_ids
     ]
     assert last_calls == [format_time(T0), None]
+
+
+@pytest.mark.parametrize("world", [settings(max_concurrent=3)], indirect=True)
+async def test_a_campaign_on_a_full_extension_does_not_hold_back_other_tasks(
+    world: World,
+) -> None:
+    # More due tasks of a full extension profile than a pass reads, ahead of a plain one.
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 250, extension_id=7)
+    await world.add(queue_id, 1)
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 2  # one of extension 7 (its limit), and the plain one
+    assert sorted(Counter(await world.statuses(queue_id)).items()) == [
+        ("delayed_concurrent_task", 249),
+        ("executed", 2),
+    ]
 
 
 @pytest.mark.parametrize("world", [settings(max_concurrent=1)], indirect=True)
