@@ -85,6 +85,7 @@ class Scheduler:
         self._woken = asyncio.Event()
         self._paused = False
         self.running: dict[int, Running] = {}  # task id -> where its call counts
+        self._ended_while_loading: set[int] | None = None
         self._full_marked: tuple[Full, datetime] = (
             Full(frozenset(), frozenset()),
             datetime.min.replace(tzinfo=UTC),
@@ -105,6 +106,8 @@ class Scheduler:
 
     def attempt_ended(self, task_id: int) -> None:
         self.running.pop(task_id, None)
+        if self._ended_while_loading is not None:
+            self._ended_while_loading.add(task_id)
         self.wake()
 
     # --- the loop ---------------------------------------------------------------------
@@ -123,9 +126,17 @@ class Scheduler:
             await sleep_until_woken(self._clock, self._woken, wake_at)
 
     async def _load_running(self) -> None:
-        for row in await self._db.fetch_all(q("select_executing_tasks")):
-            extension_id = json.loads(row["params"]).get("extension_id")
-            self.running[row["id"]] = Running(row["scheduler_id"], extension_id)
+        # A call followed from before the start may end while its row is on the way
+        # here; it must not come back as running and hold its slot for good.
+        self._ended_while_loading = set()
+        try:
+            rows = await self._db.fetch_all(q("select_executing_tasks"))
+            for row in rows:
+                if row["id"] not in self._ended_while_loading:
+                    extension_id = json.loads(row["params"]).get("extension_id")
+                    self.running[row["id"]] = Running(row["scheduler_id"], extension_id)
+        finally:
+            self._ended_while_loading = None
 
     async def dispatch_due(self) -> datetime | None:
         """Start what is due and fits; return when to look again (None: when woken)."""

@@ -24,6 +24,7 @@ from daemon.models import QueueInput, QueueUpdate, TaskInput, format_time
 from daemon.scheduler import EngineEvents, Scheduler
 from daemon.store.attempts import AttemptRepository
 from daemon.store.db import Database
+from daemon.store.queries import q
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskFilter, TaskRepository
 
@@ -259,6 +260,39 @@ async def test_a_task_that_falls_due_while_the_pbx_is_full_shows_it_waits_for_a_
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
     assert sorted(statuses) == ["delayed_concurrent_task", "executed"]
+
+
+async def test_a_call_that_ends_while_the_scheduler_loads_does_not_keep_its_slot(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1)
+    task_id = await world.db.fetch_value("SELECT id FROM tasks")
+    await world.db.write(  # a call from before the start, still followed
+        lambda conn: conn.execute(
+            "UPDATE tasks SET status = 'executed', next_attempt = NULL WHERE id = ?", [task_id]
+        )
+    )
+    loaded = asyncio.Event()
+    fetch_all = world.db.fetch_all
+
+    async def rows_then_the_call_ends(sql: str, params: Any = ()) -> list[Any]:
+        rows = await fetch_all(sql, params)
+        if sql == q("select_executing_tasks"):
+            world.scheduler.attempt_ended(task_id)  # while the rows are on their way
+            loaded.set()
+        return rows
+
+    monkeypatch.setattr(world.db, "fetch_all", rows_then_the_call_ends)
+    loop = asyncio.create_task(world.scheduler.run())
+    try:
+        await asyncio.wait_for(loaded.wait(), 5)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert world.scheduler.running == {}
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_an_extension_profile_limit_holds(world: World) -> None:
