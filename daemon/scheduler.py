@@ -26,11 +26,12 @@ from config import Settings
 from daemon.clock import Clock, sleep_until_woken
 from daemon.engine import CallEngine
 from daemon.metrics import Metrics
-from daemon.models import WAITING_STATUSES, TaskStatus, format_time, parse_time
+from daemon.models import TaskStatus, format_time, parse_time
 from daemon.plan import profile_for
 from daemon.retry import NextStep
 from daemon.store.attempts import TaskRecord, task_record
 from daemon.store.db import Database, StoreUnavailable
+from daemon.store.due import NOTHING_FULL, DueKey, DueTasks, Full
 from daemon.store.queries import q
 
 log = structlog.get_logger("callbackd.scheduler")
@@ -38,19 +39,6 @@ log = structlog.get_logger("callbackd.scheduler")
 DUE_BATCH = 200
 FULL_MARK_EVERY = timedelta(seconds=1)
 STORE_RETRY = timedelta(seconds=2)
-
-DueKey = tuple[str, int]  # (next_attempt, id): where a pass over the due rows stopped
-
-
-# A task's extension profile, read by SQLite out of its stored params.
-EXTENSION_OF_TASK = "params ->> '$.extension_id'"
-
-
-class Full(NamedTuple):
-    """Where nothing more may start now."""
-
-    queues: frozenset[int]
-    extensions: frozenset[int]
 
 
 class Page(NamedTuple):
@@ -86,10 +74,8 @@ class Scheduler:
         self._paused = False
         self.running: dict[int, Running] = {}  # task id -> where its call counts
         self._ended_while_loading: set[int] | None = None
-        self._full_marked: tuple[Full, datetime] = (
-            Full(frozenset(), frozenset()),
-            datetime.min.replace(tzinfo=UTC),
-        )
+        self._due = DueTasks(db)
+        self._full_marked: tuple[Full, datetime] = (NOTHING_FULL, datetime.min.replace(tzinfo=UTC))
 
     def wake(self) -> None:
         self._woken.set()
@@ -171,7 +157,7 @@ class Scheduler:
         # slot, and reading a whole batch of due rows for it cost more than the call's
         # own writes. Past rows held back by a limit, the page is whole.
         limit = DUE_BATCH if whole else min(DUE_BATCH, room)
-        rows = await self._due_rows(now, queues.keys() - full.queues, full, after, limit)
+        rows = await self._due.rows(now, queues.keys() - full.queues, full.extensions, after, limit)
         blocked: list[int] = []
         admitted = _admit(rows, settings, queues, self.running.values(), blocked)
         # Claims go in growing chunks, one transaction each, with the chunk's Originates
@@ -194,10 +180,24 @@ class Scheduler:
             if not self._engine.may_start:
                 break
         # What the calls just started filled waits too, beyond the rows read.
-        await self._mark_waiting_for_slot(blocked, self._full(queues, settings), set(queues), now)
+        await self._hold(blocked, self._full(queues, settings), set(queues), now)
         more = 0 < len(rows) == limit and len(self.running) < settings.calls.max_concurrent
         last = (rows[-1]["next_attempt"], rows[-1]["id"]) if rows else after
         return Page(started, len(rows), more, last)
+
+    async def _hold(
+        self, task_ids: list[int], full: Full, open_queues: set[int], now: datetime
+    ) -> None:
+        """Due tasks held back by a limit show `delayed_concurrent_task`. The tasks of
+        full queues and full extension profiles are marked when what is full changes,
+        and at most once a second otherwise (new tasks come in), not after every ended
+        call."""
+        marked, marked_at = self._full_marked
+        if full == marked and now - marked_at < FULL_MARK_EVERY:
+            full = NOTHING_FULL
+        else:
+            self._full_marked = (full, now)
+        await self._due.hold(task_ids, full, open_queues, now)
 
     def _full(self, queues: dict[int, int], settings: Settings) -> Full:
         """Where nothing more may start: which of `queues` (id -> limit), and which
@@ -216,71 +216,6 @@ class Scheduler:
                 and n >= limit
             ),
         )
-
-    async def _due_rows(
-        self, now: datetime, queue_ids: set[int], full: Full, after: DueKey | None, limit: int
-    ) -> list[sqlite3.Row]:
-        if not queue_ids or limit <= 0:
-            return []
-        marks = ", ".join("?" * len(queue_ids))
-        statuses = ", ".join(f"'{s}'" for s in WAITING_STATUSES)
-        # The rows of earlier passes of this round either started (and are no longer
-        # waiting) or were held back: the next page starts after the last one read.
-        start = "" if after is None else "AND (next_attempt, id) > (?, ?) "
-        # The tasks of a full extension profile are passed over inside SQLite: however
-        # many of them are due, the tasks behind them are read (a task without a profile
-        # has no extension_id, and '' is no profile's id).
-        extensions = ", ".join("?" * len(full.extensions))
-        skip = f"AND ifnull({EXTENSION_OF_TASK}, '') NOT IN ({extensions}) " if extensions else ""
-        sql = (
-            # The unary + keeps SQLite on the due-time index (tasks_due), which returns
-            # rows already in order; the queue/status index would sort every waiting task.
-            "SELECT * FROM tasks WHERE next_attempt IS NOT NULL AND next_attempt <= ? "  # noqa: S608
-            f"{start}AND +status IN ({statuses}) AND +scheduler_id IN ({marks}) {skip}"
-            "ORDER BY next_attempt, id LIMIT ?"
-        )
-        params = [format_time(now), *(after or ()), *queue_ids, *full.extensions, limit]
-        return list(await self._db.fetch_all(sql, params))
-
-    async def _mark_waiting_for_slot(
-        self, task_ids: list[int], full: Full, open_queues: set[int], now: datetime
-    ) -> None:
-        """Due tasks held back by a limit show `delayed_concurrent_task`. The tasks of
-        full queues and full extension profiles are marked when what is full changes,
-        and at most once a second otherwise (new tasks come in), not after every ended
-        call."""
-        marked, marked_at = self._full_marked
-        if full == marked and now - marked_at < FULL_MARK_EVERY:
-            full = Full(frozenset(), frozenset())
-        else:
-            self._full_marked = (full, now)
-        if not task_ids and not full.queues and not full.extensions:
-            return
-        waiting = "status IN ('scheduled', 'delayed') AND next_attempt <= ?"
-        async with self._db.transaction() as tx:
-            if task_ids:
-                marks = ", ".join("?" * len(task_ids))
-                await tx.execute(
-                    "UPDATE tasks SET status = 'delayed_concurrent_task' "  # noqa: S608
-                    f"WHERE id IN ({marks}) AND status IN ('scheduled', 'delayed')",
-                    task_ids,
-                )
-            if full.queues:
-                marks = ", ".join("?" * len(full.queues))
-                await tx.execute(
-                    "UPDATE tasks SET status = 'delayed_concurrent_task' "  # noqa: S608
-                    f"WHERE scheduler_id IN ({marks}) AND {waiting}",
-                    [*full.queues, format_time(now)],
-                )
-            if full.extensions and open_queues:
-                queues = ", ".join("?" * len(open_queues))
-                marks = ", ".join("?" * len(full.extensions))
-                await tx.execute(
-                    "UPDATE tasks SET status = 'delayed_concurrent_task' "  # noqa: S608
-                    f"WHERE scheduler_id IN ({queues}) AND {EXTENSION_OF_TASK} IN ({marks}) "
-                    f"AND {waiting}",
-                    [*open_queues, *full.extensions, format_time(now)],
-                )
 
 
 def _admit(
