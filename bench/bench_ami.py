@@ -57,7 +57,7 @@ from daemon.engine import CallEngine, NoListener
 from daemon.logsetup import configure_logging
 from daemon.models import QueueInput, TaskInput, TaskStatus
 from daemon.retry import NextStep
-from daemon.store.attempts import AttemptRepository, Claim, StoredEvent, TaskRecord
+from daemon.store.attempts import Answer, AttemptRepository, Claim, StoredEvent, TaskRecord
 from daemon.store.db import Database
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskRepository
@@ -159,7 +159,9 @@ class NoStore(AttemptRepository):
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
         return None
 
-    async def mark_bridged(self, call_uuid: str, task_id: int, at: datetime) -> None:
+    async def mark_bridged(
+        self, call_uuid: str, task_id: int, at: datetime, answer: Answer | None = None
+    ) -> None:
         return None
 
     async def end(self, *args: Any) -> bool:

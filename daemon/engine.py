@@ -47,6 +47,7 @@ from daemon.models import TaskStatus, format_time, parse_time
 from daemon.plan import plan_attempt, profile_for
 from daemon.retry import NextStep, RetryRules, next_step, progress_after
 from daemon.store.attempts import (
+    Answer,
     AttemptRepository,
     Claim,
     LiveAttempt,
@@ -141,7 +142,7 @@ class ActiveCall:
     interrupted: bool = False
     # A answered and this is not stored yet: it goes with the bridge, the next event
     # flush or the end, whichever comes first (only crash recovery reads it earlier).
-    unsaved_answer: tuple[datetime, str | None] | None = None
+    unsaved_answer: Answer | None = None
     _logger: Any = None
 
     def log(self) -> Any:
@@ -429,10 +430,11 @@ class CallEngine:
             call.unsaved_answer = (at, number)
         elif milestone is Milestone.BRIDGED:
             call.log().debug("A and B bridged")
-            # Stored at once, with its `success` webhook: after a crash, a call found
-            # gone counts as a success only if its bridge was stored.
-            self._save_answer(call)
-            self._spawn(self._bridged(call, at))
+            # Stored at once, with its `success` webhook and the answer if that is not
+            # stored yet: after a crash, a call found gone counts as a success only if
+            # its bridge was stored.
+            answer, call.unsaved_answer = call.unsaved_answer, None
+            self._spawn(self._bridged(call, at, answer))
         elif milestone is Milestone.ENDED:
             self._close(call, at)
 
@@ -444,9 +446,9 @@ class CallEngine:
                 self._stored(call, lambda: self._attempts.mark_answered(call.call_uuid, at, number))
             )
 
-    async def _bridged(self, call: ActiveCall, at: datetime) -> None:
+    async def _bridged(self, call: ActiveCall, at: datetime, answer: Answer | None) -> None:
         await self._stored(
-            call, lambda: self._attempts.mark_bridged(call.call_uuid, call.task_id, at)
+            call, lambda: self._attempts.mark_bridged(call.call_uuid, call.task_id, at, answer)
         )
         await self.listener.call_bridged(call.task_id, call.call_uuid)
 

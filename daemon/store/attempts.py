@@ -24,6 +24,8 @@ from daemon.store.group_commit import GroupCommit
 from daemon.store.queries import q
 from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
 
+Answer = tuple[datetime, str | None]  # when A answered, and which A number
+
 
 @dataclass(frozen=True)
 class TaskRecord:
@@ -131,12 +133,16 @@ class AttemptRepository:
         await self._commit.write(partial(_release, task_id, call_uuid, format_time(now)))
 
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
-        params = {"call_uuid": call_uuid, "at": format_time(at), "number": number}
+        params = _answer(call_uuid, (at, number))
         await self._commit.write(lambda conn: conn.execute(q("mark_attempt_answered"), params))
 
-    async def mark_bridged(self, call_uuid: str, task_id: int, at: datetime) -> None:
-        """Record the bridge and queue the task's `success` webhook with it."""
-        await self._commit.write(partial(_bridged, call_uuid, task_id, format_time(at)))
+    async def mark_bridged(
+        self, call_uuid: str, task_id: int, at: datetime, answer: Answer | None = None
+    ) -> None:
+        """Record the bridge and queue the task's `success` webhook with it; with the
+        `answer` of A (when and which number), when that is not stored yet."""
+        answered = _answer(call_uuid, answer) if answer is not None else None
+        await self._commit.write(partial(_bridged, call_uuid, task_id, format_time(at), answered))
 
     async def end(
         self,
@@ -209,7 +215,20 @@ def _release(task_id: int, call_uuid: str, when: str, conn: sqlite3.Connection) 
     conn.execute(q("unclaim_task"), {"id": task_id, "now": when})
 
 
-def _bridged(call_uuid: str, task_id: int, when: str, conn: sqlite3.Connection) -> None:
+def _answer(call_uuid: str, answer: Answer) -> dict[str, str | None]:
+    at, number = answer
+    return {"call_uuid": call_uuid, "at": format_time(at), "number": number}
+
+
+def _bridged(
+    call_uuid: str,
+    task_id: int,
+    when: str,
+    answered: dict[str, str | None] | None,
+    conn: sqlite3.Connection,
+) -> None:
+    if answered is not None:
+        conn.execute(q("mark_attempt_answered"), answered)
     cursor = conn.execute(q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": when})
     if cursor.rowcount == 1:
         enqueue_webhook_now(conn, WebhookEvent.SUCCESS, task_id, call_uuid, when)
@@ -235,7 +254,7 @@ class _Ending:
             # The bridge's own write may still be waiting for a store that refused it;
             # then its `success` webhook goes out here, ahead of `after`, and that
             # write finds the bridge stored.
-            _bridged(self.call_uuid, self.task_id, format_time(outcome.bridged_time), conn)
+            _bridged(self.call_uuid, self.task_id, format_time(outcome.bridged_time), None, conn)
         cursor = conn.execute(
             q("end_attempt"),
             {
