@@ -107,6 +107,13 @@ class Database:
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"the store refused a write: {exc}") from exc
 
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the reader's thread inside one read transaction, so that all
+        its queries see the same state of the store; one round trip."""
+        run = self._reader._execute  # as in write()
+        result: T = await run(_in_snapshot, self._reader._conn, work)  # type: ignore[no-untyped-call]
+        return result
+
     async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         async with self._reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
@@ -127,6 +134,14 @@ class Database:
         except (sqlite3.Error, StoreUnavailable, TimeoutError):
             return False
         return True
+
+
+def _in_snapshot(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN")  # deferred: the snapshot is taken at the first read
+    try:
+        return work(conn)
+    finally:
+        conn.execute("COMMIT")
 
 
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

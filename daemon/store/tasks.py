@@ -220,13 +220,38 @@ def _filter_sql(scheduler_id: int, where: TaskFilter) -> tuple[str, list[object]
     return " AND ".join(clauses), params
 
 
-def page_sql(condition: str) -> str:
+def page_sql(condition: str, order: str = "") -> str:
     """One page of tasks by id. The page's ids are found in an index alone (the skipped
-    rows of a deep page cost an index entry each, not a table row), then read."""
+    rows of a deep page cost an index entry each, not a table row), then read; `order`
+    DESC counts the offset from the last task."""
     return (
         "SELECT * FROM tasks WHERE id IN"  # noqa: S608
-        f" (SELECT id FROM tasks WHERE {condition} ORDER BY id LIMIT ? OFFSET ?) ORDER BY id"
+        f" (SELECT id FROM tasks WHERE {condition} ORDER BY id {order} LIMIT ? OFFSET ?)"
+        " ORDER BY id"
     )
+
+
+def _page(
+    conn: sqlite3.Connection,
+    condition: str,
+    params: list[object],
+    count_sql: str,
+    limit: int,
+    offset: int,
+) -> tuple[list[sqlite3.Row], int]:
+    """A page and the total, read in one snapshot. A page past the middle is counted
+    from the end: every skipped task costs an index entry, and the last page of a
+    queue of 250,000 skipped 249,900 of them (30 ms here) instead of none."""
+    total = int(conn.execute(count_sql, params).fetchone()[0])
+    if total // 2 < offset < total:
+        from_end = total - offset - limit
+        rows = conn.execute(
+            page_sql(condition, "DESC"),
+            [*params, limit + min(from_end, 0), max(from_end, 0)],
+        ).fetchall()
+    else:
+        rows = conn.execute(page_sql(condition), [*params, limit, offset]).fetchall()
+    return rows, total
 
 
 async def _insert(
@@ -338,13 +363,14 @@ class TaskRepository:
         """One page of the queue's tasks in id order (as `task_fields`), and the total
         that match."""
         condition, params = _filter_sql(scheduler_id, where)
-        rows = await self._db.fetch_all(page_sql(condition), [*params, limit, offset])
         if where.name is None:
             # Status and result filters are answered from the trigger-kept counts.
             count_sql = f"SELECT coalesce(sum(n), 0) FROM task_counts WHERE {condition}"  # noqa: S608
         else:
             count_sql = f"SELECT count(*) FROM tasks WHERE {condition}"  # noqa: S608
-        total = int(await self._db.fetch_value(count_sql, params))
+        rows, total = await self._db.read(
+            lambda conn: _page(conn, condition, params, count_sql, limit, offset)
+        )
         return [task_fields_from_row(row) for row in rows], total
 
     async def update(

@@ -284,13 +284,46 @@ async def test_an_older_store_keeps_its_call_events_in_order(tmp_path: Path) -> 
         TaskFilter(name="order 42"),
     ],
 )
-async def test_task_list_queries_use_an_index(db: Database, where: TaskFilter) -> None:
+@pytest.mark.parametrize("order", ["", "DESC"])
+async def test_task_list_queries_use_an_index(db: Database, where: TaskFilter, order: str) -> None:
     condition, params = _filter_sql(1, where)
-    rows = await db.fetch_all(f"EXPLAIN QUERY PLAN {page_sql(condition)}", [*params, 100, 0])
+    sql = f"EXPLAIN QUERY PLAN {page_sql(condition, order)}"
+    rows = await db.fetch_all(sql, [*params, 100, 0])
     plan = " | ".join(row["detail"] for row in rows)
 
     assert "USING COVERING INDEX" in plan, plan
     assert "SCAN" not in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # rows come in index order, nothing is sorted
+
+
+async def test_every_page_is_the_slice_of_the_whole_list_it_names(db: Database) -> None:
+    # Pages past the middle are counted from the end; they must be the same tasks.
+    queue_id = await _queue(db)
+    tasks = TaskRepository(db)
+    inputs = [TaskInput(a_number="1", b_number="2", name=f"n{i % 2}") for i in range(23)]
+    await tasks.add("acme", queue_id, inputs, NOW, _render)
+    everything, _ = await tasks.list(queue_id, TaskFilter(), 100, 0)
+    for task in everything[::3]:
+        await tasks.finish(task["id"], FinishResult.FAILED, "A busy", NOW)
+
+    for where in (
+        TaskFilter(),
+        TaskFilter(statuses=(TaskStatus.SCHEDULED,)),
+        TaskFilter(finish_result=FinishResult.FAILED),
+        TaskFilter(name="n1"),
+    ):
+        whole, total = await tasks.list(queue_id, where, 1000, 0)
+        ids = [task["id"] for task in whole]
+        assert len(ids) == total
+        for per_page in (1, 3, 5, 10, 100):
+            for offset in range(0, total + per_page, per_page):
+                page, page_total = await tasks.list(queue_id, where, per_page, offset)
+                assert page_total == total
+                assert [t["id"] for t in page] == ids[offset : offset + per_page], (
+                    where,
+                    per_page,
+                    offset,
+                )
 
 
 async def test_a_write_the_store_refuses_is_store_unavailable_and_leaves_nothing(
