@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import aiosqlite
@@ -254,6 +255,23 @@ def _page(
     return rows, total
 
 
+def _finish(
+    task_id: int, result: FinishResult, comment: str, now: str, conn: sqlite3.Connection
+) -> bool:
+    # Imported here: the webhooks module renders tasks with this one's task_from_row.
+    from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
+
+    cursor = conn.execute(
+        q("finish_task"), {"id": task_id, "result": str(result), "comment": comment}
+    )
+    if cursor.rowcount != 1:
+        return False
+    row = conn.execute(q("select_task_by_id"), {"id": task_id}).fetchone()
+    last_call = row["cdr"] if row is not None and row["cdr"] else None
+    enqueue_webhook_now(conn, WebhookEvent.AFTER, task_id, last_call, now)
+    return True
+
+
 async def _insert(
     tx: aiosqlite.Connection, new: NewTasks, render: Callable[[list[dict[str, Any]]], str]
 ) -> str:
@@ -406,16 +424,4 @@ class TaskRepository:
     async def finish(self, task_id: int, result: FinishResult, comment: str, now: str) -> bool:
         """Finish a task that is not finished yet, queueing its `after` webhook; False
         if it already was finished."""
-        from daemon.store.webhooks import WebhookEvent, enqueue_webhook
-
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(
-                q("finish_task"), {"id": task_id, "result": str(result), "comment": comment}
-            )
-            if cursor.rowcount != 1:
-                return False
-            cursor = await tx.execute(q("select_task_by_id"), {"id": task_id})
-            row = await cursor.fetchone()
-            last_call = row["cdr"] if row is not None and row["cdr"] else None
-            await enqueue_webhook(tx, WebhookEvent.AFTER, task_id, last_call, now)
-            return True
+        return await self._db.write(partial(_finish, task_id, result, comment, now))

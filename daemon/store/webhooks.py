@@ -8,8 +8,6 @@ import json
 import sqlite3
 from enum import StrEnum
 
-import aiosqlite
-
 from daemon.store.calls import call_from_row
 from daemon.store.queries import q
 from daemon.store.tasks import task_from_row
@@ -30,26 +28,6 @@ URL_FIELD = {
 }
 
 
-async def enqueue_webhook(
-    tx: aiosqlite.Connection,
-    event: WebhookEvent,
-    task_id: int,
-    call_uuid: str | None,
-    now: str,
-) -> bool:
-    """Store the task's webhook for `event` if the task has that URL; True if stored."""
-    cursor = await tx.execute(q("select_task_with_webhook_url"), _task_with_url(task_id, event))
-    task_row = await cursor.fetchone()
-    if task_row is None or not task_row["webhook_url"]:
-        return False
-    attempt_row = None
-    if call_uuid:
-        cursor = await tx.execute(q("select_attempt"), {"call_uuid": call_uuid})
-        attempt_row = await cursor.fetchone()
-    await tx.execute(q("insert_webhook"), _outbox_row(event, task_row, attempt_row, now))
-    return True
-
-
 def enqueue_webhook_now(
     conn: sqlite3.Connection,
     event: WebhookEvent,
@@ -57,7 +35,8 @@ def enqueue_webhook_now(
     call_uuid: str | None,
     now: str,
 ) -> bool:
-    """`enqueue_webhook` for work that runs on the writer thread (`Database.write`)."""
+    """Store the task's webhook for `event` if the task has that URL; True if stored.
+    Runs inside the caller's write transaction, on the writer thread."""
     task_row = conn.execute(
         q("select_task_with_webhook_url"), _task_with_url(task_id, event)
     ).fetchone()
