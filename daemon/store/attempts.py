@@ -293,8 +293,9 @@ class _Ending:
 
 
 def stored_form(event: AmiEvent) -> str | AmiEvent:
-    """An event as a batch row holds it: the text it came in, or (an event made by the
-    daemon itself, and the rows of older versions) its headers as a JSON object."""
+    """An event as a batch row holds it: the text it came in, or, for an event not read
+    from the wire (a plain mapping), its headers as a JSON object, the form rows written
+    before events were kept as text still have."""
     return event.text if isinstance(event, RawEvent) else event
 
 
