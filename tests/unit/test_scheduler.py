@@ -225,23 +225,15 @@ async def test_a_task_that_falls_due_while_the_pbx_is_full_shows_it_waits_for_a_
     queue_id = await world.queue(status="on")
     await world.add(queue_id, 1)  # takes the only slot, and talks on
     await world.add(queue_id, 1, start_time_utc="2026-03-01 09:10:00")
-    loop = asyncio.create_task(world.scheduler.run())
-    try:
-        for _ in range(100):
-            if world.originated():
-                break
-            await asyncio.sleep(0.02)
-        await world.clock.advance(11 * 60)
-        statuses: list[str] = []
-        for _ in range(100):
-            statuses = await world.statuses(queue_id)
-            if "delayed_concurrent_task" in statuses:
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
-    assert sorted(statuses) == ["delayed_concurrent_task", "executed"]
+
+    # The scheduler's loop sleeps until the time dispatch_due returns: the PBX is full,
+    # but the second task falls due then and must be seen waiting for a slot.
+    assert await world.scheduler.dispatch_due() == T0 + timedelta(minutes=10)
+    await world.clock.advance(11 * 60)
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 1
+    assert sorted(await world.statuses(queue_id)) == ["delayed_concurrent_task", "executed"]
 
 
 async def test_a_call_that_ends_while_the_scheduler_loads_does_not_keep_its_slot(
@@ -255,22 +247,21 @@ async def test_a_call_that_ends_while_the_scheduler_loads_does_not_keep_its_slot
             "UPDATE tasks SET status = 'executed', next_attempt = NULL WHERE id = ?", [task_id]
         )
     )
-    loaded = asyncio.Event()
+    first_pass = asyncio.Event()  # the load is over when the first pass reads
     fetch_all = world.db.fetch_all
 
     async def rows_then_the_call_ends(sql: str, params: Any = ()) -> list[Any]:
         rows = await fetch_all(sql, params)
         if sql == q("select_executing_tasks"):
             world.scheduler.attempt_ended(task_id)  # while the rows are on their way
-            loaded.set()
+        elif sql == q("select_queue_limits"):
+            first_pass.set()
         return rows
 
     monkeypatch.setattr(world.db, "fetch_all", rows_then_the_call_ends)
     loop = asyncio.create_task(world.scheduler.run())
     try:
-        await asyncio.wait_for(loaded.wait(), 5)
-        for _ in range(10):
-            await asyncio.sleep(0)
+        await asyncio.wait_for(first_pass.wait(), 5)
         assert world.scheduler.running == {}
     finally:
         loop.cancel()
