@@ -1,12 +1,14 @@
 """Logging: one structlog pipeline for our own lines and for the stdlib loggers of
 aiohttp, aiosqlite and panoramisk. JSON lines when stderr is not a terminal (with the
 `<N>` syslog priority prefix journald reads when stderr is the journal), a readable
-console on a terminal. Every line passes the secret redactor last before rendering.
+console on a terminal. Every line passes the secret redactor last before rendering,
+and goes to the output through `daemon.logsink`, so a blocked or closed stream never
+holds up the caller.
 """
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import logging
 import os
 import re
@@ -21,6 +23,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from config import Settings
 from config.settings import LogSettings
+from daemon.logsink import LineSink, stream_writer
 
 REDACTED = "[redacted]"
 # Values a log line holds as they are, with no text in them to redact.
@@ -88,7 +91,29 @@ class Redactor:
 
 
 REDACTOR = Redactor()
-_handler: logging.StreamHandler[TextIO] | None = None  # ours on the root logger
+# At exit, the lines still queued get this long to be written; a stream that blocks
+# (a pipe nobody reads) must not hold up a stop.
+EXIT_FLUSH_SECONDS = 1.0
+
+
+class _SinkHandler(logging.Handler):
+    """The root logger's handler: formats a stdlib record and queues the line."""
+
+    def __init__(self, sink: LineSink, stream: TextIO) -> None:
+        super().__init__()
+        self.sink = sink
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # a bad record must not take its caller down
+            self.handleError(record)
+            return
+        self.sink.put(line)
+
+
+_handler: _SinkHandler | None = None  # ours on the root logger
 
 
 class _Output:
@@ -109,8 +134,8 @@ _OUTPUT = _Output()
 
 
 class _LineWriter:
-    """What structlog loggers write their rendered lines to: the stream of our root
-    handler, under its lock, without the stdlib round trip (a LogRecord, caller lookup
+    """What structlog loggers write their rendered lines to: the sink of our root
+    handler, without the stdlib round trip (a LogRecord, caller lookup
     and formatting per line cost more than the rendering). The level check stays the
     stdlib one, so set_level() governs these lines too."""
 
@@ -131,9 +156,7 @@ class _LineWriter:
         if handler is None:  # logging was reset under a logger bound before
             sys.stderr.write(line + "\n")
             return
-        with handler.lock or contextlib.nullcontext():
-            handler.stream.write(line + "\n")
-            handler.stream.flush()
+        handler.sink.put(line)
 
     debug = info = warning = error = critical = exception = msg = _write
 
@@ -232,9 +255,14 @@ def configure_logging(
     _OUTPUT.renderers = renderers
     global _handler
     root = logging.getLogger()
-    if _handler is not None:
-        root.removeHandler(_handler)
-    _handler = logging.StreamHandler(stream)
+    old = _handler
+    if old is not None:
+        root.removeHandler(old)
+    # The same stream keeps its sink (a reload must not reorder or lose queued lines).
+    sink = old.sink if old is not None and old.stream is stream else _new_sink(stream)
+    if old is not None and old.sink is not sink:
+        old.sink.close()
+    _handler = _SinkHandler(sink, stream)
     _handler.setFormatter(formatter)
     root.addHandler(_handler)
     set_level(settings.level)
@@ -254,11 +282,43 @@ def configure_logging(
     )
 
 
+def _new_sink(stream: TextIO) -> LineSink:
+    def notice(dropped: int) -> None:
+        # Runs on the writer thread once writing works again; the line is queued like
+        # any other, in the format configured then.
+        if _handler is not None and _handler.sink is sink:
+            structlog.get_logger("callbackd.log").warning(
+                "log lines dropped: the output was blocked", dropped=dropped
+            )
+
+    sink = LineSink(stream_writer(stream), notice=notice)
+    return sink
+
+
+def flush_logs(timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+    """Wait until every line logged so far is written; False after `timeout` seconds
+    (the output is blocked). Lines are written by a thread of their own."""
+    handler = _handler
+    return True if handler is None else handler.sink.flush(timeout)
+
+
+def dropped_log_lines() -> int:
+    """Lines lost since the start because the output was blocked or closed."""
+    handler = _handler
+    return 0 if handler is None else handler.sink.dropped
+
+
+atexit.register(flush_logs)
+
+
 def reset_logging() -> None:
-    """Undo configure_logging(): our handler off the root logger, structlog defaults."""
+    """Undo configure_logging(): our handler off the root logger (its queued lines
+    written first), structlog defaults."""
     global _handler
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
+        _handler.sink.flush(EXIT_FLUSH_SECONDS)
+        _handler.sink.close()
         _handler = None
     structlog.reset_defaults()
 

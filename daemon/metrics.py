@@ -9,11 +9,14 @@ cleanup context).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
+from daemon.logsetup import dropped_log_lines
 from daemon.models import TaskStatus
 
 if TYPE_CHECKING:
@@ -24,9 +27,22 @@ _CALLS_IN_PROGRESS = "SELECT count(*) FROM attempts WHERE state != 'ended'"
 _WEBHOOKS_PENDING = "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND given_up = 0"
 
 
+class _DroppedLogLines:
+    """The log writer's count, read when scraped: it belongs to the process's logging,
+    not to one daemon's registry."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "callbackd_log_lines_dropped",
+            "Log lines lost because stdout/stderr was blocked or closed",
+            value=dropped_log_lines(),
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        r.register(_DroppedLogLines())
         self.tasks = Gauge("callbackd_tasks", "Tasks by status", ["status"], registry=r)
         self.attempts = Counter(
             "callbackd_attempts",

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
+from daemon.logsetup import reset_logging
 from tests.pbx import TestPbx, TestPbxError
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Logging as it was before the test: configure_logging undone, the root level back."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    reset_logging()
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,35 @@ class Daemon:
 
 
 DaemonStarter = Callable[[], Awaitable[Daemon]]
+
+
+class NotifySocket:
+    """The $NOTIFY_SOCKET of a daemon under test, as systemd reads it."""
+
+    def __init__(self, sock: socket.socket, path: str) -> None:
+        self.sock = sock
+        self.path = path
+        self.messages: list[dict[str, str]] = []
+
+    async def next_message(self) -> dict[str, str]:
+        """The next notify message other than a watchdog ping (those are kept too)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            async with asyncio.timeout(START_TIMEOUT):
+                data = await loop.sock_recv(self.sock, 4096)
+            message = dict(line.split("=", 1) for line in data.decode().splitlines())
+            self.messages.append(message)
+            if message != {"WATCHDOG": "1"}:
+                return message
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.setblocking(False)
+        yield NotifySocket(sock, path)
 
 
 async def launch(config: Path, port: int, session: aiohttp.ClientSession) -> Daemon:

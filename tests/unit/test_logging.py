@@ -7,7 +7,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from daemon.logsetup import (
     call_context,
     call_log,
     configure_logging,
-    reset_logging,
+    flush_logs,
     secrets_of,
     set_level,
 )
@@ -36,13 +36,13 @@ class Tty(io.StringIO):
         return True
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    yield
-    reset_logging()
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restored_logging")
+
+
+def written(out: io.StringIO) -> str:
+    """What reached `out`: lines are written by the log writer thread."""
+    assert flush_logs()
+    return out.getvalue()
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -58,7 +58,7 @@ def configured(fmt: str = "json", level: str = "debug", **kw: Any) -> io.StringI
 def test_a_line_is_one_json_object_with_time_level_logger_and_event() -> None:
     out = configured()
     structlog.get_logger("callbackd").info("listening", listen="127.0.0.1:8080")
-    [line] = json_lines(out.getvalue())
+    [line] = json_lines(written(out))
     assert line["event"] == "listening"
     assert line["level"] == "info"
     assert line["logger"] == "callbackd"
@@ -69,12 +69,12 @@ def test_a_line_is_one_json_object_with_time_level_logger_and_event() -> None:
 def test_auto_format_is_json_off_a_terminal_and_console_on_one() -> None:
     piped = configured("auto")
     structlog.get_logger("callbackd").info("hello")
-    assert json_lines(piped.getvalue())[0]["event"] == "hello"
+    assert json_lines(written(piped))[0]["event"] == "hello"
 
     tty = Tty()
     configure_logging(LogSettings(format="auto"), stream=tty, env={})
     structlog.get_logger("callbackd").info("hello", who="operator")
-    text = tty.getvalue()
+    text = written(tty)
     assert not text.startswith("{")
     assert "hello" in text
     assert "who=operator" in text
@@ -90,24 +90,57 @@ def test_under_journald_each_line_has_the_syslog_priority_prefix(tmp_path: Path)
         log.info("i")
         log.warning("w")
         log.error("e")
+        assert flush_logs()
         stream.seek(0)
         lines = stream.read().splitlines()
     assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>"]
     assert json.loads(lines[1][3:])["event"] == "i"
 
 
+def test_under_journald_every_line_is_one_json_object_whoever_logs_it(tmp_path: Path) -> None:
+    with (tmp_path / "journal").open("w+") as stream:
+        st = os.fstat(stream.fileno())
+        env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        configure_logging(LogSettings(format="auto", level="info"), stream=stream, env=env)
+
+        def busy(n: int) -> None:
+            for i in range(500):
+                structlog.get_logger("callbackd").info("line", thread=n, i=i, text="x\ny" * 50)
+
+        threads = [threading.Thread(target=busy, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            raise RuntimeError("a traceback\nof several lines")
+        except RuntimeError:
+            logging.getLogger("aiohttp.server").exception("handler failed")
+        for thread in threads:
+            thread.join()
+        assert flush_logs()
+        stream.seek(0)
+        lines = stream.read().splitlines()
+    assert len(lines) == 4 * 500 + 1
+    objects = [json.loads(line[3:]) for line in lines]
+    assert {line[:3] for line in lines} == {"<6>", "<3>"}
+    assert sorted((x["thread"], x["i"]) for x in objects if "thread" in x) == [
+        (n, i) for n in range(4) for i in range(500)
+    ]
+    [failed] = [x for x in objects if x["event"] == "handler failed"]
+    assert "a traceback" in failed["exception"]
+
+
 def test_journal_stream_of_another_file_gives_plain_json(tmp_path: Path) -> None:
     out = configured("auto")
     configure_logging(LogSettings(format="auto"), stream=out, env={"JOURNAL_STREAM": "1:2"})
     structlog.get_logger("callbackd").info("x")
-    assert out.getvalue().startswith("{")
+    assert written(out).startswith("{")
 
 
 @pytest.mark.parametrize("name", ["aiohttp.access", "aiohttp.server", "aiosqlite", "panoramisk"])
 def test_library_loggers_come_out_as_the_same_json_lines(name: str) -> None:
     out = configured()
     logging.getLogger(name).warning("peer %s went away", "10.0.0.1")
-    [line] = json_lines(out.getvalue())
+    [line] = json_lines(written(out))
     assert line["logger"] == name
     assert line["level"] == "warning"
     assert line["event"] == "peer 10.0.0.1 went away"
@@ -121,7 +154,7 @@ def test_lines_about_a_call_carry_task_attempt_and_call_uuid() -> None:
         structlog.get_logger("callbackd.engine").info("originate sent")
         logging.getLogger("panoramisk").info("action sent")
     structlog.get_logger("callbackd").info("not about a call")
-    lines = json_lines(out.getvalue())
+    lines = json_lines(written(out))
     assert [(x.get("task_id"), x.get("attempt"), x.get("call_uuid")) for x in lines] == [
         (42, 2, "c0ffee-uuid"),
         (43, 1, "other-uuid"),
@@ -139,7 +172,7 @@ def test_set_level_applies_to_loggers_bound_before_it() -> None:
     structlog.get_logger("callbackd").info("dropped too")
     logging.getLogger("aiohttp.server").info("dropped as well")
     bound.warning("kept")
-    assert [x["event"] for x in json_lines(out.getvalue())] == ["before", "kept"]
+    assert [x["event"] for x in json_lines(written(out))] == ["before", "kept"]
 
 
 def test_a_new_format_applies_to_loggers_bound_before_it() -> None:
@@ -148,14 +181,14 @@ def test_a_new_format_applies_to_loggers_bound_before_it() -> None:
     tty = Tty()
     configure_logging(LogSettings(format="console"), stream=tty, env={})
     bound.info("after the reload")
-    assert "after the reload" in tty.getvalue()
-    assert not tty.getvalue().startswith("{")
+    assert "after the reload" in written(tty)
+    assert not written(tty).startswith("{")
 
 
 def test_aiosqlite_debug_chatter_is_never_logged() -> None:
     out = configured(level="debug")
     logging.getLogger("aiosqlite").debug("executing SELECT ...")
-    assert out.getvalue() == ""
+    assert written(out) == ""
 
 
 def _settings_with_secrets() -> Settings:
@@ -184,7 +217,7 @@ def test_no_secret_appears_in_any_log_line(fmt: str) -> None:
     except RuntimeError:
         log.exception("login failed")
         logging.getLogger("aiohttp.server").exception("handler failed with %s", TOKEN)
-    text = out.getvalue()
+    text = written(out)
     assert len(text.splitlines()) >= 10
     for secret in (AMI_SECRET, TOKEN, WEBHOOK_SECRET):
         assert secret not in text
@@ -199,13 +232,13 @@ def test_a_secret_added_by_a_reload_is_redacted_from_then_on() -> None:
         LogSettings(format="json"), secrets=["brand-new-token-xyz"], stream=out, env={}
     )
     log.info("token brand-new-token-xyz used")
-    assert "brand-new-token-xyz" not in out.getvalue()
+    assert "brand-new-token-xyz" not in written(out)
 
 
 def test_values_that_are_not_secrets_are_kept_as_they_are() -> None:
     out = configured(secrets=[AMI_SECRET])
     structlog.get_logger("callbackd").info("n", count=3, ratio=0.5, ok=True, none=None)
-    [line] = json_lines(out.getvalue())
+    [line] = json_lines(written(out))
     assert (line["count"], line["ratio"], line["ok"], line["none"]) == (3, 0.5, True, None)
 
 
@@ -217,13 +250,13 @@ def test_values_json_has_no_type_for_are_written_as_their_repr_and_text_stays_ut
             return "<opaque 7>"
 
     structlog.get_logger("callbackd").info("n", obj=Opaque(), name="José", numbers=("1", 2))
-    [line] = json_lines(out.getvalue())
+    [line] = json_lines(written(out))
     assert (line["obj"], line["name"], line["numbers"]) == ("<opaque 7>", "José", ["1", 2])
-    assert "José" in out.getvalue()
+    assert "José" in written(out)
 
 
 def test_a_secret_in_a_key_that_is_not_text_is_still_redacted() -> None:
     out = configured(secrets=[AMI_SECRET])
     structlog.get_logger("callbackd").info("n", by_id={7: AMI_SECRET}, tokens=(AMI_SECRET,))
-    assert AMI_SECRET not in out.getvalue()
-    assert REDACTED in out.getvalue()
+    assert AMI_SECRET not in written(out)
+    assert REDACTED in written(out)

@@ -30,6 +30,7 @@ FAMILIES = {
     "callbackd_webhooks_pending": "gauge",
     "callbackd_dispatch_latency_seconds": "histogram",
     "callbackd_config_reloads": "counter",
+    "callbackd_log_lines_dropped": "counter",
 }
 
 

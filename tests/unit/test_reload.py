@@ -47,6 +47,12 @@ def log_output() -> Iterator[io.StringIO]:
     logsetup.reset_logging()
 
 
+def logged(out: io.StringIO) -> str:
+    """What reached `out`: lines are written by the log writer thread."""
+    assert logsetup.flush_logs()
+    return out.getvalue()
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "callbackd.toml"
@@ -85,7 +91,7 @@ async def test_live_keys_take_effect_and_listeners_hear_of_it(
     assert now.extensions[101].max_concurrent == 1
     assert now.webhooks.timeout == 9
     assert heard == [now]
-    [line] = [json.loads(x) for x in log_output.getvalue().splitlines()]
+    [line] = [json.loads(x) for x in logged(log_output).splitlines()]
     assert line["event"] == "config reloaded"
 
 
@@ -104,7 +110,7 @@ async def test_restart_only_keys_keep_their_running_value_and_are_named(
     assert now.ami == before.ami
     assert now.store == before.store
     assert now.log.level == "debug"
-    [line] = [json.loads(x) for x in log_output.getvalue().splitlines()]
+    [line] = [json.loads(x) for x in logged(log_output).splitlines()]
     assert line["level"] == "warning"
     assert line["keys"] == ["api.listen", "ami.*"]
 
@@ -132,7 +138,7 @@ async def test_a_bad_config_keeps_the_running_one_and_logs_one_line(
 
     assert services.settings is before
     assert heard == []
-    [line] = [json.loads(x) for x in log_output.getvalue().splitlines()]
+    [line] = [json.loads(x) for x in logged(log_output).splitlines()]
     assert line["level"] == "error"
     assert key in line["error"]
     assert "\n" not in line["error"]
@@ -153,7 +159,7 @@ async def test_new_secrets_are_redacted_even_before_they_are_live(
     edit(config, "ami-old-secret", "ami-new-secret")  # ami.* needs a restart
     assert await Reloader(config, services).reload()
     structlog.get_logger("callbackd").info("will use ami-new-secret after a restart")
-    assert "ami-new-secret" not in log_output.getvalue()
+    assert "ami-new-secret" not in logged(log_output)
 
 
 def test_needs_restart_names_exactly_the_changed_restart_only_keys() -> None:
