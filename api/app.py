@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import calls, ops, queues, tasks
+from api import calls, intervals, ops, queues, tasks
 from api.auth import TokenTable
 from api.cors import cors_middleware
 from api.errors import problem_middleware
@@ -14,7 +14,13 @@ from api.tokens import TOKENS
 from daemon.metrics import Metrics
 from daemon.services import Services
 
-ALL_ROUTES: list[Route] = [*queues.ROUTES, *tasks.ROUTES, *calls.ROUTES, *ops.ROUTES]
+ALL_ROUTES: list[Route] = [
+    *queues.ROUTES,
+    *tasks.ROUTES,
+    *intervals.ROUTES,
+    *calls.ROUTES,
+    *ops.ROUTES,
+]
 
 
 def create_app(services: Services, metrics: Metrics | None = None) -> web.Application:

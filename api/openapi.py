@@ -23,6 +23,7 @@ _PATH_PARAM_SCHEMAS = {
     "client_id": {"type": "string", "description": "a client id, or @me"},
     "scheduler_id": {"type": "integer"},
     "task_id": {"type": "integer"},
+    "interval_id": {"type": "integer"},
     "call_uuid": {"type": "string"},
 }
 # What the document promises is accepted; the server takes any printable key.

@@ -12,7 +12,7 @@ from api.routing import Route, services
 from api.tokens import tokens
 from daemon.clock import now_text
 from daemon.models import QueueInput, QueueOutput, QueueUpdate
-from daemon.store.queues import DeleteOutcome
+from daemon.store.queues import DeleteOutcome, UnknownInterval
 
 BASE = "/client/{client_id}/task_scheduler/"
 ONE = BASE + "{scheduler_id}"
@@ -27,11 +27,19 @@ async def owned_queue(request: web.Request) -> tuple[str, QueueOutput]:
     return client, queue
 
 
+def _unknown_interval() -> Problem:
+    error = {"loc": "interval_id", "field": "interval_id", "message": "no such interval"}
+    return Problem(422, "1 invalid field", errors=[error])
+
+
 async def create_queue(request: web.Request) -> web.Response:
     client = path_client(request, tokens(request))
     body = await read_model(request, QueueInput)
     svc = services(request)
-    queue = await svc.queues.create(client, body, now_text(svc.clock))
+    try:
+        queue = await svc.queues.create(client, body, now_text(svc.clock))
+    except UnknownInterval:
+        raise _unknown_interval() from None
     svc.scheduler.wake()
     return model_response(queue, status=201)
 
@@ -51,7 +59,10 @@ async def update_queue(request: web.Request) -> web.Response:
     client, queue = await owned_queue(request)
     change = await read_model(request, QueueUpdate)
     svc = services(request)
-    updated = await svc.queues.update(client, queue.id, change)
+    try:
+        updated = await svc.queues.update(client, queue.id, change)
+    except UnknownInterval:
+        raise _unknown_interval() from None
     if updated is None:
         raise Problem(404, "no such queue")
     svc.scheduler.wake()

@@ -8,25 +8,28 @@ could break out of them is rejected here, never cleaned.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from types import GenericAlias
 from typing import Annotated, Any, Literal, NotRequired, Required, cast
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     GetPydanticSchema,
+    PlainSerializer,
     StrictInt,
     TypeAdapter,
+    ValidationError,
     WithJsonSchema,
     model_validator,
     with_config,
 )
 from pydantic.networks import UrlConstraints
-from pydantic_core import Url, core_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError, Url, core_schema
 from typing_extensions import TypedDict
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -44,6 +47,8 @@ class TaskStatus(StrEnum):
     EXECUTED = "executed"
     DELAYED = "delayed"
     DELAYED_CONCURRENT = "delayed_concurrent_task"
+    DELAYED_INTERVAL = "delayed_interval"
+    DELAYED_ASR = "delayed_asr"
     FINISHED = "finished"
 
 
@@ -52,7 +57,13 @@ class FinishResult(StrEnum):
     FAILED = "failed"
 
 
-WAITING_STATUSES = (TaskStatus.SCHEDULED, TaskStatus.DELAYED, TaskStatus.DELAYED_CONCURRENT)
+WAITING_STATUSES = (
+    TaskStatus.SCHEDULED,
+    TaskStatus.DELAYED,
+    TaskStatus.DELAYED_CONCURRENT,
+    TaskStatus.DELAYED_INTERVAL,
+    TaskStatus.DELAYED_ASR,
+)
 
 
 # isoformat/fromisoformat are C fast paths; strftime/strptime cost several times more,
@@ -310,6 +321,9 @@ class QueueInput(_Strict):
     comment: Annotated[str, Field(max_length=1000)] = ""
     status: Literal["on", "off"] = "off"
     concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10
+    interval_id: StrictInt | None = Field(
+        None, description="The client's time interval bounding when calls start; null = always"
+    )
 
 
 class QueueUpdate(_Strict):
@@ -319,6 +333,8 @@ class QueueUpdate(_Strict):
     comment: Annotated[str, Field(max_length=1000)] | None = None
     status: Literal["on", "off"] | None = None
     concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
+    # A null in the body takes the queue off its interval; absent leaves it.
+    interval_id: StrictInt | None = None
 
 
 class QueueOutput(BaseModel):
@@ -331,6 +347,178 @@ class QueueOutput(BaseModel):
     task_count: int
     sched_task_count: int
     last_call_date: str | None
+    interval_id: int | None = Field(description="The queue's time interval; null = always open")
+    interval_open: bool = Field(description="Whether the queue's interval is open now")
+    next_open_utc: str | None = Field(
+        description="When the closed interval opens next (UTC); null while open, "
+        "or when it does not open within 366 days"
+    )
+
+
+def _strict_text(pattern: str, kind: type[time] | type[date] | type[datetime], form: str) -> Any:
+    """A BeforeValidator taking only the one text form the platform writes."""
+    compiled = re.compile(pattern)
+
+    def parse(value: Any) -> Any:
+        if value is None or isinstance(value, kind):
+            return value
+        if not isinstance(value, str) or not compiled.fullmatch(value):
+            raise ValueError(f"must be '{form}'")
+        try:
+            return kind.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"is not a valid {form}") from None
+
+    return BeforeValidator(parse)
+
+
+_DATETIME_SERIALIZER = PlainSerializer(lambda v: v.isoformat(" "), return_type=str)
+LocalTime = Annotated[
+    time,
+    _strict_text(r"\d\d:\d\d:\d\d", time, "hh:mm:ss"),
+    WithJsonSchema({"type": "string", "pattern": r"^\d\d:\d\d:\d\d$"}),
+]
+LocalDate = Annotated[
+    date,
+    _strict_text(r"\d{4}-\d\d-\d\d", date, "YYYY-MM-DD"),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d\d-\d\d$"}),
+]
+LocalDateTime = Annotated[
+    datetime,
+    _strict_text(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", datetime, "YYYY-MM-DD HH:MM:SS"),
+    _DATETIME_SERIALIZER,
+    WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"}),
+]
+DayOfWeek = Annotated[StrictInt, Field(ge=1, le=7)]
+DayOfMonth = Annotated[StrictInt, Field(ge=1, le=31)]
+# Fields that come together: given one, the others are required.
+CONDITION_GROUPS = (
+    ("start_dow", "end_dow"),
+    ("start_mday", "end_mday"),
+    ("start_time", "end_time"),
+    ("start_datetime", "end_datetime"),
+    ("sched_active_days", "sched_skip_days", "sched_start_date"),
+)
+
+
+def _field_error(field: str, message: str, value: Any) -> ValidationError:
+    """An error placed on one field from a rule across fields, so a 422 names it."""
+    error = PydanticCustomError("condition", message)
+    return ValidationError.from_exception_data(
+        "IntervalCondition", [InitErrorDetails(type=error, loc=(field,), input=value)]
+    )
+
+
+class IntervalCondition(_Strict):
+    """One condition of an interval: its fields combine with AND; local times are in the
+    interval's time zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start_dow: DayOfWeek | None = Field(
+        None, description="First day of the week, 1 = Sunday ... 7 = Saturday"
+    )
+    end_dow: DayOfWeek | None = Field(
+        None, description="Last day of the week (inclusive); before start_dow it wraps around"
+    )
+    start_mday: DayOfMonth | None = Field(None, description="First day of the month, 1-31")
+    end_mday: DayOfMonth | None = Field(
+        None, description="Last day of the month (inclusive); before start_mday it wraps around"
+    )
+    month: Annotated[StrictInt, Field(ge=1, le=12)] | None = Field(
+        None, description="Month, 1 = January ... 12 = December"
+    )
+    start_time: LocalTime | None = Field(None, description="Opens at this local time, hh:mm:ss")
+    end_time: LocalTime | None = Field(
+        None, description="Open through this local second, hh:mm:ss; later than start_time"
+    )
+    start_datetime: LocalDateTime | None = Field(
+        None,
+        description="Local 'YYYY-MM-DD HH:MM:SS' from which the condition is open; "
+        "with end_datetime it overrides every other field of the condition",
+    )
+    end_datetime: LocalDateTime | None = Field(
+        None, description="Local 'YYYY-MM-DD HH:MM:SS' through which the condition is open"
+    )
+    sched_active_days: Annotated[StrictInt, Field(ge=1, le=366)] | None = Field(
+        None, description="Shift pattern: this many days on ..."
+    )
+    sched_skip_days: Annotated[StrictInt, Field(ge=0, le=366)] | None = Field(
+        None, description="... then this many days off, repeated ..."
+    )
+    sched_start_date: LocalDate | None = Field(
+        None, description="... counted from this local date, YYYY-MM-DD (off before it)"
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> IntervalCondition:
+        for group in CONDITION_GROUPS:
+            given = [name for name in group if getattr(self, name) is not None]
+            if given and len(given) < len(group):
+                missing = next(name for name in group if getattr(self, name) is None)
+                raise _field_error(missing, f"required with {given[0]}", None)
+        if self.start_time and self.end_time and self.start_time >= self.end_time:
+            raise _field_error(
+                "end_time",
+                "must be later than start_time (write a window over midnight as two conditions)",
+                self.end_time.isoformat(),
+            )
+        if self.start_datetime and self.end_datetime and self.start_datetime > self.end_datetime:
+            raise _field_error(
+                "end_datetime", "must not be before start_datetime", str(self.end_datetime)
+            )
+        return self
+
+
+def _known_zone(name: str) -> str:
+    from daemon.intervals import known_zones
+
+    if name not in known_zones():
+        raise ValueError("is not an IANA time zone name (such as Europe/Moscow)")
+    return name
+
+
+TimeZoneName = Annotated[
+    str,
+    Field(min_length=1, max_length=64),
+    AfterValidator(_known_zone),
+]
+IntervalName = Annotated[PrintableText, Field(min_length=1, max_length=255)]
+Conditions = Annotated[list[IntervalCondition], Field(max_length=100)]
+
+
+class IntervalInput(_Strict):
+    """A time interval: when the queues that use it may start calls."""
+
+    name: IntervalName = Field(description="1-255 characters")
+    timezone: TimeZoneName = Field(
+        description="IANA time zone of the conditions' local times, e.g. Europe/Moscow"
+    )
+    conditions: Conditions = Field(
+        default_factory=list,
+        description="Open when any condition matches; no conditions = always open (at most 100)",
+    )
+
+
+class IntervalUpdate(_Strict):
+    """PUT on an interval changes only the fields it names."""
+
+    name: IntervalName | None = None
+    timezone: TimeZoneName | None = None
+    conditions: Conditions | None = None
+
+
+class IntervalOutput(BaseModel):
+    id: int
+    name: str
+    timezone: str
+    conditions: list[IntervalCondition]
+    create_date_utc: str
+    is_open: bool = Field(description="Whether the interval is open now")
+    next_open_utc: str | None = Field(
+        description="When a closed interval opens next (UTC); null while open, "
+        "or when it does not open within 366 days"
+    )
 
 
 class CallPlan(BaseModel):

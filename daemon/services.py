@@ -10,6 +10,7 @@ from config import Settings
 from daemon.clock import Clock
 from daemon.store.calls import CallRepository
 from daemon.store.db import Database
+from daemon.store.intervals import IntervalRepository
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskRepository
 
@@ -67,6 +68,7 @@ class Services:
     db: Database
     clock: Clock
     queues: QueueRepository
+    intervals: IntervalRepository
     tasks: TaskRepository
     calls: CallRepository
     ami: AmiStatus = field(default_factory=NoAmi)
@@ -80,7 +82,8 @@ class Services:
             settings=settings,
             db=db,
             clock=clock,
-            queues=QueueRepository(db),
+            queues=QueueRepository(db, clock),
+            intervals=IntervalRepository(db),
             tasks=TaskRepository(db),
             calls=CallRepository(db),
         )

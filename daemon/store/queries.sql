@@ -2,30 +2,62 @@
 
 -- name: insert_queue
 -- Numbered past every queue there ever was (retired_ids), not only the ones left.
-INSERT INTO queues (id, client_id, name, comment, status, concurrent_task_limit, create_date)
+INSERT INTO queues (id, client_id, name, comment, status, concurrent_task_limit, interval_id,
+                    create_date)
 VALUES (max((SELECT coalesce(max(id), 0) FROM queues),
             (SELECT coalesce(max(max_id), 0) FROM retired_ids WHERE name = 'queues')) + 1,
-        :client_id, :name, :comment, :status, :concurrent_task_limit, :now)
+        :client_id, :name, :comment, :status, :concurrent_task_limit, :interval_id, :now)
 RETURNING id;
 
 -- name: select_queue
-SELECT q.*,
+SELECT q.*, i.timezone AS interval_timezone, i.conditions AS interval_conditions,
        coalesce((SELECT sum(n) FROM task_counts c WHERE c.scheduler_id = q.id), 0) AS task_count,
        coalesce((SELECT sum(n) FROM task_counts c
                  WHERE c.scheduler_id = q.id AND c.status != 'finished'), 0) AS sched_task_count
-FROM queues q WHERE q.id = :id AND q.client_id = :client_id;
+FROM queues q LEFT JOIN intervals i ON i.id = q.interval_id
+WHERE q.id = :id AND q.client_id = :client_id;
 
 -- name: select_queues
-SELECT q.*,
+SELECT q.*, i.timezone AS interval_timezone, i.conditions AS interval_conditions,
        coalesce((SELECT sum(n) FROM task_counts c WHERE c.scheduler_id = q.id), 0) AS task_count,
        coalesce((SELECT sum(n) FROM task_counts c
                  WHERE c.scheduler_id = q.id AND c.status != 'finished'), 0) AS sched_task_count
-FROM queues q WHERE q.client_id = :client_id ORDER BY q.id;
+FROM queues q LEFT JOIN intervals i ON i.id = q.interval_id
+WHERE q.client_id = :client_id ORDER BY q.id;
 
 -- name: update_queue
 UPDATE queues SET name = :name, comment = :comment, status = :status,
-                  concurrent_task_limit = :concurrent_task_limit
+                  concurrent_task_limit = :concurrent_task_limit, interval_id = :interval_id
 WHERE id = :id AND client_id = :client_id;
+
+-- Time intervals
+
+-- name: insert_interval
+INSERT INTO intervals (id, client_id, name, timezone, conditions, create_date)
+VALUES (max((SELECT coalesce(max(id), 0) FROM intervals),
+            (SELECT coalesce(max(max_id), 0) FROM retired_ids WHERE name = 'intervals')) + 1,
+        :client_id, :name, :timezone, :conditions, :now)
+RETURNING id;
+
+-- name: select_interval
+SELECT * FROM intervals WHERE id = :id AND client_id = :client_id;
+
+-- name: select_intervals
+SELECT * FROM intervals WHERE client_id = :client_id ORDER BY id;
+
+-- name: update_interval
+UPDATE intervals SET name = :name, timezone = :timezone, conditions = :conditions
+WHERE id = :id AND client_id = :client_id;
+
+-- name: count_queues_of_interval
+SELECT count(*) FROM queues WHERE interval_id = :id;
+
+-- name: retire_interval_id
+INSERT INTO retired_ids (name, max_id) VALUES ('intervals', :id)
+ON CONFLICT (name) DO UPDATE SET max_id = max(max_id, excluded.max_id);
+
+-- name: delete_interval
+DELETE FROM intervals WHERE id = :id AND client_id = :client_id;
 
 -- name: count_unfinished_in_queue
 SELECT coalesce(sum(n), 0) FROM task_counts WHERE scheduler_id = :id AND status != 'finished';
@@ -90,7 +122,8 @@ SELECT * FROM tasks WHERE scheduler_id = :scheduler_id AND id >= :first_id ORDER
 -- name: update_task_params
 UPDATE tasks SET name = :name, params = :params, start_time = :start_time,
                  next_attempt = :next_attempt
-WHERE id = :id AND status IN ('scheduled', 'delayed', 'delayed_concurrent_task');
+WHERE id = :id AND status IN ('scheduled', 'delayed', 'delayed_concurrent_task', 'delayed_interval',
+                 'delayed_asr');
 
 -- name: finish_task
 UPDATE tasks SET status = 'finished', finish_result = :result, finish_comment = :comment,
@@ -147,7 +180,8 @@ ORDER BY b.last_seq, e.key;
 -- name: claim_task
 UPDATE tasks SET status = 'executed', attempts_made = attempts_made + 1, cdr = :call_uuid,
                  next_attempt = NULL
-WHERE id = :id AND status IN ('scheduled', 'delayed', 'delayed_concurrent_task');
+WHERE id = :id AND status IN ('scheduled', 'delayed', 'delayed_concurrent_task', 'delayed_interval',
+                 'delayed_asr');
 
 -- name: insert_attempt
 INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan, start_time)
@@ -218,7 +252,10 @@ INSERT INTO outbox (task_id, event, url, body, created, next_try)
 VALUES (:task_id, :event, :url, :body, :now, :now);
 
 -- name: select_queue_limits
-SELECT id, status, concurrent_task_limit FROM queues;
+-- With the calling hours of each queue (null: always open).
+SELECT q.id, q.status, q.concurrent_task_limit, q.interval_id,
+       i.timezone AS interval_timezone, i.conditions AS interval_conditions
+FROM queues q LEFT JOIN intervals i ON i.id = q.interval_id;
 
 -- name: select_executing_tasks
 SELECT id, scheduler_id, params FROM tasks WHERE status = 'executed';

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from enum import Enum
+from typing import Any
 
+import aiosqlite
+
+from daemon.clock import Clock, SystemClock
 from daemon.models import QueueInput, QueueOutput, QueueUpdate
 from daemon.store.db import Database
+from daemon.store.intervals import hours_state, opening_text
 from daemon.store.queries import q
 
 
@@ -16,7 +22,12 @@ class DeleteOutcome(Enum):
     HAS_UNFINISHED_TASKS = "has_unfinished_tasks"
 
 
-def queue_from_row(row: sqlite3.Row) -> QueueOutput:
+class UnknownInterval(Exception):
+    """The queue names an interval that is not its client's."""
+
+
+def queue_from_row(row: sqlite3.Row, now: datetime) -> QueueOutput:
+    hours = hours_state(row["interval_timezone"], row["interval_conditions"], now)
     return QueueOutput(
         id=row["id"],
         name=row["name"],
@@ -27,15 +38,31 @@ def queue_from_row(row: sqlite3.Row) -> QueueOutput:
         task_count=row["task_count"],
         sched_task_count=row["sched_task_count"],
         last_call_date=row["last_call_date"],
+        interval_id=row["interval_id"],
+        interval_open=hours.open,
+        next_open_utc=opening_text(hours),
     )
 
 
+async def _check_interval(
+    tx: aiosqlite.Connection, client_id: str, interval_id: int | None
+) -> None:
+    if interval_id is not None:
+        cursor = await tx.execute(q("select_interval"), {"id": interval_id, "client_id": client_id})
+        if await cursor.fetchone() is None:
+            raise UnknownInterval(interval_id)
+
+
 class QueueRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self._db = db
+        # The interval's open/closed state in an answer is read at this clock's now.
+        self._clock = clock or SystemClock()
 
     async def create(self, client_id: str, queue: QueueInput, now: str) -> QueueOutput:
+        """Raises UnknownInterval for an interval that is not the client's."""
         async with self._db.transaction() as tx:
+            await _check_interval(tx, client_id, queue.interval_id)
             cursor = await tx.execute(
                 q("insert_queue"), {"client_id": client_id, "now": now, **queue.model_dump()}
             )
@@ -47,21 +74,26 @@ class QueueRepository:
 
     async def get(self, client_id: str, queue_id: int) -> QueueOutput | None:
         row = await self._db.fetch_one(q("select_queue"), {"id": queue_id, "client_id": client_id})
-        return None if row is None else queue_from_row(row)
+        return None if row is None else queue_from_row(row, self._clock.now())
 
     async def list(self, client_id: str) -> list[QueueOutput]:
         rows = await self._db.fetch_all(q("select_queues"), {"client_id": client_id})
-        return [queue_from_row(row) for row in rows]
+        now = self._clock.now()
+        return [queue_from_row(row, now) for row in rows]
 
     async def update(
         self, client_id: str, queue_id: int, change: QueueUpdate
     ) -> QueueOutput | None:
+        """Raises UnknownInterval for an interval that is not the client's."""
         async with self._db.transaction() as tx:
             cursor = await tx.execute(q("select_queue"), {"id": queue_id, "client_id": client_id})
             row = await cursor.fetchone()
             if row is None:
                 return None
-            merged = queue_from_row(row).model_dump() | change.model_dump(exclude_none=True)
+            merged: dict[str, Any] = dict(row) | change.model_dump(exclude_none=True)
+            if "interval_id" in change.model_fields_set:  # null takes the queue off it
+                merged["interval_id"] = change.interval_id
+                await _check_interval(tx, client_id, change.interval_id)
             await tx.execute(q("update_queue"), {**merged, "client_id": client_id})
         return await self.get(client_id, queue_id)
 
