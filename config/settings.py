@@ -111,6 +111,30 @@ class AmiSettings(_Section):
     check_dialplan: bool = True
 
 
+class AsrGuardOverrides(_Section):
+    """The answer-rate guard of an extension profile; None = as in [calls.asr_guard]."""
+
+    # Below this share of answered A numbers among attempts that reached the network,
+    # the profile's tasks are held; 0 = off.
+    min_ratio: float | None = Field(default=None, ge=0, le=1)
+    window: int | None = Field(default=None, ge=60, le=7 * 86400)  # seconds of attempts
+    min_attempts: int | None = Field(default=None, ge=1, le=1_000_000)
+    probe_interval: int | None = Field(default=None, ge=1, le=86400)  # one attempt per
+
+
+class AsrGuardSettings(_Section):
+    min_ratio: float = Field(default=0.0, ge=0, le=1)
+    window: int = Field(default=1800, ge=60, le=7 * 86400)
+    min_attempts: int = Field(default=30, ge=1, le=1_000_000)
+    probe_interval: int = Field(default=60, ge=1, le=86400)
+
+    def over(self, overrides: AsrGuardOverrides | None) -> AsrGuardSettings:
+        """These settings with the keys an extension profile sets laid over them."""
+        if overrides is None:
+            return self
+        return self.model_copy(update=overrides.model_dump(exclude_none=True))
+
+
 class ProfileOverrides(_Section):
     """Call settings an extension profile may override; None = inherit from [calls]."""
 
@@ -131,6 +155,7 @@ class ProfileOverrides(_Section):
 class ExtensionProfile(ProfileOverrides):
     account_code: str = Field(default="", max_length=80, pattern=r"^[A-Za-z0-9_.-]*$")
     max_concurrent: int | None = Field(default=None, ge=1)
+    asr_guard: AsrGuardOverrides | None = None
 
 
 class CallSettings(_Section):
@@ -146,6 +171,10 @@ class CallSettings(_Section):
     # A watchdog checks with Asterisk an attempt whose events stopped coming for this
     # long past its ring phase, or past max_talk_time once bridged (see CallEngine).
     event_silence_timeout: int = Field(default=120, ge=10)
+    # Calling hours in the interval's zone, or in the A number's own zone where it has
+    # exactly one ("destination").
+    interval_zone: Literal["interval", "destination"] = "interval"
+    asr_guard: AsrGuardSettings = Field(default_factory=AsrGuardSettings)
 
     @field_validator("a_channel", "b_channel")
     @classmethod

@@ -113,6 +113,11 @@ def test_environment_overrides_one_key_and_keeps_the_rest(
         ("[calls]\n", "[calls]\ncolour = 1\n", "calls.colour"),
         ("[store]\n", "[telephony]\nx = 1\n[store]\n", "telephony"),
         ("[extensions.101]\n", "[extensions.101]\nringtone = 'x'\n", "extensions.101.ringtone"),
+        (
+            "[webhooks]\n",
+            "[extensions.101.asr_guard]\nratio = 0.5\n[webhooks]\n",
+            "extensions.101.asr_guard.ratio",
+        ),
     ],
 )
 def test_unknown_key_is_named(tmp_path: Path, old: str, new: str, key: str) -> None:
@@ -137,6 +142,16 @@ def test_unknown_key_is_named(tmp_path: Path, old: str, new: str, key: str) -> N
         ('caller_id_number = "4951234567"', 'caller_id_number = "49;5"', "caller_id_number"),
         ('deny_networks = ["169.254.0.0/16"]', 'deny_networks = ["nowhere"]', "deny_networks"),
         ("max_attempts = 6", "max_attempts = 0", "webhooks.max_attempts"),
+        (
+            "[webhooks]\n",
+            "[calls.asr_guard]\nmin_ratio = 1.5\n[webhooks]\n",
+            "calls.asr_guard.min_ratio",
+        ),
+        (
+            "max_concurrent = 20",
+            'max_concurrent = 20\ninterval_zone = "local"',
+            "calls.interval_zone",
+        ),
     ],
 )
 def test_bad_value_is_named(tmp_path: Path, old: str, new: str, key: str) -> None:
