@@ -183,28 +183,24 @@ async def update_task(request: web.Request) -> web.Response:
     unknown = _unknown_extensions([merged.model_dump(include={"extension_id"})], svc.settings)
     if unknown:
         raise _invalid(unknown)
-    outcome = await svc.tasks.update(task.scheduler_id, task.id, merged, now_text(svc.clock))
-    if outcome is ChangeOutcome.WRONG_STATE:
+    changed = await svc.tasks.update(task.scheduler_id, task.id, merged, now_text(svc.clock))
+    if changed.outcome is ChangeOutcome.WRONG_STATE:
         raise Problem(409, "only a task that has not started or waits for a retry can change")
-    if outcome is ChangeOutcome.NOT_FOUND:
+    if changed.task is None:
         raise Problem(404, "no such task")
     svc.scheduler.wake()
-    updated = await svc.tasks.get(task.scheduler_id, task.id)
-    assert updated is not None
-    return model_response(updated)
+    return model_response(changed.task)
 
 
 async def delete_task(request: web.Request) -> web.Response:
     task = await _owned_task(request)
     svc = services(request)
-    outcome = await cancel_task(svc, task.scheduler_id, task.id)
-    if outcome is ChangeOutcome.WRONG_STATE:
+    changed = await cancel_task(svc, task.scheduler_id, task.id)
+    if changed.outcome is ChangeOutcome.WRONG_STATE:
         raise Problem(409, "the task is already finished")
-    if outcome is ChangeOutcome.NOT_FOUND:
+    if changed.task is None:
         raise Problem(404, "no such task")
-    cancelled = await svc.tasks.get(task.scheduler_id, task.id)
-    assert cancelled is not None
-    return model_response(cancelled)
+    return model_response(changed.task)
 
 
 async def task_attempts(request: web.Request) -> web.Response:

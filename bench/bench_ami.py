@@ -57,7 +57,14 @@ from daemon.engine import CallEngine, NoListener
 from daemon.logsetup import configure_logging
 from daemon.models import QueueInput, TaskInput, TaskStatus
 from daemon.retry import NextStep
-from daemon.store.attempts import Answer, AttemptRepository, Claim, StoredEvent, TaskRecord
+from daemon.store.attempts import (
+    Answer,
+    AttemptRepository,
+    Claim,
+    Ended,
+    StoredEvent,
+    TaskRecord,
+)
 from daemon.store.db import Database
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskRepository
@@ -164,8 +171,8 @@ class NoStore(AttemptRepository):
     ) -> None:
         return None
 
-    async def end(self, *args: Any) -> bool:
-        return True
+    async def end(self, *args: Any) -> Ended:
+        return Ended(closed=True, step=None)
 
     async def save_events(self, events: Sequence[StoredEvent]) -> None:
         return None

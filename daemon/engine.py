@@ -43,9 +43,9 @@ from daemon import notify
 from daemon.clock import Clock
 from daemon.logsetup import call_log
 from daemon.metrics import Metrics
-from daemon.models import TaskStatus, format_time, parse_time
+from daemon.models import format_time, parse_time
 from daemon.plan import plan_attempt, profile_for
-from daemon.retry import NextStep, RetryRules, next_step, progress_after
+from daemon.retry import NextStep
 from daemon.store.attempts import (
     Answer,
     AttemptRepository,
@@ -122,10 +122,6 @@ class ActiveCall:
     task_id: int
     attempt_no: int
     tracker: CallTracker
-    # The task as claimed for this attempt (this attempt counted). A task in a call
-    # cannot be changed, only cancelled, so its end needs no read of the task. None for
-    # a call adopted after a restart.
-    record: TaskRecord | None = None
     next_seq: int = 1
     pending_events: list[StoredEvent] = field(default_factory=list)
     last_event_at: datetime | None = None
@@ -271,9 +267,6 @@ class CallEngine:
                 claim.call_uuid, record.id, claim.attempt_no, a_dial_strings(request), request
             )
             call.tracker.b_number = request.b_number
-            call.record = replace(
-                record, status=TaskStatus.EXECUTED, attempts_made=claim.attempt_no
-            )
             call.last_event_at = now
             await self.listener.attempt_started(record, claim.call_uuid)
             calls.append((record, request, call))
@@ -467,32 +460,23 @@ class CallEngine:
         if not outcome.success and (call.cancelled or call.interrupted):
             result = Result.CANCELLED if call.cancelled else Result.INTERRUPTED
             outcome = replace(outcome, result=result, comment=COMMENTS[result])
-        record = call.record or await self._attempts.task(call.task_id)
-        if record is None:
-            self.calls.pop(call.call_uuid, None)
-            await self.listener.attempt_ended(call.task_id, call.call_uuid, outcome, None)
-            return
-        progress = progress_after(record.progress, outcome)
         end = outcome.end_time or self._clock.now()
-        step = next_step(_rules(record), progress, outcome, end)
-        invalid = [*record.invalid_numbers, *outcome.invalid_numbers]
         events, call.pending_events = call.pending_events, []
-        closed = await self._stored(
-            call,
-            lambda: self._attempts.end(
-                call.call_uuid, call.task_id, outcome, progress, step, invalid, events
-            ),
+        # The store decides the task's next state (daemon/lifecycle.py) in the same write.
+        ended = await self._stored(
+            call, lambda: self._attempts.end(call.call_uuid, call.task_id, outcome, end, events)
         )
         self.calls.pop(call.call_uuid, None)
+        step = ended.step
         call.log().info(
             "attempt ended",
             result=str(outcome.result),
             comment=outcome.comment,
             answered_a_number=outcome.answered_a_number,
-            task_finished=step.finished,
-            next_attempt=format_time(step.next_attempt) if step.next_attempt else None,
+            task_finished=step is None or step.finished,
+            next_attempt=format_time(step.next_attempt) if step and step.next_attempt else None,
         )
-        if closed and self._metrics is not None:
+        if ended.closed and self._metrics is not None:
             self._metrics.attempts.labels(outcome=str(outcome.result)).inc()
         await self.listener.attempt_ended(call.task_id, call.call_uuid, outcome, step)
 
@@ -703,13 +687,3 @@ class CallEngine:
             for task in left:
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
-
-
-def _rules(record: TaskRecord) -> RetryRules:
-    task = record.task
-    return RetryRules(
-        try_count=task.try_count,
-        try_again_pause=task.try_again_pause,
-        try_count_caller=task.try_count_caller,
-        try_again_pause_caller=task.try_again_pause_caller,
-    )

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from itertools import groupby
 from operator import attrgetter
@@ -17,11 +17,13 @@ from pydantic_core import to_json
 
 from ami.events import AmiEvent, RawEvent
 from ami.outcome import Outcome
+from daemon.lifecycle import AttemptEnded, Claimed, GivenBack
 from daemon.models import CallPlan, TaskInput, TaskStatus, format_time
 from daemon.retry import NextStep, Progress
 from daemon.store.db import Database
 from daemon.store.group_commit import GroupCommit
 from daemon.store.queries import q
+from daemon.store.tasks import apply, read_state, transition
 from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
 
 Answer = tuple[datetime, str | None]  # when A answered, and which A number
@@ -100,15 +102,6 @@ def _opt_time(moment: datetime | None) -> str | None:
     return format_time(moment) if moment else None
 
 
-def _due_text(moment: datetime | None) -> str | None:
-    """A due time is stored in whole seconds, rounded up: never before the pause ends."""
-    if moment is None:
-        return None
-    if moment.microsecond:
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return format_time(moment)
-
-
 class AttemptRepository:
     """The engine's writes go through a group commit: the claims of a scheduler pass,
     the bridges and ends of calls that happen close together share transactions."""
@@ -125,12 +118,12 @@ class AttemptRepository:
         """Mark each task `executed` and write its attempt row, all in one transaction,
         before anything is sent to Asterisk. Returns the call uuids of the claims that
         held (a task no longer waiting is skipped)."""
-        return await self._commit.write(partial(_claim, claims, format_time(now)))
+        return await self._commit.write(partial(_claim, claims, now))
 
     async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
         """Undo a claim whose Originate was certainly never sent: no attempt is used,
         and its `before` webhook is withdrawn."""
-        await self._commit.write(partial(_release, task_id, call_uuid, format_time(now)))
+        await self._commit.write(partial(_release, task_id, call_uuid, now))
 
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
         params = _answer(call_uuid, (at, number))
@@ -149,15 +142,12 @@ class AttemptRepository:
         call_uuid: str,
         task_id: int,
         outcome: Outcome,
-        progress: Progress,
-        step: NextStep,
-        invalid_numbers: Sequence[str],
+        ended: datetime,
         events: Sequence[StoredEvent],
-    ) -> bool:
-        """Close the attempt with its outcome and move the task on, atomically. False if
-        the attempt was already closed (a second close changes nothing)."""
-        ending = _Ending(call_uuid, task_id, outcome, progress, step, invalid_numbers, events)
-        return await self._commit.write(ending)
+    ) -> Ended:
+        """Close the attempt with its outcome and move the task on as the lifecycle
+        decides, atomically. A second close of the same attempt changes nothing."""
+        return await self._commit.write(_Ending(call_uuid, task_id, outcome, ended, events))
 
     async def live(self) -> list[LiveAttempt]:
         rows = await self._db.fetch_all(q("select_live_attempts"))
@@ -182,12 +172,17 @@ class AttemptRepository:
             await self._commit.write(partial(_insert_events, events))
 
 
-def _claim(claims: Sequence[Claim], when: str, conn: sqlite3.Connection) -> set[str]:
+def _claim(claims: Sequence[Claim], now: datetime, conn: sqlite3.Connection) -> set[str]:
+    when = format_time(now)
     claimed: set[str] = set()
     queues: set[int] = set()
     for claim in claims:
-        cursor = conn.execute(q("claim_task"), {"id": claim.task_id, "call_uuid": claim.call_uuid})
-        if cursor.rowcount != 1:
+        state = read_state(conn, claim.task_id)
+        # Numbered from the attempts the plan was made for: a task that moved on since
+        # (another attempt, a PUT that made it wait again) is not started on that plan.
+        if state is None or state.attempts_made != claim.attempt_no - 1:
+            continue
+        if apply(conn, claim.task_id, state, Claimed(claim.call_uuid), now) is None:
             continue
         conn.execute(
             q("insert_attempt"),
@@ -209,10 +204,11 @@ def _claim(claims: Sequence[Claim], when: str, conn: sqlite3.Connection) -> set[
     return claimed
 
 
-def _release(task_id: int, call_uuid: str, when: str, conn: sqlite3.Connection) -> None:
+def _release(task_id: int, call_uuid: str, now: datetime, conn: sqlite3.Connection) -> None:
     conn.execute(q("withdraw_start_webhook"), {"task_id": task_id, "call_uuid": call_uuid})
     conn.execute(q("delete_unsent_attempt"), {"call_uuid": call_uuid})
-    conn.execute(q("unclaim_task"), {"id": task_id, "now": when})
+    previous = conn.execute(q("select_last_call_of_task"), {"task_id": task_id}).fetchone()
+    transition(conn, task_id, GivenBack(previous[0] if previous else ""), now)
 
 
 def _answer(call_uuid: str, answer: Answer) -> dict[str, str | None]:
@@ -235,6 +231,16 @@ def _bridged(
 
 
 @dataclass(frozen=True)
+class Ended:
+    """What closing an attempt did: whether it closed it (False: it was closed
+    already), and what the retry policy decided for its task (None: the task had
+    moved on, e.g. it was cancelled meanwhile)."""
+
+    closed: bool
+    step: NextStep | None
+
+
+@dataclass(frozen=True)
 class _Ending:
     """The end of an attempt as one write: its events, its outcome, the task's next
     state and the `after` webhook of a task that finished."""
@@ -242,13 +248,11 @@ class _Ending:
     call_uuid: str
     task_id: int
     outcome: Outcome
-    progress: Progress
-    step: NextStep
-    invalid_numbers: Sequence[str]
+    ended: datetime
     events: Sequence[StoredEvent]
 
-    def __call__(self, conn: sqlite3.Connection) -> bool:
-        outcome, step = self.outcome, self.step
+    def __call__(self, conn: sqlite3.Connection) -> Ended:
+        outcome = self.outcome
         _insert_events(self.events, conn)
         if outcome.bridged_time is not None:
             # The bridge's own write may still be waiting for a store that refused it;
@@ -272,24 +276,16 @@ class _Ending:
             },
         )
         if cursor.rowcount != 1:
-            return False
-        cursor = conn.execute(
-            q("task_after_attempt"),
-            {
-                "id": self.task_id,
-                "status": str(TaskStatus.FINISHED if step.finished else TaskStatus.DELAYED),
-                "finish_result": str(step.finish_result) if step.finish_result else None,
-                "comment": step.comment,
-                "next_attempt": _due_text(step.next_attempt),
-                "caller_attempts": self.progress.caller_attempts,
-                "invalid_numbers": json.dumps(sorted(set(self.invalid_numbers))),
-            },
-        )
-        # A task finished meanwhile (cancelled) already has its `after` webhook.
-        if step.finished and cursor.rowcount == 1:
-            when = _opt_time(outcome.end_time) or format_time(datetime.now(UTC))
+            return Ended(closed=False, step=None)
+        applied = transition(conn, self.task_id, AttemptEnded(outcome, self.ended), self.ended)
+        if applied is None:
+            # A task finished meanwhile (cancelled) already has its `after` webhook.
+            return Ended(closed=True, step=None)
+        change, _ = applied
+        if change.status is TaskStatus.FINISHED:
+            when = _opt_time(outcome.end_time) or format_time(self.ended)
             enqueue_webhook_now(conn, WebhookEvent.AFTER, self.task_id, self.call_uuid, when)
-        return True
+        return Ended(closed=True, step=change.step)
 
 
 def stored_form(event: AmiEvent) -> str | AmiEvent:

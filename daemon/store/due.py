@@ -6,17 +6,18 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection
 from datetime import datetime
+from functools import partial
 from typing import NamedTuple
 
+from daemon.lifecycle import HoldReason
 from daemon.models import WAITING_STATUSES, format_time
 from daemon.store.db import Database
+from daemon.store.tasks import hold_where
 
 DueKey = tuple[str, int]  # (next_attempt, id): where a pass over the due rows stopped
 
 # A task's extension profile, read by SQLite out of its stored params.
 _EXTENSION_OF_TASK = "params ->> '$.extension_id'"
-_HOLD = "UPDATE tasks SET status = 'delayed_concurrent_task' WHERE "
-_NOT_MARKED = "status IN ('scheduled', 'delayed')"
 
 
 class Full(NamedTuple):
@@ -74,21 +75,30 @@ class DueTasks:
     async def hold(
         self, task_ids: Collection[int], full: Full, open_queues: Collection[int], now: datetime
     ) -> None:
-        """Mark `delayed_concurrent_task` the tasks of `task_ids`, and every due task of
-        `open_queues` that a full queue or extension profile holds back."""
+        """Hold as `delayed_concurrent_task` the tasks of `task_ids`, and every due task
+        of `open_queues` that a full queue or extension profile holds back."""
         if not task_ids and not full.queues and not (full.extensions and open_queues):
             return
-        due = f"{_NOT_MARKED} AND next_attempt <= ?"
-        async with self._db.transaction() as tx:
-            if task_ids:
-                sql = f"{_HOLD}id IN ({_marks(task_ids)}) AND {_NOT_MARKED}"
-                await tx.execute(sql, [*task_ids])
-            if full.queues:
-                sql = f"{_HOLD}scheduler_id IN ({_marks(full.queues)}) AND {due}"
-                await tx.execute(sql, [*full.queues, format_time(now)])
-            if full.extensions and open_queues:
-                sql = (
-                    f"{_HOLD}scheduler_id IN ({_marks(open_queues)}) "
-                    f"AND {_EXTENSION_OF_TASK} IN ({_marks(full.extensions)}) AND {due}"
-                )
-                await tx.execute(sql, [*open_queues, *full.extensions, format_time(now)])
+        due = format_time(now)
+        await self._db.write(partial(_hold, task_ids, full, open_queues, due))
+
+
+def _hold(
+    task_ids: Collection[int],
+    full: Full,
+    open_queues: Collection[int],
+    due: str,
+    conn: sqlite3.Connection,
+) -> None:
+    held = HoldReason.CONCURRENCY
+    if task_ids:
+        hold_where(conn, f"id IN ({_marks(task_ids)})", [*task_ids], held)
+    if full.queues:
+        condition = f"scheduler_id IN ({_marks(full.queues)}) AND next_attempt <= ?"
+        hold_where(conn, condition, [*full.queues, due], held)
+    if full.extensions and open_queues:
+        condition = (
+            f"scheduler_id IN ({_marks(open_queues)}) "
+            f"AND {_EXTENSION_OF_TASK} IN ({_marks(full.extensions)}) AND next_attempt <= ?"
+        )
+        hold_where(conn, condition, [*open_queues, *full.extensions, due], held)

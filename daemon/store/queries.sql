@@ -119,17 +119,6 @@ SELECT *, params ->> :url_path AS webhook_url FROM tasks WHERE id = :id;
 -- name: select_tasks_range
 SELECT * FROM tasks WHERE scheduler_id = :scheduler_id AND id >= :first_id ORDER BY id LIMIT :n;
 
--- name: update_task_params
-UPDATE tasks SET name = :name, params = :params, start_time = :start_time,
-                 next_attempt = :next_attempt
-WHERE id = :id AND status IN ('scheduled', 'delayed', 'delayed_concurrent_task', 'delayed_interval',
-                 'delayed_asr');
-
--- name: finish_task
-UPDATE tasks SET status = 'finished', finish_result = :result, finish_comment = :comment,
-                 next_attempt = NULL
-WHERE id = :id AND status != 'finished';
-
 -- name: count_tasks_by_status
 SELECT coalesce(sum(n), 0) FROM task_counts WHERE scheduler_id = :scheduler_id;
 
@@ -177,12 +166,6 @@ FROM call_event_batches b, json_each(b.events) e
 WHERE b.call_uuid = :call_uuid
 ORDER BY b.last_seq, e.key;
 
--- name: claim_task
-UPDATE tasks SET status = 'executed', attempts_made = attempts_made + 1, cdr = :call_uuid,
-                 next_attempt = NULL
-WHERE id = :id AND status IN ('scheduled', 'delayed', 'delayed_concurrent_task', 'delayed_interval',
-                 'delayed_asr');
-
 -- name: insert_attempt
 INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan, start_time)
 VALUES (:call_uuid, :task_id, :attempt_no, :scheduler_id, 'originating', :plan, :now);
@@ -202,13 +185,8 @@ WHERE task_id = :task_id AND event IN ('before', 'before_again')
   AND delivered_at IS NULL AND given_up = 0
   AND json_extract(body, '$.attempt.call_uuid') = :call_uuid;
 
--- name: unclaim_task
-UPDATE tasks SET status = CASE WHEN attempts_made <= 1 THEN 'scheduled' ELSE 'delayed' END,
-                 attempts_made = attempts_made - 1,
-                 next_attempt = :now,
-                 cdr = coalesce((SELECT call_uuid FROM attempts
-                                 WHERE task_id = :id ORDER BY attempt_no DESC LIMIT 1), '')
-WHERE id = :id AND status = 'executed';
+-- name: select_last_call_of_task
+SELECT call_uuid FROM attempts WHERE task_id = :task_id ORDER BY attempt_no DESC LIMIT 1;
 
 -- name: mark_attempt_answered
 UPDATE attempts SET state = 'in_call', a_answer_time = :at, answered_a_number = :number
@@ -228,12 +206,6 @@ UPDATE attempts SET state = 'ended', a_answer_time = coalesce(a_answer_time, :a_
                     a_hangup_cause = :a_hangup_cause, b_hangup_cause = :b_hangup_cause,
                     result = :result, result_comment = :result_comment
 WHERE call_uuid = :call_uuid AND state != 'ended';
-
--- name: task_after_attempt
-UPDATE tasks SET status = :status, finish_result = :finish_result, finish_comment = :comment,
-                 next_attempt = :next_attempt, caller_attempts = :caller_attempts,
-                 invalid_numbers = :invalid_numbers
-WHERE id = :id AND status = 'executed';
 
 -- name: select_live_attempts
 SELECT * FROM attempts WHERE state != 'ended' ORDER BY start_time;

@@ -12,25 +12,35 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import aiosqlite
 from pydantic_core import to_json
 
+from daemon.lifecycle import (
+    Cancelled,
+    Change,
+    Edited,
+    Event,
+    HoldReason,
+    TaskState,
+    held_from,
+    hold,
+    next_state,
+)
 from daemon.models import (
-    WAITING_STATUSES,
     CallbackParams,
     FinishResult,
     TaskInput,
     TaskOutput,
     TaskStatus,
     format_time,
+    parse_time,
 )
+from daemon.retry import RetryRules
 from daemon.store.db import Database
 from daemon.store.queries import q
-
-CANCELLED_COMMENT = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -64,10 +74,13 @@ class ChangeOutcome(Enum):
     WRONG_STATE = "wrong_state"
 
 
-def due_time(start_time: datetime | None, now: str) -> str:
-    """A task without a start time is due now; one with a start time is due then, even
-    if that is past (it starts at once, and before tasks that came due later)."""
-    return now if start_time is None else format_time(start_time)
+@dataclass(frozen=True)
+class Changed:
+    """What a change of one task did, and the task as it is after it (None if there is
+    no such task)."""
+
+    outcome: ChangeOutcome
+    task: TaskOutput | None = None
 
 
 # Stored params hold the fields the client gave (TaskFields); defaults fill in the rest.
@@ -255,21 +268,132 @@ def _page(
     return rows, total
 
 
-def _finish(
-    task_id: int, result: FinishResult, comment: str, now: str, conn: sqlite3.Connection
-) -> bool:
+def task_state(row: sqlite3.Row) -> TaskState:
+    """What the lifecycle needs of a stored task."""
+    params = _INPUT_DEFAULTS | json.loads(row["params"])
+    extended = params.get("callback_params", {}).get("extended_a_numbers", ())
+    return TaskState(
+        status=TaskStatus(row["status"]),
+        attempts_made=row["attempts_made"],
+        caller_attempts=row["caller_attempts"],
+        invalid_numbers=tuple(json.loads(row["invalid_numbers"])),
+        next_attempt=row["next_attempt"],
+        rules=RetryRules(
+            try_count=params["try_count"],
+            try_again_pause=params["try_again_pause"],
+            try_count_caller=params["try_count_caller"],
+            try_again_pause_caller=params["try_again_pause_caller"],
+        ),
+        a_numbers=(params["a_number"], *extended),
+    )
+
+
+def read_state(conn: sqlite3.Connection, task_id: int) -> TaskState | None:
+    row = conn.execute(q("select_task_by_id"), {"id": task_id}).fetchone()
+    return None if row is None else task_state(row)
+
+
+@cache
+def _change_sql(columns: tuple[str, ...]) -> str:
+    # Guarded by the state the change was decided from: a task that moved on meanwhile
+    # is left alone.
+    assignments = ", ".join(f"{name} = :{name}" for name in columns)
+    return (
+        f"UPDATE tasks SET {assignments} WHERE id = :id"  # noqa: S608 - names from lifecycle
+        " AND status = :from_status AND attempts_made = :from_attempts RETURNING *"
+    )
+
+
+def apply(
+    conn: sqlite3.Connection,
+    task_id: int,
+    state: TaskState,
+    event: Event,
+    now: datetime,
+    **more: object,
+) -> tuple[Change, sqlite3.Row] | None:
+    """Write what `event` changes of the task in `state` (read in this transaction),
+    with `more` columns the change carries (a PUT's new params); returns the change and
+    the task as written, or None if the event does not apply (or the task is gone).
+    Every change of a task's status goes through here."""
+    change = next_state(state, event, now)
+    if change is None:
+        return None
+    values = change.values() | more
+    row = conn.execute(
+        _change_sql(tuple(values)),
+        {
+            **values,
+            "id": task_id,
+            "from_status": str(state.status),
+            "from_attempts": state.attempts_made,
+        },
+    ).fetchone()
+    return None if row is None else (change, row)
+
+
+def transition(
+    conn: sqlite3.Connection, task_id: int, event: Event, now: datetime, **more: object
+) -> tuple[Change, sqlite3.Row] | None:
+    """`apply` to the task as it is stored now."""
+    state = read_state(conn, task_id)
+    return None if state is None else apply(conn, task_id, state, event, now, **more)
+
+
+def hold_where(
+    conn: sqlite3.Connection,
+    condition: str,
+    params: Sequence[object],
+    reason: HoldReason,
+    until: datetime | None = None,
+) -> int:
+    """Hold every task matching `condition` that the hold applies to, in one statement
+    (a full queue may hold back thousands); returns how many changed."""
+    change = hold(reason, until)
+    values = change.values()
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    statuses = sorted(held_from(reason, until))
+    sql = (
+        f"UPDATE tasks SET {assignments} WHERE {condition}"  # noqa: S608 - names from lifecycle
+        f" AND status IN ({', '.join('?' * len(statuses))})"
+    )
+    return conn.execute(sql, [*values.values(), *params, *statuses]).rowcount
+
+
+def _cancel(scheduler_id: int, task_id: int, now: datetime, conn: sqlite3.Connection) -> Changed:
     # Imported here: the webhooks module renders tasks with this one's task_from_row.
     from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
 
-    cursor = conn.execute(
-        q("finish_task"), {"id": task_id, "result": str(result), "comment": comment}
+    row = conn.execute(q("select_task"), {"id": task_id, "scheduler_id": scheduler_id}).fetchone()
+    if row is None:
+        return Changed(ChangeOutcome.NOT_FOUND)
+    applied = apply(conn, task_id, task_state(row), Cancelled(), now)
+    if applied is None:
+        return Changed(ChangeOutcome.WRONG_STATE, task_from_row(row))
+    _, written = applied
+    enqueue_webhook_now(conn, WebhookEvent.AFTER, task_id, written["cdr"] or None, format_time(now))
+    return Changed(ChangeOutcome.CHANGED, task_from_row(written))
+
+
+def _update(
+    scheduler_id: int, task_id: int, task: TaskInput, now: datetime, conn: sqlite3.Connection
+) -> Changed:
+    row = conn.execute(q("select_task"), {"id": task_id, "scheduler_id": scheduler_id}).fetchone()
+    if row is None:
+        return Changed(ChangeOutcome.NOT_FOUND)
+    applied = apply(
+        conn,
+        task_id,
+        task_state(row),
+        Edited(task.start_time_utc),
+        now,
+        name=task.name,
+        params=task.stored_params(),
+        start_time=format_time(task.start_time_utc) if task.start_time_utc else None,
     )
-    if cursor.rowcount != 1:
-        return False
-    row = conn.execute(q("select_task_by_id"), {"id": task_id}).fetchone()
-    last_call = row["cdr"] if row is not None and row["cdr"] else None
-    enqueue_webhook_now(conn, WebhookEvent.AFTER, task_id, last_call, now)
-    return True
+    if applied is None:
+        return Changed(ChangeOutcome.WRONG_STATE, task_from_row(row))
+    return Changed(ChangeOutcome.CHANGED, task_from_row(applied[1]))
 
 
 async def _insert(
@@ -391,37 +515,12 @@ class TaskRepository:
         )
         return [task_fields_from_row(row) for row in rows], total
 
-    async def update(
-        self, scheduler_id: int, task_id: int, task: TaskInput, now: str
-    ) -> ChangeOutcome:
-        """Replace a waiting task's input; a running or finished task is refused."""
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(
-                q("select_task"), {"id": task_id, "scheduler_id": scheduler_id}
-            )
-            row = await cursor.fetchone()
-            if row is None:
-                return ChangeOutcome.NOT_FOUND
-            if row["status"] not in WAITING_STATUSES:
-                return ChangeOutcome.WRONG_STATE
-            next_attempt = (
-                due_time(task.start_time_utc, now)
-                if row["attempts_made"] == 0
-                else row["next_attempt"]
-            )
-            await tx.execute(
-                q("update_task_params"),
-                {
-                    "id": task_id,
-                    "name": task.name,
-                    "params": task.stored_params(),
-                    "start_time": format_time(task.start_time_utc) if task.start_time_utc else None,
-                    "next_attempt": next_attempt,
-                },
-            )
-        return ChangeOutcome.CHANGED
+    async def update(self, scheduler_id: int, task_id: int, task: TaskInput, now: str) -> Changed:
+        """Replace a waiting task's input; a running or finished task is refused. The
+        answer holds the task as this write left it."""
+        return await self._db.write(partial(_update, scheduler_id, task_id, task, parse_time(now)))
 
-    async def finish(self, task_id: int, result: FinishResult, comment: str, now: str) -> bool:
-        """Finish a task that is not finished yet, queueing its `after` webhook; False
-        if it already was finished."""
-        return await self._db.write(partial(_finish, task_id, result, comment, now))
+    async def cancel(self, scheduler_id: int, task_id: int, now: str) -> Changed:
+        """Finish an unfinished task `failed`, "cancelled", queueing its `after`
+        webhook; a finished task is refused."""
+        return await self._db.write(partial(_cancel, scheduler_id, task_id, parse_time(now)))

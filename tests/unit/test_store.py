@@ -18,6 +18,7 @@ from daemon.store.db import Database, StoreUnavailable, migrate, schema_version
 from daemon.store.queries import migrations, q
 from daemon.store.queues import DeleteOutcome, QueueRepository
 from daemon.store.tasks import (
+    Changed,
     ChangeOutcome,
     TaskFilter,
     TaskRepository,
@@ -64,6 +65,16 @@ async def _queue(db: Database, client: str = "acme") -> int:
 
 def _render(created: list[object]) -> str:
     return str(len(created))
+
+
+async def _finish(db: Database, task_id: int, result: FinishResult) -> None:
+    """A task as a call's end leaves it (the engine's own path needs a call)."""
+    await db.write(
+        lambda conn: conn.execute(
+            "UPDATE tasks SET status = 'finished', finish_result = ? WHERE id = ?",
+            (str(result), task_id),
+        )
+    )
 
 
 async def test_store_is_durable_wal_with_full_sync(db: Database) -> None:
@@ -125,11 +136,15 @@ async def test_task_counts_follow_every_change(db: Database) -> None:
     tasks = TaskRepository(db)
     await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 6, NOW, _render)
     page, _ = await tasks.list(queue_id, TaskFilter(), 100, 0)
-    await tasks.finish(page[0]["id"], FinishResult.SUCCESS, "A and B talked", NOW)
-    await tasks.finish(page[1]["id"], FinishResult.FAILED, "A busy", NOW)
-    assert not await tasks.finish(page[1]["id"], FinishResult.SUCCESS, "again", NOW)
-    async with db.transaction() as tx:
-        await tx.execute("UPDATE tasks SET status = 'delayed' WHERE id = ?", (page[2]["id"],))
+    await _finish(db, page[0]["id"], FinishResult.SUCCESS)
+    assert (await tasks.cancel(queue_id, page[1]["id"], NOW)).outcome is ChangeOutcome.CHANGED
+    again = await tasks.cancel(queue_id, page[1]["id"], NOW)
+    assert again.outcome is ChangeOutcome.WRONG_STATE
+    await db.write(
+        lambda conn: conn.execute(
+            "UPDATE tasks SET status = 'delayed' WHERE id = ?", (page[2]["id"],)
+        )
+    )
 
     for where in (
         TaskFilter(),
@@ -152,13 +167,18 @@ async def test_only_a_waiting_task_changes(db: Database) -> None:
     tasks = TaskRepository(db)
     await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")] * 2, NOW, _render)
     waiting, done = (await tasks.list(queue_id, TaskFilter(), 100, 0))[0]
-    await tasks.finish(done["id"], FinishResult.FAILED, "cancelled", NOW)
+    await tasks.cancel(queue_id, done["id"], NOW)
     change = TaskInput(a_number="3", b_number="4", name="changed")
 
-    assert await tasks.update(queue_id, waiting["id"], change, NOW) is ChangeOutcome.CHANGED
-    assert await tasks.update(queue_id, done["id"], change, NOW) is ChangeOutcome.WRONG_STATE
-    assert await tasks.update(queue_id + 1, waiting["id"], change, NOW) is ChangeOutcome.NOT_FOUND
-    assert (await tasks.get(queue_id, waiting["id"])).name == "changed"  # type: ignore[union-attr]
+    changed = await tasks.update(queue_id, waiting["id"], change, NOW)
+    assert changed.outcome is ChangeOutcome.CHANGED
+    assert changed.task == await tasks.get(queue_id, waiting["id"])
+    assert changed.task is not None and changed.task.name == "changed"
+    refused = await tasks.update(queue_id, done["id"], change, NOW)
+    assert refused.outcome is ChangeOutcome.WRONG_STATE
+    assert refused.task is not None and refused.task.finish_comment == "cancelled"
+    unknown = await tasks.update(queue_id + 1, waiting["id"], change, NOW)
+    assert unknown == Changed(ChangeOutcome.NOT_FOUND)
 
 
 async def test_queue_delete_is_refused_while_tasks_are_unfinished(db: Database) -> None:
@@ -169,7 +189,7 @@ async def test_queue_delete_is_refused_while_tasks_are_unfinished(db: Database) 
 
     assert await queues.delete("beta", queue_id) is DeleteOutcome.NOT_FOUND
     assert await queues.delete("acme", queue_id) is DeleteOutcome.HAS_UNFINISHED_TASKS
-    await tasks.finish(waiting["id"], FinishResult.FAILED, "cancelled", NOW)
+    await tasks.cancel(queue_id, waiting["id"], NOW)
     assert await queues.delete("acme", queue_id) is DeleteOutcome.DELETED
     assert await db.fetch_value("SELECT count(*) FROM tasks") == 0
     assert await db.fetch_value("SELECT coalesce(sum(n), 0) FROM task_counts") == 0
@@ -179,7 +199,7 @@ async def _finished_task(db: Database, queue_id: int) -> int:
     tasks = TaskRepository(db)
     await tasks.add("acme", queue_id, [TaskInput(a_number="1", b_number="2")], NOW, _render)
     task_id = int(await db.fetch_value("SELECT max(id) FROM tasks"))
-    await tasks.finish(task_id, FinishResult.SUCCESS, "done", NOW)
+    await _finish(db, task_id, FinishResult.SUCCESS)
     return task_id
 
 
@@ -304,7 +324,7 @@ async def test_every_page_is_the_slice_of_the_whole_list_it_names(db: Database) 
     await tasks.add("acme", queue_id, inputs, NOW, _render)
     everything, _ = await tasks.list(queue_id, TaskFilter(), 100, 0)
     for task in everything[::3]:
-        await tasks.finish(task["id"], FinishResult.FAILED, "A busy", NOW)
+        await tasks.cancel(queue_id, task["id"], NOW)
 
     for where in (
         TaskFilter(),
