@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import calls, intervals, ops, queues, tasks
+from api import calls, docs_page, intervals, ops, queues, tasks
 from api.auth import TokenTable
 from api.cors import cors_middleware
 from api.errors import problem_middleware
@@ -20,6 +20,7 @@ ALL_ROUTES: list[Route] = [
     *intervals.ROUTES,
     *calls.ROUTES,
     *ops.ROUTES,
+    *docs_page.ROUTES,
 ]
 
 

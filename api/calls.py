@@ -14,6 +14,7 @@ from api.tokens import tokens
 from daemon.models import CallRecord
 from daemon.store.calls import CallFilter
 
+TAG = "Call history"
 BASE = "/client/{client_id}/call_history/"
 ONE = BASE + "{call_uuid}"
 MAX_UUID = 64
@@ -45,6 +46,8 @@ ROUTES = [
         ONE,
         get_call,
         "One attempt's call; ?events=1 adds its AMI events",
+        operation_id="getCall",
+        tag=TAG,
         response=CallRecord,
         query=CallQuery,
         errors=(404,),
@@ -54,6 +57,8 @@ ROUTES = [
         BASE,
         list_calls,
         "Calls by time range and task, paged",
+        operation_id="listCalls",
+        tag=TAG,
         response=CallRecord,
         response_is_list=True,
         query=CallListQuery,

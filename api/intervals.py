@@ -13,6 +13,7 @@ from api.tokens import tokens
 from daemon.models import IntervalInput, IntervalOutput, IntervalUpdate
 from daemon.store.intervals import DeleteOutcome
 
+TAG = "Intervals"
 BASE = "/client/{client_id}/interval/"
 ONE = BASE + "{interval_id}"
 NOT_FOUND = "no such interval"
@@ -76,6 +77,8 @@ ROUTES = [
         201,
         IntervalInput,
         IntervalOutput,
+        operation_id="createInterval",
+        tag=TAG,
     ),
     Route(
         "GET",
@@ -84,8 +87,18 @@ ROUTES = [
         "List the client's time intervals",
         response=IntervalOutput,
         response_is_list=True,
+        operation_id="listIntervals",
+        tag=TAG,
     ),
-    Route("GET", ONE, get_interval, "One time interval", response=IntervalOutput),
+    Route(
+        "GET",
+        ONE,
+        get_interval,
+        "One time interval",
+        response=IntervalOutput,
+        operation_id="getInterval",
+        tag=TAG,
+    ),
     Route(
         "PUT",
         ONE,
@@ -93,6 +106,8 @@ ROUTES = [
         "Change the fields named in the body",
         body=IntervalUpdate,
         response=IntervalOutput,
+        operation_id="updateInterval",
+        tag=TAG,
     ),
     Route(
         "DELETE",
@@ -101,5 +116,7 @@ ROUTES = [
         "Delete a time interval that no queue uses",
         204,
         errors=(409,),
+        operation_id="deleteInterval",
+        tag=TAG,
     ),
 ]

@@ -15,16 +15,48 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from api.routing import Route
 from api.schemas import ProblemDetails
 from api.tasks import MAX_IDEMPOTENCY_KEY
+from config.settings import ApiSettings
+from daemon.models import WebhookBody, WebhookEventName
 
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+DESCRIPTION = """\
+Callback tasks on Asterisk: call A; when A answers, call B and connect them.
+
+Every request but the operations ones carries `Authorization: Bearer <token>`; a token
+belongs to one client (or to all: admin). Times are UTC text `YYYY-MM-DD HH:MM:SS`.
+Every error is `application/problem+json` (RFC 9457). Lists answer a JSON array with
+the total in `X-Total-Count`. The daemon serves this document at `/openapi.json` and
+renders it at `/docs`; the repository's docs/ folder tells the whole contract
+(api.md, lifecycle.md, webhooks.md, configuration.md)."""
 REF_TEMPLATE = "#/components/schemas/{model}"
 _PARAM_RE = re.compile(r"{(\w+)}")
-_PATH_PARAM_SCHEMAS = {
-    "client_id": {"type": "string", "description": "a client id, or @me"},
-    "scheduler_id": {"type": "integer"},
-    "task_id": {"type": "integer"},
-    "interval_id": {"type": "integer"},
-    "call_uuid": {"type": "string"},
+_PATH_PARAMS = {
+    "client_id": ({"type": "string"}, "A client id, or @me for the client of the token."),
+    "scheduler_id": ({"type": "integer"}, "The queue's id."),
+    "task_id": ({"type": "integer"}, "The task's id."),
+    "interval_id": ({"type": "integer"}, "The time interval's id."),
+    "call_uuid": ({"type": "string"}, "The attempt's call uuid (a task's `cdr`)."),
+}
+TAGS = {
+    "Queues": "Queues (task schedulers) of a client: on/off, concurrency limit, counters.",
+    "Tasks": "Callback tasks of a queue: add (all or nothing, idempotent), list, change, "
+    "cancel, attempts.",
+    "Intervals": "Time intervals of a client: the calling hours a queue may start calls in.",
+    "Call history": "One record per attempt's call, with the AMI events that decided it.",
+    "Operations": "Health, readiness, metrics and this document; no token needed.",
+}
+# Standard Webhooks headers of every webhook POST (docs/webhooks.md).
+_WEBHOOK_HEADERS = {
+    "webhook-id": "The webhook's id, the same on every retry: de-duplicate by it.",
+    "webhook-timestamp": "Seconds since the Unix epoch when this try was sent.",
+    "webhook-signature": "v1,<base64 HMAC-SHA256 of id.timestamp.body>, when "
+    "webhooks.secret is set; absent otherwise.",
+}
+_WEBHOOK_SUMMARIES: dict[WebhookEventName, str] = {
+    "before": "Before the first attempt of a task (its url_before)",
+    "before_again": "Before each later attempt (url_before_again)",
+    "success": "A and B are connected (url_success)",
+    "after": "The task finished, with its result (url_after)",
 }
 # What the document promises is accepted; the server takes any printable key.
 _HEADER_SCHEMAS = {
@@ -38,7 +70,10 @@ _HEADER_SCHEMAS = {
 
 
 def _models(routes: Iterable[Route]) -> list[type[BaseModel]]:
-    found: dict[str, type[BaseModel]] = {"ProblemDetails": ProblemDetails}
+    found: dict[str, type[BaseModel]] = {
+        "ProblemDetails": ProblemDetails,
+        "WebhookBody": WebhookBody,
+    }
     for route in routes:
         for model in (route.body, route.response):
             if model is not None:
@@ -53,10 +88,20 @@ def _mode(model: type[BaseModel], routes: list[Route]) -> JsonSchemaMode:
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema(ref_template=REF_TEMPLATE)
-    return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
-        for name, prop in schema.get("properties", {}).items()
-    ]
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        described = dict(prop)
+        text = described.pop("description")
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": text,
+                "schema": described,
+            }
+        )
+    return params
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -101,9 +146,20 @@ def _problem_statuses(route: Route) -> set[int]:
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": route.summary, "responses": {}}
+    op: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "tags": [route.tag],
+        "summary": route.summary,
+        "responses": {},
+    }
     params = [
-        {"name": name, "in": "path", "required": True, "schema": _PATH_PARAM_SCHEMAS[name]}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": _PATH_PARAMS[name][1],
+            "schema": _PATH_PARAMS[name][0],
+        }
         for name in _PARAM_RE.findall(route.path)
     ]
     if route.query is not None:
@@ -146,9 +202,56 @@ def _operation(route: Route) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": _ref(ProblemDetails)}}
     for code in sorted(_problem_statuses(route)):
         op["responses"][str(code)] = {"description": HTTPStatus(code).phrase, "content": problem}
-    if route.auth:
-        op["security"] = [{"bearer": []}]
+    op["security"] = [{"bearer": []}] if route.auth else []
     return op
+
+
+def _webhooks() -> dict[str, Any]:
+    """The four webhook events (OpenAPI 3.1 `webhooks`): what callbackd POSTs to a
+    task's URLs, and how it reads the answer."""
+    headers = [
+        {
+            "name": name,
+            "in": "header",
+            "required": name != "webhook-signature",
+            "description": text,
+            "schema": {"type": "string"},
+        }
+        for name, text in _WEBHOOK_HEADERS.items()
+    ]
+    return {
+        event: {
+            "post": {
+                "operationId": "webhook" + event.title().replace("_", ""),
+                "tags": ["Webhooks"],
+                "summary": summary,
+                "parameters": headers,
+                # Not a token: the receiver checks webhook-signature (docs/webhooks.md).
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(WebhookBody)}},
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered: not sent again."},
+                    "default": {
+                        "description": "Anything else, or no answer within webhooks.timeout: "
+                        "tried again later, up to webhooks.max_attempts tries."
+                    },
+                },
+            }
+        }
+        for event, summary in _WEBHOOK_SUMMARIES.items()
+    }
+
+
+def _tags(routes: list[Route]) -> list[dict[str, str]]:
+    names = dict.fromkeys([*(route.tag for route in routes), "Webhooks"])
+    described = {**TAGS, "Webhooks": "What callbackd POSTs to a task's webhook URLs."}
+    return [
+        {"name": name, **({"description": described[name]} if name in described else {})}
+        for name in names
+    ]
 
 
 def build_openapi(routes: Iterable[Route]) -> dict[str, Any]:
@@ -163,8 +266,18 @@ def build_openapi(routes: Iterable[Route]) -> dict[str, Any]:
     schemas.update(_partial_bodies(routes, schemas))
     return {
         "openapi": "3.1.0",
-        "info": {"title": "callbackd", "version": "1", "description": "Callback tasks on Asterisk"},
+        "info": {"title": "callbackd", "version": "1", "description": DESCRIPTION},
+        "servers": [
+            {
+                "url": "http://{listen}",
+                "description": "A callbackd daemon; its api.listen address",
+                "variables": {"listen": {"default": ApiSettings().listen}},
+            }
+        ],
+        "security": [{"bearer": []}],
+        "tags": _tags(routes),
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

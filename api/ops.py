@@ -40,8 +40,18 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
+TAG = "Operations"
 ROUTES = [
-    Route("GET", "/healthz", healthz, "The process is alive", response=Health, auth=False),
+    Route(
+        "GET",
+        "/healthz",
+        healthz,
+        "The process is alive",
+        response=Health,
+        auth=False,
+        operation_id="getHealth",
+        tag=TAG,
+    ),
     Route(
         "GET",
         "/readyz",
@@ -50,7 +60,26 @@ ROUTES = [
         response=Readiness,
         same_body_statuses=(503,),
         auth=False,
+        operation_id="getReadiness",
+        tag=TAG,
     ),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", auth=False, content_type="text/plain"),
-    Route("GET", "/openapi.json", openapi, "This API as OpenAPI 3.1", auth=False),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics",
+        auth=False,
+        content_type="text/plain",
+        operation_id="getMetrics",
+        tag=TAG,
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi,
+        "This API as OpenAPI 3.1",
+        auth=False,
+        operation_id="getOpenApi",
+        tag=TAG,
+    ),
 ]

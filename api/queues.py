@@ -14,6 +14,7 @@ from daemon.clock import now_text
 from daemon.models import QueueInput, QueueOutput, QueueUpdate
 from daemon.store.queues import DeleteOutcome, UnknownInterval
 
+TAG = "Queues"
 BASE = "/client/{client_id}/task_scheduler/"
 ONE = BASE + "{scheduler_id}"
 
@@ -89,23 +90,36 @@ ROUTES = [
         QueueInput,
         QueueOutput,
         errors=(400, 413, 415, 422),
+        operation_id="createQueue",
+        tag=TAG,
     ),
     Route(
         "GET",
         BASE,
         list_queues,
         "List the client's queues",
+        operation_id="listQueues",
+        tag=TAG,
         response=QueueOutput,
         response_is_list=True,
     ),
     Route(
-        "GET", ONE, get_queue, "One queue with its counters", response=QueueOutput, errors=(404,)
+        "GET",
+        ONE,
+        get_queue,
+        "One queue with its counters",
+        response=QueueOutput,
+        errors=(404,),
+        operation_id="getQueue",
+        tag=TAG,
     ),
     Route(
         "PUT",
         ONE,
         update_queue,
         "Change the fields named in the body",
+        operation_id="updateQueue",
+        tag=TAG,
         body=QueueUpdate,
         response=QueueOutput,
         errors=(400, 404, 413, 415, 422),
@@ -117,5 +131,7 @@ ROUTES = [
         "Delete a queue that holds no unfinished task",
         204,
         errors=(404, 409),
+        operation_id="deleteQueue",
+        tag=TAG,
     ),
 ]

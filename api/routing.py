@@ -22,6 +22,10 @@ class Route:
     path: str
     handler: Handler
     summary: str
+    # The operation's name in the OpenAPI document (what generated clients call it,
+    # e.g. createQueue) and the group it is listed under.
+    operation_id: str = field(kw_only=True)
+    tag: str = field(kw_only=True)
     status: int = 200
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None

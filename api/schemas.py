@@ -10,18 +10,31 @@ from daemon.models import MAX_TASKS_PER_REQUEST, FinishResult, TaskInput, TaskOu
 
 
 class TasksCreate(BaseModel):
+    """A bulk add: every task valid, or none stored."""
+
     model_config = ConfigDict(extra="forbid")
-    tasks: Annotated[list[TaskInput], Field(min_length=1, max_length=MAX_TASKS_PER_REQUEST)]
+    tasks: Annotated[
+        list[TaskInput],
+        Field(
+            min_length=1,
+            max_length=MAX_TASKS_PER_REQUEST,
+            description="1-10000 tasks; one invalid task refuses them all (422).",
+        ),
+    ]
 
 
 class TasksCreated(BaseModel):
-    tasks: list[TaskOutput]
+    """The tasks a bulk add stored."""
+
+    tasks: Annotated[list[TaskOutput], Field(description="Every task created, in request order.")]
 
 
 class Paging(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    per_page: Annotated[int, Field(ge=1, le=1000)] = 100
+    page: Annotated[
+        int, Field(ge=1, le=1_000_000, description="The page to return, counted from 1.")
+    ] = 1
+    per_page: Annotated[int, Field(ge=1, le=1000, description="Items per page, 1-1000.")] = 100
 
     @property
     def offset(self) -> int:
@@ -29,24 +42,42 @@ class Paging(BaseModel):
 
 
 class TaskListQuery(Paging):
-    status: list[TaskStatus] = Field(default_factory=list)
-    finish_result: FinishResult | None = None
-    name: Annotated[StrictStr, Field(max_length=255)] | None = None
+    status: list[TaskStatus] = Field(
+        default_factory=list,
+        description="Only tasks in these statuses; repeat the parameter for several.",
+    )
+    finish_result: Annotated[
+        FinishResult | None, Field(description="Only finished tasks with this result.")
+    ] = None
+    name: Annotated[
+        Annotated[StrictStr, Field(max_length=255)] | None,
+        Field(description="Only tasks with exactly this name."),
+    ] = None
 
 
 TIME_FILTER = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
 
 
 class CallListQuery(Paging):
-    task_id: Annotated[int, Field(ge=1)] | None = None
+    task_id: Annotated[
+        Annotated[int, Field(ge=1)] | None, Field(description="Only the calls of this task.")
+    ] = None
     # [0-9], not \d: the regex engine's \d also takes other scripts' digits.
-    since: Annotated[str, Field(pattern=TIME_FILTER)] | None = None
-    until: Annotated[str, Field(pattern=TIME_FILTER)] | None = None
+    since: Annotated[
+        Annotated[str, Field(pattern=TIME_FILTER)] | None,
+        Field(description="Calls started at or after this UTC time, 'YYYY-MM-DD[ HH:MM[:SS]]'."),
+    ] = None
+    until: Annotated[
+        Annotated[str, Field(pattern=TIME_FILTER)] | None,
+        Field(description="Calls started before this UTC time, 'YYYY-MM-DD[ HH:MM[:SS]]'."),
+    ] = None
 
 
 class CallQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    events: Literal["0", "1", "true", "false"] = "0"
+    events: Literal["0", "1", "true", "false"] = Field(
+        "0", description="1 or true: add the call's AMI events, in arrival order."
+    )
 
     @property
     def with_events(self) -> bool:
@@ -54,27 +85,41 @@ class CallQuery(BaseModel):
 
 
 class ValidationIssue(BaseModel):
-    loc: str
-    message: str
-    field: str | None = None
-    index: int | None = None
+    """One field that failed validation."""
+
+    loc: str = Field(description="Where the value is, e.g. tasks[3].a_number.")
+    message: str = Field(description="What is wrong with it, in plain words.")
+    field: str | None = Field(None, description="The field's name, e.g. a_number.")
+    index: int | None = Field(None, description="In a bulk add, the task's index (from 0).")
 
 
 class ProblemDetails(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details: the body of every error."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[ValidationIssue] | None = None
+    type: str = Field(
+        description="A URI naming the kind of problem, e.g. "
+        "https://callbackd.dev/problems/unprocessable-entity (an identifier, not a page)."
+    )
+    title: str = Field(description="The HTTP status phrase, e.g. Unprocessable Entity.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request, in plain words.")
+    errors: list[ValidationIssue] | None = Field(
+        None, description="For a 422: every field that failed (the first 1000)."
+    )
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    """The process is alive."""
+
+    status: Literal["ok"] = Field(description="Always ok.")
 
 
 class Readiness(BaseModel):
-    ready: bool
-    store: str
-    ami: str
+    """Whether the daemon can take work; 503 names the part that cannot."""
+
+    ready: bool = Field(description="true when the store and AMI are both ok.")
+    store: str = Field(description="ok, or why the store is not writable.")
+    ami: str = Field(
+        description="ok, or why no call can be placed (not logged in, dialplan missing, "
+        "Originate not permitted, ...)."
+    )

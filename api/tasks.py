@@ -31,6 +31,7 @@ from daemon.services import Services
 from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter, gc_paused
 from daemon.task_service import cancel_task
 
+TAG = "Tasks"
 BASE = QUEUE_PATH + "/tasks/"
 ONE = BASE + "{task_id}"
 MAX_IDEMPOTENCY_KEY = 255
@@ -220,23 +221,38 @@ ROUTES = [
         TasksCreated,
         errors=(400, 404, 413, 415, 422),
         headers={"Idempotency-Key": "repeat a key to get the first answer again"},
+        operation_id="addTasks",
+        tag=TAG,
     ),
     Route(
         "GET",
         BASE,
         list_tasks,
         "List tasks, filtered and paged",
+        operation_id="listTasks",
+        tag=TAG,
         response=TaskOutput,
         response_is_list=True,
         query=TaskListQuery,
         errors=(404, 422),
     ),
-    Route("GET", ONE, get_task, "One task", response=TaskOutput, errors=(404,)),
+    Route(
+        "GET",
+        ONE,
+        get_task,
+        "One task",
+        response=TaskOutput,
+        errors=(404,),
+        operation_id="getTask",
+        tag=TAG,
+    ),
     Route(
         "PUT",
         ONE,
         update_task,
         "Change a task that has not started or waits for a retry",
+        operation_id="updateTask",
+        tag=TAG,
         body=TaskInput,
         partial_body=True,
         response=TaskOutput,
@@ -247,6 +263,8 @@ ROUTES = [
         ONE,
         delete_task,
         "Cancel a task (hangs up its call if in one)",
+        operation_id="cancelTask",
+        tag=TAG,
         response=TaskOutput,
         errors=(404, 409),
     ),
@@ -255,6 +273,8 @@ ROUTES = [
         ONE + "/attempts",
         task_attempts,
         "Every attempt of a task with its call",
+        operation_id="listTaskAttempts",
+        tag=TAG,
         response=CallRecord,
         response_is_list=True,
         errors=(404,),

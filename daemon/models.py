@@ -43,6 +43,13 @@ FORBIDDEN_IN_TEXT = frozenset('\r\n/@&,;|\\"<>$')
 
 
 class TaskStatus(StrEnum):
+    """Where a task is in its lifecycle (docs/lifecycle.md): `scheduled` waits for its
+    start time; `executed` is in a call attempt; `delayed` waits out the pause before
+    the next attempt; `delayed_concurrent_task` is due but a concurrency limit (queue,
+    extension profile or PBX) is full; `delayed_interval` is due but its queue's
+    interval is closed; `delayed_asr` is due but its extension profile's ASR guard
+    holds it; `finished` is done (see `finish_result`)."""
+
     SCHEDULED = "scheduled"
     EXECUTED = "executed"
     DELAYED = "delayed"
@@ -53,6 +60,8 @@ class TaskStatus(StrEnum):
 
 
 class FinishResult(StrEnum):
+    """How a finished task ended: `success` (A and B were connected) or `failed`."""
+
     SUCCESS = "success"
     FAILED = "failed"
 
@@ -171,12 +180,43 @@ CallerIdName = Annotated[SafeText, Field(max_length=80)]
 Pause = Annotated[
     int,
     GetPydanticSchema(_pause_schema),
-    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_PAUSE}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_PAUSE},
+                {"type": "string", "pattern": "^[0-9]{1,6}$"},
+            ]
+        },
+        mode="validation",
+    ),
 ]
 # pydantic's HttpUrl rules (http/https, at most 2083 characters) on the Rust URL type:
 # HttpUrl wraps each value in a Python validator, a cost paid for every task of a batch.
 WebhookUrl = Annotated[Url, UrlConstraints(max_length=2083, allowed_schemes=["http", "https"])]
-StartTime = Annotated[datetime | None, BeforeValidator(_start_time)]
+# What the API accepts as a start time, stated exactly for the OpenAPI document (the
+# validator takes more of ISO 8601; these are the forms it promises).
+UTC_TEXT_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}(:[0-9]{2})?$"
+ISO_WITH_OFFSET_PATTERN = (
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,6})?)?"
+    "(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+# How every time in a response is written.
+UTC_TIME_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
+StartTime = Annotated[
+    datetime | None,
+    BeforeValidator(_start_time),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": UTC_TEXT_PATTERN},
+                {"type": "string", "pattern": ISO_WITH_OFFSET_PATTERN},
+                {"type": "null"},
+            ]
+        },
+        mode="validation",
+    ),
+]
+UtcTime = Annotated[str, WithJsonSchema({"type": "string", "pattern": UTC_TIME_PATTERN})]
 AniList = Annotated[list[PhoneNumber], Field(max_length=50)]
 VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)]
 VariableText = Annotated[SafeText, Field(max_length=MAX_VARIABLE_TEXT)]
@@ -205,37 +245,98 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+# What each task field means, said once for the input and the output models.
+TASK_FIELD_DOCS = {
+    "name": "Free text for the client's own use, up to 255 printable characters; "
+    "it never reaches the PBX.",
+    "a_number": "The number called first: '+' (optional) then 1-32 of 0-9 * #.",
+    "b_number": "The number called once an A number answered; then A and B are bridged.",
+    "extension_id": "The extension profile of the config to call with (account code, "
+    "caller ID, channel templates, its own concurrency cap); null = the default "
+    "profile. An id the config does not have is a 422.",
+    "try_count": "Attempts in total, 1-50.",
+    "try_again_pause": "Seconds from a failed attempt's end to the next attempt, "
+    "0-864000, as an integer or a string of digits.",
+    "try_count_caller": "0 = off, else a separate budget (1-50) of attempts in which no "
+    "A number answered: once it is used up the task finishes even with try_count left.",
+    "try_again_pause_caller": "The pause (0-864000 s) after an attempt in which no A "
+    "number answered; null = try_again_pause.",
+    "url_before": "POSTed once, before the first attempt (webhook event `before`).",
+    "url_before_again": "POSTed before each later attempt (event `before_again`).",
+    "url_success": "POSTed when A and B are connected (event `success`).",
+    "url_after": "POSTed when the task finishes, with its result (event `after`).",
+    "start_time_utc": "When the task may start: 'YYYY-MM-DD HH:MM[:SS]' in UTC, or ISO "
+    "8601 with an offset ('2026-05-01T09:00:00+03:00', 'Z' for UTC). Absent, null or in "
+    "the past: as soon as possible.",
+    "callback_params": "Caller ID shown to A and the extra A numbers rung with a_number.",
+    "variables": "Up to 50 channel variables set on both call legs: names "
+    "[A-Za-z_][A-Za-z0-9_]{0,63}, values up to 200 characters.",
+    "attempts_src_ani_numbers": "The caller ID number shown to A on attempt 1, 2, ...; "
+    "the last entry repeats. Up to 50.",
+    "attempts_dst_ani_numbers": "The caller ID number shown to B on attempt 1, 2, ...; "
+    "the last entry repeats. Without it B sees the profile's caller_id_number, else the "
+    "A number that answered. Up to 50.",
+}
+
+
+def _doc(name: str) -> Any:
+    return Field(description=TASK_FIELD_DOCS[name])
+
+
 class CallbackParams(_Strict):
-    caller_id_name: CallerIdName | None = None
-    caller_id_number: PhoneNumber | None = None
-    extended_a_numbers: Annotated[list[PhoneNumber], Field(max_length=10)] = Field(
-        default_factory=list
-    )
+    """How A is called: the caller ID A's phone shows, and more A numbers."""
+
+    caller_id_name: Annotated[
+        CallerIdName | None,
+        Field(description="The caller ID name A's phone shows, up to 80 characters."),
+    ] = None
+    caller_id_number: Annotated[
+        PhoneNumber | None,
+        Field(
+            description="The caller ID number A's phone shows (attempts_src_ani_numbers "
+            "wins over it)."
+        ),
+    ] = None
+    extended_a_numbers: Annotated[
+        list[PhoneNumber],
+        Field(
+            max_length=10,
+            description="Up to 10 more A numbers, rung together with a_number; the first "
+            "to answer is connected to B and the others stop ringing.",
+        ),
+    ] = Field(default_factory=list)
 
 
 class TaskInput(_Strict):
-    """A callback task as a client submits it (SPEC §1.2)."""
+    """A callback task as a client submits it."""
 
-    name: Annotated[PrintableText, Field(max_length=255)] = ""
-    a_number: PhoneNumber
-    b_number: PhoneNumber
-    extension_id: StrictInt | None = None
-    try_count: Annotated[StrictInt, Field(ge=1, le=50)] = 1
-    try_again_pause: Pause = 60
-    try_count_caller: Annotated[StrictInt, Field(ge=0, le=50)] = 0
-    try_again_pause_caller: Pause | None = None
-    url_before: WebhookUrl | None = None
-    url_before_again: WebhookUrl | None = None
-    url_success: WebhookUrl | None = None
-    url_after: WebhookUrl | None = None
-    start_time_utc: StartTime = None
-    callback_params: CallbackParams = Field(default_factory=CallbackParams)
+    name: Annotated[PrintableText, Field(max_length=255), _doc("name")] = ""
+    a_number: Annotated[PhoneNumber, _doc("a_number")]
+    b_number: Annotated[PhoneNumber, _doc("b_number")]
+    extension_id: Annotated[StrictInt | None, _doc("extension_id")] = None
+    try_count: Annotated[StrictInt, Field(ge=1, le=50), _doc("try_count")] = 1
+    try_again_pause: Annotated[Pause, _doc("try_again_pause")] = 60
+    try_count_caller: Annotated[StrictInt, Field(ge=0, le=50), _doc("try_count_caller")] = 0
+    try_again_pause_caller: Annotated[Pause | None, _doc("try_again_pause_caller")] = None
+    url_before: Annotated[WebhookUrl | None, _doc("url_before")] = None
+    url_before_again: Annotated[WebhookUrl | None, _doc("url_before_again")] = None
+    url_success: Annotated[WebhookUrl | None, _doc("url_success")] = None
+    url_after: Annotated[WebhookUrl | None, _doc("url_after")] = None
+    start_time_utc: Annotated[StartTime, _doc("start_time_utc")] = None
+    callback_params: Annotated[CallbackParams, _doc("callback_params")] = Field(
+        default_factory=CallbackParams
+    )
     variables: Annotated[
         dict[VariableName, VariableText],
         Field(max_length=50, json_schema_extra=_variables_schema),
+        _doc("variables"),
     ] = Field(default_factory=dict)
-    attempts_src_ani_numbers: AniList = Field(default_factory=list)
-    attempts_dst_ani_numbers: AniList = Field(default_factory=list)
+    attempts_src_ani_numbers: Annotated[AniList, _doc("attempts_src_ani_numbers")] = Field(
+        default_factory=list
+    )
+    attempts_dst_ani_numbers: Annotated[AniList, _doc("attempts_dst_ani_numbers")] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _a_numbers_distinct(self) -> TaskInput:
@@ -286,73 +387,131 @@ TASK_BATCH: TypeAdapter[dict[str, list[dict[str, Any]]]] = TypeAdapter(
 
 
 class TaskOutput(BaseModel):
-    """A task as the API returns it."""
+    """A task as the API returns it: its input fields and where it stands."""
 
-    id: int
-    scheduler_id: int
-    name: str
-    a_number: str
-    b_number: str
-    extension_id: int | None
-    try_count: int
-    try_again_pause: int
-    try_count_caller: int
-    try_again_pause_caller: int | None
-    url_before: str | None
-    url_before_again: str | None
-    url_success: str | None
-    url_after: str | None
-    start_time_utc: str | None
-    callback_params: CallbackParams
-    variables: dict[str, str]
-    attempts_src_ani_numbers: list[str]
-    attempts_dst_ani_numbers: list[str]
-    status: TaskStatus
-    finish_result: FinishResult | None
-    finish_comment: str
-    cdr: str
-    attempts_made: int
-    next_attempt_utc: str | None
-    create_date_utc: str
+    id: Annotated[int, Field(description="The task's id, never given twice.")]
+    scheduler_id: Annotated[int, Field(description="The id of the task's queue.")]
+    name: Annotated[str, _doc("name")]
+    a_number: Annotated[str, _doc("a_number")]
+    b_number: Annotated[str, _doc("b_number")]
+    extension_id: Annotated[int | None, _doc("extension_id")]
+    try_count: Annotated[int, _doc("try_count")]
+    try_again_pause: Annotated[int, _doc("try_again_pause")]
+    try_count_caller: Annotated[int, _doc("try_count_caller")]
+    try_again_pause_caller: Annotated[int | None, _doc("try_again_pause_caller")]
+    url_before: Annotated[str | None, _doc("url_before")]
+    url_before_again: Annotated[str | None, _doc("url_before_again")]
+    url_success: Annotated[str | None, _doc("url_success")]
+    url_after: Annotated[str | None, _doc("url_after")]
+    start_time_utc: Annotated[
+        UtcTime | None,
+        Field(description="The start time asked for, in UTC; null = as soon as possible."),
+    ]
+    callback_params: Annotated[CallbackParams, _doc("callback_params")]
+    variables: Annotated[dict[str, str], _doc("variables")]
+    attempts_src_ani_numbers: Annotated[list[str], _doc("attempts_src_ani_numbers")]
+    attempts_dst_ani_numbers: Annotated[list[str], _doc("attempts_dst_ani_numbers")]
+    status: Annotated[TaskStatus, Field(description="Where the task is in its lifecycle.")]
+    finish_result: Annotated[
+        FinishResult | None,
+        Field(description="`success` or `failed` once finished; null until then."),
+    ]
+    finish_comment: Annotated[
+        str,
+        Field(
+            description="Why the task finished, in plain words ('A and B connected', "
+            "'A busy', 'B did not answer', 'cancelled', ...); empty until then."
+        ),
+    ]
+    cdr: Annotated[
+        str,
+        Field(
+            description="The call_uuid of the latest attempt's call (its call history "
+            "record); empty before the first call."
+        ),
+    ]
+    attempts_made: Annotated[int, Field(description="Attempts used so far.")]
+    next_attempt_utc: Annotated[
+        UtcTime | None,
+        Field(
+            description="When the task may start its next attempt (or when a closed "
+            "interval opens); null while in a call and once finished."
+        ),
+    ]
+    create_date_utc: Annotated[UtcTime, Field(description="When the task was added.")]
+
+
+_QUEUE_NAME = "The queue's name, 1-255 printable characters."
+_QUEUE_COMMENT = "Free text, up to 1000 characters."
+_QUEUE_STATUS = "`on` starts due tasks; `off` (the default) starts nothing new, calls "
+"in progress finish."
+_QUEUE_LIMIT = "At most this many of the queue's tasks in a call at once, 1-10000."
 
 
 class QueueInput(_Strict):
-    name: Annotated[PrintableText, Field(min_length=1, max_length=255)]
-    comment: Annotated[str, Field(max_length=1000)] = ""
-    status: Literal["on", "off"] = "off"
-    concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10
-    interval_id: StrictInt | None = Field(
-        None, description="The client's time interval bounding when calls start; null = always"
-    )
+    """A queue as a client creates it."""
+
+    name: Annotated[PrintableText, Field(min_length=1, max_length=255, description=_QUEUE_NAME)]
+    comment: Annotated[str, Field(max_length=1000, description=_QUEUE_COMMENT)] = ""
+    status: Annotated[Literal["on", "off"], Field(description=_QUEUE_STATUS)] = "off"
+    concurrent_task_limit: Annotated[
+        StrictInt, Field(ge=1, le=10_000, description=_QUEUE_LIMIT)
+    ] = 10
+    interval_id: Annotated[
+        StrictInt | None,
+        Field(
+            description="The client's time interval that bounds when the queue starts calls; "
+            "null = always open."
+        ),
+    ] = None
 
 
 class QueueUpdate(_Strict):
     """PUT on a queue changes only the fields it names."""
 
-    name: Annotated[PrintableText, Field(min_length=1, max_length=255)] | None = None
-    comment: Annotated[str, Field(max_length=1000)] | None = None
-    status: Literal["on", "off"] | None = None
-    concurrent_task_limit: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
-    # A null in the body takes the queue off its interval; absent leaves it.
-    interval_id: StrictInt | None = None
+    name: Annotated[
+        Annotated[PrintableText, Field(min_length=1, max_length=255)] | None,
+        Field(description=_QUEUE_NAME),
+    ] = None
+    comment: Annotated[
+        Annotated[str, Field(max_length=1000)] | None, Field(description=_QUEUE_COMMENT)
+    ] = None
+    status: Annotated[Literal["on", "off"] | None, Field(description=_QUEUE_STATUS)] = None
+    concurrent_task_limit: Annotated[
+        Annotated[StrictInt, Field(ge=1, le=10_000)] | None, Field(description=_QUEUE_LIMIT)
+    ] = None
+    interval_id: Annotated[
+        StrictInt | None,
+        Field(description="A null takes the queue off its interval; absent leaves it."),
+    ] = None
 
 
 class QueueOutput(BaseModel):
-    id: int
-    name: str
-    comment: str
-    status: Literal["on", "off"]
-    concurrent_task_limit: int
-    create_date_utc: str
-    task_count: int
-    sched_task_count: int
-    last_call_date: str | None
-    interval_id: int | None = Field(description="The queue's time interval; null = always open")
-    interval_open: bool = Field(description="Whether the queue's interval is open now")
-    next_open_utc: str | None = Field(
-        description="When the closed interval opens next (UTC); null while open, "
-        "or when it does not open within 366 days"
-    )
+    """A queue with its counters."""
+
+    id: Annotated[int, Field(description="The queue's id (the scheduler_id of its tasks).")]
+    name: Annotated[str, Field(description=_QUEUE_NAME)]
+    comment: Annotated[str, Field(description=_QUEUE_COMMENT)]
+    status: Annotated[Literal["on", "off"], Field(description=_QUEUE_STATUS)]
+    concurrent_task_limit: Annotated[int, Field(description=_QUEUE_LIMIT)]
+    create_date_utc: Annotated[UtcTime, Field(description="When the queue was created.")]
+    task_count: Annotated[int, Field(description="Tasks in the queue, finished ones included.")]
+    sched_task_count: Annotated[int, Field(description="Tasks not finished yet.")]
+    last_call_date: Annotated[
+        UtcTime | None,
+        Field(description="When the queue's latest call started; null before the first."),
+    ]
+    interval_id: Annotated[
+        int | None, Field(description="The queue's time interval; null = always open.")
+    ]
+    interval_open: bool = Field(description="Whether the queue's interval is open now.")
+    next_open_utc: Annotated[
+        UtcTime | None,
+        Field(
+            description="When the closed interval opens next (UTC); null while open, "
+            "or when it does not open within 366 days."
+        ),
+    ]
 
 
 def _strict_text(pattern: str, kind: type[time] | type[date] | type[datetime], form: str) -> Any:
@@ -503,17 +662,26 @@ class IntervalInput(_Strict):
 class IntervalUpdate(_Strict):
     """PUT on an interval changes only the fields it names."""
 
-    name: IntervalName | None = None
-    timezone: TimeZoneName | None = None
-    conditions: Conditions | None = None
+    name: IntervalName | None = Field(None, description="1-255 characters")
+    timezone: TimeZoneName | None = Field(
+        None, description="IANA time zone of the conditions' local times, e.g. Europe/Moscow"
+    )
+    conditions: Conditions | None = Field(
+        None,
+        description="Open when any condition matches; no conditions = always open (at most 100)",
+    )
 
 
 class IntervalOutput(BaseModel):
-    id: int
-    name: str
-    timezone: str
-    conditions: list[IntervalCondition]
-    create_date_utc: str
+    """A time interval with whether it is open now."""
+
+    id: int = Field(description="The interval's id (a queue's interval_id).")
+    name: str = Field(description="1-255 characters")
+    timezone: str = Field(description="IANA time zone of the conditions' local times")
+    conditions: list[IntervalCondition] = Field(
+        description="Open when any condition matches; no conditions = always open"
+    )
+    create_date_utc: UtcTime = Field(description="When the interval was created.")
     is_open: bool = Field(description="Whether the interval is open now")
     next_open_utc: str | None = Field(
         description="When a closed interval opens next (UTC); null while open, "
@@ -532,30 +700,121 @@ class CallPlan(BaseModel):
     account_code: str = ""
 
 
-class CallRecord(BaseModel):
-    """One attempt's call (SPEC §1.3)."""
+class AttemptSummary(BaseModel):
+    """One attempt's call, as the call history and the webhooks tell it."""
 
-    call_uuid: str
-    task_id: int
-    scheduler_id: int
-    attempt: int
-    state: Literal["originating", "in_call", "ended"]
-    a_numbers: list[str]
-    b_number: str
-    answered_a_number: str | None
-    a_caller_id_number: str
-    a_caller_id_name: str
-    b_caller_id_number: str
-    start_time_gmt: str
-    a_answer_time_gmt: str | None
-    bridged_time_gmt: str | None
-    end_time_gmt: str | None
-    duration: int | None
-    bridged_duration: int | None
-    a_dial_status: str | None
-    b_dial_status: str | None
-    a_hangup_cause: int | None
-    b_hangup_cause: int | None
-    result: str | None
-    result_comment: str
-    events: list[dict[str, str]] | None = None
+    call_uuid: Annotated[
+        str,
+        Field(
+            description="The attempt's id, sent as the Originate's ChannelId, so every "
+            "Asterisk channel of the call carries it in Uniqueid/Linkedid."
+        ),
+    ]
+    task_id: Annotated[int, Field(description="The task the attempt belongs to.")]
+    scheduler_id: Annotated[int, Field(description="The task's queue.")]
+    attempt: Annotated[int, Field(description="1 for the task's first attempt, 2, ...")]
+    state: Annotated[
+        Literal["originating", "in_call", "ended"],
+        Field(
+            description="`originating` until Asterisk answered the Originate, `in_call` "
+            "while the call is up, `ended` once it is over."
+        ),
+    ]
+    a_numbers: Annotated[
+        list[str], Field(description="The A numbers rung together, a_number first.")
+    ]
+    b_number: Annotated[str, Field(description="The B number.")]
+    answered_a_number: Annotated[
+        str | None, Field(description="The A number that answered; null if none did.")
+    ]
+    a_caller_id_number: Annotated[
+        str, Field(description="The caller ID number sent to A; empty = none.")
+    ]
+    a_caller_id_name: Annotated[
+        str, Field(description="The caller ID name sent to A; empty = none.")
+    ]
+    b_caller_id_number: Annotated[
+        str,
+        Field(description="The caller ID number sent to B; empty = the A number that answered."),
+    ]
+    start_time_gmt: Annotated[UtcTime, Field(description="When the attempt started (UTC).")]
+    a_answer_time_gmt: Annotated[
+        UtcTime | None, Field(description="When an A number answered; null if none did.")
+    ]
+    bridged_time_gmt: Annotated[
+        UtcTime | None,
+        Field(description="When A and B were connected; null if they were not."),
+    ]
+    end_time_gmt: Annotated[
+        UtcTime | None, Field(description="When the call ended; null while it goes on.")
+    ]
+    duration: Annotated[
+        int | None, Field(description="Seconds from start to end; null while it goes on.")
+    ]
+    bridged_duration: Annotated[
+        int | None,
+        Field(description="Seconds A and B talked; null if they were not connected."),
+    ]
+    a_dial_status: Annotated[
+        str | None,
+        Field(
+            description="Asterisk's DialStatus of the A leg (ANSWER, BUSY, NOANSWER, "
+            "CONGESTION, CHANUNAVAIL, CANCEL, ...); null before it is known."
+        ),
+    ]
+    b_dial_status: Annotated[
+        str | None,
+        Field(description="Asterisk's DialStatus of the B leg; null if B was not dialled."),
+    ]
+    a_hangup_cause: Annotated[
+        int | None,
+        Field(description="The Q.850 hangup cause of the A leg (16 normal, 17 busy, ...)."),
+    ]
+    b_hangup_cause: Annotated[int | None, Field(description="The Q.850 hangup cause of the B leg.")]
+    result: Annotated[
+        str | None,
+        Field(
+            description="The attempt's outcome: success, a_busy, a_no_answer, "
+            "a_congestion, a_unavailable, a_invalid, b_busy, b_no_answer, b_congestion, "
+            "b_unavailable, b_invalid, a_hung_up_before_b, rejected, interrupted or "
+            "cancelled; null while the call goes on."
+        ),
+    ]
+    result_comment: Annotated[
+        str, Field(description="The outcome in plain words, as finish_comment says it.")
+    ]
+
+
+class CallRecord(AttemptSummary):
+    """One attempt's call; with `?events=1` also the AMI events that decided it."""
+
+    events: Annotated[
+        list[dict[str, str]] | None,
+        Field(
+            description="With ?events=1: the AMI events of the call in arrival order, "
+            "each as its header names and values; null without it."
+        ),
+    ] = None
+
+
+WebhookEventName = Literal["before", "before_again", "success", "after"]
+
+
+class WebhookBody(BaseModel):
+    """The JSON body of every webhook POST (docs/webhooks.md)."""
+
+    event: Annotated[
+        WebhookEventName,
+        Field(
+            description="`before` (before the first attempt), `before_again` (before each "
+            "later attempt), `success` (A and B connected), `after` (the task finished)."
+        ),
+    ]
+    task: Annotated[TaskOutput, Field(description="The task as it was when the event happened.")]
+    attempt: Annotated[
+        AttemptSummary | None,
+        Field(
+            description="The attempt the event is about, as it was then; null for an "
+            "`after` of a task cancelled before any call."
+        ),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,30 @@ async def test_openapi_describes_the_task_input_and_problems(api: Api) -> None:
     assert "ProblemDetails" in schemas
     add = document["paths"]["/client/{client_id}/task_scheduler/{scheduler_id}/tasks/"]["post"]
     assert {"201", "401", "422"} <= add["responses"].keys()
+
+
+# Any reference to another host: a scheme-qualified or protocol-relative URL.
+EXTERNAL_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://|[\"'(]//", re.I)
+
+
+async def test_docs_page_and_its_assets_are_served_from_the_package(api: Api) -> None:
+    page = await api.request("GET", "/docs", client=None)
+    html = await page.text()
+    assets = re.findall(r'(?:src|href)="(docs/[^"]+)"', html)
+
+    assert page.status == 200
+    assert page.content_type == "text/html"
+    assert sorted(assets) == ["docs/docs.css", "docs/docs.js"]
+    assert "'self'" in page.headers["Content-Security-Policy"]
+    for asset, content_type in zip(sorted(assets), ["text/css", "text/javascript"], strict=True):
+        response = await api.request("GET", "/" + asset, client=None)
+        text = await response.text()
+        assert (response.status, response.content_type) == (200, content_type)
+        assert EXTERNAL_URL.search(text) is None, asset
+    assert EXTERNAL_URL.search(html) is None
+    # The page renders the document this daemon serves, from this daemon.
+    script = await (await api.request("GET", "/docs/docs.js", client=None)).text()
+    assert 'fetch("openapi.json")' in script
 
 
 async def test_unknown_path_and_wrong_method_are_problems(api: Api) -> None:

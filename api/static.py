@@ -1,0 +1,31 @@
+"""Pages the daemon serves from files shipped inside the package (no CDN, nothing
+fetched from other hosts): one handler per file, read once at start."""
+
+from __future__ import annotations
+
+from importlib.resources.abc import Traversable
+
+from aiohttp import web
+
+from api.routing import Handler
+
+# A page may load only its own assets and talk only to this daemon.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def asset_handler(folder: Traversable, file: str, content_type: str) -> Handler:
+    """A handler answering `file` of `folder` with `content_type` and SECURITY_HEADERS."""
+    body = folder.joinpath(file).read_bytes()
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type, headers=SECURITY_HEADERS)
+
+    return serve
