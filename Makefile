@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= var/callbackd.toml
 
-.PHONY: run test lint typecheck pytest systemd-analyze testpbx-start testpbx-stop bench soak clean
+.PHONY: run test lint typecheck pytest systemd-analyze nodejs testpbx-start testpbx-stop bench soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) systemd-analyze
+pytest: $(STAMP) systemd-analyze nodejs
 	$(BIN)/pytest -q
 
 # The unit's hardening test runs `systemd-analyze security --offline=yes`; install
@@ -35,6 +35,11 @@ pytest: $(STAMP) systemd-analyze
 systemd-analyze:
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && \
 		apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
+
+# docs/webhooks.md's Node.js signature check is run by the tests (test_webhook_docs.py).
+nodejs:
+	@command -v node >/dev/null || { apt-get update -qq && \
+		apt-get install -y -qq --no-install-recommends nodejs >/dev/null; }
 
 # Every benchmark in one run, into one report (bench/README.md, "make bench"): prints
 # the Markdown table and writes bench/out/report-<timestamp>.{md,json}. QUICK=1 runs

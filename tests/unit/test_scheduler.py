@@ -20,7 +20,15 @@ from ami.fake import FakeAmiServer
 from config import Settings
 from daemon.clock import FakeClock, now_text
 from daemon.engine import NOT_PERMITTED_PAUSE, CallEngine
-from daemon.models import QueueInput, QueueUpdate, TaskInput, format_time
+from daemon.models import (
+    AttemptSummary,
+    QueueInput,
+    QueueUpdate,
+    TaskInput,
+    TaskOutput,
+    WebhookBody,
+    format_time,
+)
 from daemon.scheduler import EngineEvents, Scheduler
 from daemon.store.attempts import AttemptRepository
 from daemon.store.db import Database
@@ -466,3 +474,19 @@ async def test_an_originate_not_permitted_burns_no_task_and_is_tried_again_later
     assert len(world.originated()) == 6
     assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 3
     assert world.engine.ready
+
+
+async def test_a_stored_webhook_body_is_the_documented_webhook_body(world: World) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1, url_before="http://127.0.0.1:9/before")
+
+    await world.scheduler.dispatch_due()
+
+    [before] = await world.db.fetch_all("SELECT body FROM outbox")
+    data = json.loads(before["body"])
+    body = WebhookBody.model_validate(data)
+    assert body.event == "before"
+    assert body.attempt is not None
+    # Field for field: what docs/webhooks.md and the OpenAPI `webhooks` section describe.
+    assert set(data["task"]) == set(TaskOutput.model_fields)
+    assert set(data["attempt"]) == set(AttemptSummary.model_fields)
