@@ -1,0 +1,215 @@
+"""The ladder of one attempt: its A and B legs, step by step, drawn from the stored AMI
+events (pure). The console draws it; the steps and the derived times are what an
+operator of a PBX reads off a CDR view: post-dial delay, time to answer, talk time,
+hang-up cause, who hung up first.
+
+The legs are the channels dialled by the two halves of the Originate (docs/call-flow.md):
+the A side (uniqueid `<call_uuid>-a`) dials every A number, the B side (`<call_uuid>`)
+dials B. The bridge of A with B is the engine's own decision, replayed with the same
+`CallTracker`, so the picture cannot disagree with the stored result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ami.events import AmiEvent, header, name
+from ami.outcome import CallTracker, Milestone
+from daemon.models import parse_time
+
+StepKind = Literal["dialled", "ringing", "answered", "not_answered", "bridged", "hung_up"]
+RINGING_STATES = frozenset({"RINGING", "PROGRESS"})
+
+
+class LadderStep(BaseModel):
+    at: str  # UTC text, as the events were received
+    offset: int  # seconds since the call's first event
+    kind: StepKind
+    text: str
+
+
+class Leg(BaseModel):
+    side: Literal["A", "B"]
+    number: str
+    channel: str
+    caller_id_number: str  # what this leg's phone was shown
+    caller_id_name: str
+    dial_status: str | None
+    hangup_cause: int | None
+    hangup_cause_text: str
+    post_dial_delay: int | None  # dialled -> ringing; needs Newstate or DialState events
+    time_to_answer: int | None  # dialled -> answered
+    talk_time: int | None  # bridged -> hung up
+    steps: list[LadderStep]
+
+
+class Ladder(BaseModel):
+    call_uuid: str
+    started_at: str | None
+    legs: list[Leg]
+    bridged_at: str | None
+    # The leg whose phone hung up first once A and B were connected.
+    hung_up_first: Literal["A", "B"] | None
+    event_count: int
+
+
+@dataclass
+class _Draft:
+    side: Literal["A", "B"]
+    uniqueid: str
+    number: str
+    channel: str
+    caller_id_number: str
+    caller_id_name: str
+    dialled: datetime
+    dial_status: str | None = None
+    cause: int | None = None
+    cause_text: str = ""
+    ringing: datetime | None = None
+    answered: datetime | None = None
+    bridged: datetime | None = None
+    hung_up: datetime | None = None
+    hung_up_seq: int = 0  # arrival order: received times are whole seconds
+    steps: list[tuple[datetime, StepKind, str]] = field(default_factory=list)
+
+
+def _shown(value: str) -> str:
+    return "" if value in ("<unknown>", "") else value
+
+
+def ladder(call_uuid: str, b_number: str, timed_events: Iterable[tuple[str, AmiEvent]]) -> Ladder:
+    """The legs of the call `call_uuid` from its events, (received_at, headers) in
+    arrival order."""
+    tracker = CallTracker(call_uuid, {}, b_number)
+    legs: dict[str, _Draft] = {}  # by the dialled channel's uniqueid
+    first: datetime | None = None
+    count = 0
+    for received_at, ev in timed_events:
+        count += 1
+        at = parse_time(received_at)
+        first = first or at
+        _step(legs, call_uuid, b_number, ev, at, count)
+        for milestone in tracker.feed(ev, at):
+            if milestone is Milestone.BRIDGED:
+                _bridged(legs, tracker, at)
+    hung_up_first = _first_to_hang_up(legs.values()) if tracker.bridged_time else None
+    return Ladder(
+        call_uuid=call_uuid,
+        started_at=_text(first),
+        legs=[_leg(draft, first) for draft in legs.values()],
+        bridged_at=_text(tracker.bridged_time),
+        hung_up_first=hung_up_first,
+        event_count=count,
+    )
+
+
+def _step(
+    legs: dict[str, _Draft], call_uuid: str, b_number: str, ev: AmiEvent, at: datetime, seq: int
+) -> None:
+    kind = name(ev)
+    uid = header(ev, "Uniqueid")
+    if kind == "DialBegin" and uid in (call_uuid + "-a", call_uuid):
+        side: Literal["A", "B"] = "A" if uid != call_uuid else "B"
+        dial_string = header(ev, "DialString")
+        draft = _Draft(
+            side=side,
+            uniqueid=header(ev, "DestUniqueid"),
+            number=b_number if side == "B" else dial_string.split("@", 1)[0],
+            channel=header(ev, "DestChannel"),
+            caller_id_number=_shown(header(ev, "CallerIDNum")),
+            caller_id_name=_shown(header(ev, "CallerIDName")),
+            dialled=at,
+        )
+        shown = draft.caller_id_number or "the default caller ID"
+        draft.steps.append((at, "dialled", f"dialled {dial_string}, showing {shown}"))
+        legs[draft.uniqueid] = draft
+        return
+    dest = header(ev, "DestUniqueid")
+    if kind == "DialEnd" and dest in legs and uid in (call_uuid + "-a", call_uuid):
+        draft = legs[dest]
+        draft.dial_status = header(ev, "DialStatus")
+        if draft.dial_status == "ANSWER":
+            draft.answered = at
+            draft.steps.append((at, "answered", "answered"))
+        else:
+            draft.steps.append((at, "not_answered", f"not answered: {draft.dial_status}"))
+        return
+    ringing_of = _ringing_channel(ev)
+    if ringing_of in legs and legs[ringing_of].ringing is None:
+        draft = legs[ringing_of]
+        draft.ringing = at
+        draft.steps.append((at, "ringing", "ringing"))
+        return
+    if kind == "Hangup" and uid in legs:
+        draft = legs[uid]
+        draft.hung_up, draft.hung_up_seq = at, seq
+        cause = header(ev, "Cause")
+        draft.cause = int(cause) if cause.isdigit() else None
+        draft.cause_text = header(ev, "Cause-txt")
+        words = f"hung up, cause {cause or '?'}" + (
+            f" ({draft.cause_text})" if draft.cause_text else ""
+        )
+        draft.steps.append((at, "hung_up", words))
+
+
+def _ringing_channel(ev: AmiEvent) -> str:
+    """The uniqueid of the channel that this event says is ringing, if it says so."""
+    kind = name(ev)
+    if kind == "Newstate" and header(ev, "ChannelStateDesc") == "Ringing":
+        return header(ev, "Uniqueid")
+    if kind == "DialState" and header(ev, "DialStatus") in RINGING_STATES:
+        return header(ev, "DestUniqueid")
+    return ""
+
+
+def _bridged(legs: dict[str, _Draft], tracker: CallTracker, at: datetime) -> None:
+    """A and B are connected: the A leg that answered and the B leg."""
+    answered_a = tracker.answered_a.uniqueid if tracker.answered_a else ""
+    b_leg = tracker.b_leg.uniqueid if tracker.b_leg else ""
+    for uid in (answered_a, b_leg):
+        if uid in legs:
+            legs[uid].bridged = at
+            legs[uid].steps.append((at, "bridged", "connected with the other leg"))
+
+
+def _first_to_hang_up(drafts: Iterable[_Draft]) -> Literal["A", "B"] | None:
+    bridged = [d for d in drafts if d.bridged is not None and d.hung_up is not None]
+    if not bridged:
+        return None
+    return min(bridged, key=lambda d: d.hung_up_seq).side
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return int((end - start).total_seconds())
+
+
+def _text(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else None
+
+
+def _leg(draft: _Draft, first: datetime | None) -> Leg:
+    origin = first or draft.dialled
+    return Leg(
+        side=draft.side,
+        number=draft.number,
+        channel=draft.channel,
+        caller_id_number=draft.caller_id_number,
+        caller_id_name=draft.caller_id_name,
+        dial_status=draft.dial_status,
+        hangup_cause=draft.cause,
+        hangup_cause_text=draft.cause_text,
+        post_dial_delay=_seconds(draft.dialled, draft.ringing),
+        time_to_answer=_seconds(draft.dialled, draft.answered),
+        talk_time=_seconds(draft.bridged, draft.hung_up),
+        steps=[
+            LadderStep(at=_text(at) or "", offset=_seconds(origin, at) or 0, kind=kind, text=text)
+            for at, kind, text in draft.steps
+        ],
+    )
