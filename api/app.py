@@ -6,6 +6,7 @@ from aiohttp import web
 
 from api import calls, docs_page, intervals, ops, queues, tasks
 from api.auth import TokenTable
+from api.console import routes as console
 from api.cors import cors_middleware
 from api.errors import problem_middleware
 from api.openapi import OPENAPI, build_openapi
@@ -21,6 +22,7 @@ ALL_ROUTES: list[Route] = [
     *calls.ROUTES,
     *ops.ROUTES,
     *docs_page.ROUTES,
+    *console.ROUTES,
 ]
 
 

@@ -35,7 +35,14 @@ async def get_call(request: web.Request) -> web.Response:
 async def list_calls(request: web.Request) -> web.Response:
     client = path_client(request, tokens(request))
     query = parse_query(request, CallListQuery)
-    where = CallFilter(task_id=query.task_id, since=query.since, until=query.until)
+    live = None if query.state is None else query.state == "live"
+    where = CallFilter(
+        task_id=query.task_id,
+        since=query.since,
+        until=query.until,
+        live=live,
+        number=query.number,
+    )
     calls, total = await services(request).calls.list(client, where, query.per_page, query.offset)
     return list_response(calls, total, CallRecord)
 
@@ -56,7 +63,7 @@ ROUTES = [
         "GET",
         BASE,
         list_calls,
-        "Calls by time range and task, paged",
+        "Calls by time range, task, number and state (live: in progress), paged",
         operation_id="listCalls",
         tag=TAG,
         response=CallRecord,

@@ -44,6 +44,8 @@ TAGS = {
     "Intervals": "Time intervals of a client: the calling hours a queue may start calls in.",
     "Call history": "One record per attempt's call, with the AMI events that decided it.",
     "Operations": "Health, readiness, metrics and this document; no token needed.",
+    "Console": "The operator console at /ui/ and its assets; no token needed to load it "
+    "(the page asks for one and reads the API with it).",
 }
 # Standard Webhooks headers of every webhook POST (docs/webhooks.md).
 _WEBHOOK_HEADERS = {

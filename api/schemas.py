@@ -41,6 +41,10 @@ class Paging(BaseModel):
         return (self.page - 1) * self.per_page
 
 
+# A part of a phone number to search for.
+NUMBER_SEARCH = Annotated[str, Field(pattern=r"^\+?[0-9*#]{1,32}$")]
+
+
 class TaskListQuery(Paging):
     status: list[TaskStatus] = Field(
         default_factory=list,
@@ -52,6 +56,10 @@ class TaskListQuery(Paging):
     name: Annotated[
         Annotated[StrictStr, Field(max_length=255)] | None,
         Field(description="Only tasks with exactly this name."),
+    ] = None
+    number: Annotated[
+        NUMBER_SEARCH | None,
+        Field(description="Only tasks whose A, extended A or B number contains this."),
     ] = None
 
 
@@ -70,6 +78,14 @@ class CallListQuery(Paging):
     until: Annotated[
         Annotated[str, Field(pattern=TIME_FILTER)] | None,
         Field(description="Calls started before this UTC time, 'YYYY-MM-DD[ HH:MM[:SS]]'."),
+    ] = None
+    state: Annotated[
+        Literal["live", "ended"] | None,
+        Field(description="live: only calls in progress; ended: only calls that ended."),
+    ] = None
+    number: Annotated[
+        NUMBER_SEARCH | None,
+        Field(description="Only calls whose dialled A or B number contains this."),
     ] = None
 
 

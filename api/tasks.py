@@ -22,6 +22,7 @@ from daemon.clock import now_text
 from daemon.models import (
     TASK_BATCH,
     CallRecord,
+    QueueOutput,
     TaskInput,
     TaskOutput,
     a_numbers_differ,
@@ -147,18 +148,26 @@ async def list_tasks(request: web.Request) -> web.Response:
     _, queue = await owned_queue(request)
     query = parse_query(request, TaskListQuery, repeatable=frozenset({"status"}))
     where = TaskFilter(
-        statuses=tuple(query.status), finish_result=query.finish_result, name=query.name
+        statuses=tuple(query.status),
+        finish_result=query.finish_result,
+        name=query.name,
+        number=query.number,
     )
     tasks, total = await services(request).tasks.list(queue.id, where, query.per_page, query.offset)
     return fields_list_response(tasks, total)
 
 
-async def _owned_task(request: web.Request) -> TaskOutput:
+async def owned_task(request: web.Request) -> tuple[QueueOutput, TaskOutput]:
+    """The queue and the task named in the path; 404 unless the client owns them."""
     _, queue = await owned_queue(request)
     task = await services(request).tasks.get(queue.id, int_path(request, "task_id"))
     if task is None:
         raise Problem(404, "no such task")
-    return task
+    return queue, task
+
+
+async def _owned_task(request: web.Request) -> TaskOutput:
+    return (await owned_task(request))[1]
 
 
 async def get_task(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ami.events import AmiEvent, header, name
 from ami.outcome import CallTracker, Milestone
@@ -27,35 +27,44 @@ RINGING_STATES = frozenset({"RINGING", "PROGRESS"})
 
 
 class LadderStep(BaseModel):
-    at: str  # UTC text, as the events were received
-    offset: int  # seconds since the call's first event
-    kind: StepKind
-    text: str
+    """One step of a leg, as an AMI event told it."""
+
+    at: str = Field(description="When the event arrived (UTC, whole seconds).")
+    offset: int = Field(description="Seconds since the call's first event.")
+    kind: StepKind = Field(description="What happened.")
+    text: str = Field(description="The step in plain words, with status and cause.")
 
 
 class Leg(BaseModel):
-    side: Literal["A", "B"]
-    number: str
-    channel: str
-    caller_id_number: str  # what this leg's phone was shown
-    caller_id_name: str
-    dial_status: str | None
-    hangup_cause: int | None
-    hangup_cause_text: str
-    post_dial_delay: int | None  # dialled -> ringing; needs Newstate or DialState events
-    time_to_answer: int | None  # dialled -> answered
-    talk_time: int | None  # bridged -> hung up
-    steps: list[LadderStep]
+    """One dialled phone of the call: an A number or B."""
+
+    side: Literal["A", "B"] = Field(description="A (called first) or B.")
+    number: str = Field(description="The number dialled.")
+    channel: str = Field(description="The Asterisk channel that rang it.")
+    caller_id_number: str = Field(description="The caller ID number this phone was shown.")
+    caller_id_name: str = Field(description="The caller ID name this phone was shown.")
+    dial_status: str | None = Field(description="Dial()'s status: ANSWER, BUSY, NOANSWER, ...")
+    hangup_cause: int | None = Field(description="The Q.850 cause of its hang-up.")
+    hangup_cause_text: str = Field(description="The cause in Asterisk's words.")
+    post_dial_delay: int | None = Field(
+        description="Seconds from dialling to ringing; null without a ringing event."
+    )
+    time_to_answer: int | None = Field(description="Seconds from dialling to the answer.")
+    talk_time: int | None = Field(description="Seconds from the bridge to its hang-up.")
+    steps: list[LadderStep] = Field(description="Its steps in arrival order.")
 
 
 class Ladder(BaseModel):
-    call_uuid: str
-    started_at: str | None
-    legs: list[Leg]
-    bridged_at: str | None
-    # The leg whose phone hung up first once A and B were connected.
-    hung_up_first: Literal["A", "B"] | None
-    event_count: int
+    """The legs of one attempt's call, drawn from its stored AMI events."""
+
+    call_uuid: str = Field(description="The attempt's call uuid.")
+    started_at: str | None = Field(description="When its first event arrived (UTC).")
+    legs: list[Leg] = Field(description="Every phone dialled: the A numbers, then B.")
+    bridged_at: str | None = Field(description="When A and B were connected (UTC).")
+    hung_up_first: Literal["A", "B"] | None = Field(
+        description="The leg whose phone hung up first once A and B were connected."
+    )
+    event_count: int = Field(description="How many AMI events the call has stored.")
 
 
 @dataclass

@@ -64,6 +64,8 @@ class CallFilter:
     task_id: int | None = None
     since: str | None = None  # start_time >= since
     until: str | None = None  # start_time < until
+    live: bool | None = None  # True: calls in progress only, False: ended calls only
+    number: str | None = None  # a part of an A or the B number dialled
 
 
 class CallRepository:
@@ -101,6 +103,15 @@ class CallRepository:
         if where.until is not None:
             clauses.append("a.start_time < ?")
             params.append(where.until)
+        if where.live is not None:
+            clauses.append("a.state != 'ended'" if where.live else "a.state = 'ended'")
+        if where.number is not None:
+            # Numbers hold no LIKE wildcards (+, digits, * and # only).
+            clauses.append(
+                "(a.plan ->> '$.b_number' LIKE ? OR EXISTS"
+                " (SELECT 1 FROM json_each(a.plan, '$.a_numbers') WHERE value LIKE ?))"
+            )
+            params.extend([f"%{where.number}%"] * 2)
         base = (
             f"FROM attempts a JOIN queues q ON q.id = a.scheduler_id WHERE {' AND '.join(clauses)}"
         )

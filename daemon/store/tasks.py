@@ -48,6 +48,7 @@ class TaskFilter:
     statuses: tuple[TaskStatus, ...] = ()
     finish_result: FinishResult | None = None
     name: str | None = None
+    number: str | None = None  # a part of the A, an extended A or the B number
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def new_tasks(scheduler_id: int, batch: list[dict[str, Any]], now: str) -> NewTa
 
 def _filter_sql(scheduler_id: int, where: TaskFilter) -> tuple[str, list[object]]:
     """The WHERE condition of a task filter; its columns exist in `tasks` and, except
-    `name`, in `task_counts` too."""
+    `name` and `number`, in `task_counts` too."""
     clauses = ["scheduler_id = ?"]
     params: list[object] = [scheduler_id]
     if where.statuses:
@@ -231,6 +232,14 @@ def _filter_sql(scheduler_id: int, where: TaskFilter) -> tuple[str, list[object]
     if where.name is not None:
         clauses.append("name = ?")
         params.append(where.name)
+    if where.number is not None:
+        # Numbers hold no LIKE wildcards (+, digits, * and # only).
+        clauses.append(
+            "(params ->> '$.a_number' LIKE ? OR params ->> '$.b_number' LIKE ? OR EXISTS"
+            " (SELECT 1 FROM json_each(params, '$.callback_params.extended_a_numbers')"
+            " WHERE value LIKE ?))"
+        )
+        params.extend([f"%{where.number}%"] * 3)
     return " AND ".join(clauses), params
 
 
@@ -505,7 +514,7 @@ class TaskRepository:
         """One page of the queue's tasks in id order (as `task_fields`), and the total
         that match."""
         condition, params = _filter_sql(scheduler_id, where)
-        if where.name is None:
+        if where.name is None and where.number is None:
             # Status and result filters are answered from the trigger-kept counts.
             count_sql = f"SELECT coalesce(sum(n), 0) FROM task_counts WHERE {condition}"  # noqa: S608
         else:

@@ -23,7 +23,7 @@ from daemon.models import (
 )
 
 DOCUMENT = build_openapi(ALL_ROUTES)
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/ui/"}
 
 
 def _operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -86,7 +86,9 @@ def test_every_parameter_has_a_description() -> None:
 
 def test_the_open_endpoints_need_no_token_and_every_other_a_bearer_token() -> None:
     for path, method, op in _operations():
-        expected = [] if path in OPEN_PATHS or path.startswith("/docs/") else [{"bearer": []}]
+        expected = (
+            [] if path in OPEN_PATHS or path.startswith(("/docs/", "/ui/")) else [{"bearer": []}]
+        )
         assert op["security"] == expected, (path, method)
     assert DOCUMENT["security"] == [{"bearer": []}]
     assert DOCUMENT["paths"].keys() >= OPEN_PATHS
