@@ -118,3 +118,17 @@ def test_without_ringing_events_the_post_dial_delay_is_unknown() -> None:
 def test_no_events_draw_no_legs() -> None:
     drawing = ladder("c0ffee", "1102", [])
     assert drawing.legs == [] and drawing.started_at is None and drawing.event_count == 0
+
+
+def test_dial_state_ringing_alone_gives_the_post_dial_delay() -> None:
+    """The shipped AMI filter passes DialState but not Newstate."""
+    call_uuid, events = recorded("success_unfiltered.ami")
+    timed = [
+        ((T0 + timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S"), ev)
+        for i, ev in enumerate(ev for ev in events if ev.get("Event") != "Newstate")
+    ]
+    drawing = ladder(call_uuid, "1102", timed)
+    for leg in drawing.legs:
+        assert [s.kind for s in leg.steps][:2] == ["dialled", "ringing"]
+        ringing = leg.steps[1]
+        assert leg.post_dial_delay == ringing.offset - leg.steps[0].offset > 0
