@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= var/callbackd.toml
 
-.PHONY: run test lint typecheck pytest systemd-analyze nodejs testpbx-start testpbx-stop bench soak clean
+.PHONY: run test lint typecheck pytest systemd-analyze nodejs chromium testpbx-start testpbx-stop bench soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) systemd-analyze nodejs
+pytest: $(STAMP) systemd-analyze nodejs chromium
 	$(BIN)/pytest -q
 
 # The unit's hardening test runs `systemd-analyze security --offline=yes`; install
@@ -40,6 +40,12 @@ systemd-analyze:
 nodejs:
 	@command -v node >/dev/null || { apt-get update -qq && \
 		apt-get install -y -qq --no-install-recommends nodejs >/dev/null; }
+
+# The console's browser tests drive Debian's chromium through Playwright (never
+# `playwright install`, which downloads a browser of its own).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # Every benchmark in one run, into one report (bench/README.md, "make bench"): prints
 # the Markdown table and writes bench/out/report-<timestamp>.{md,json}. QUICK=1 runs

@@ -583,7 +583,14 @@ async function route() {
   }
 }
 
-window.addEventListener("hashchange", () => { notice(""); route().then(() => document.getElementById("main").focus()); });
+window.addEventListener("hashchange", () => {
+  notice("");
+  // Keyboard users land on the new view, unless it put the focus somewhere itself.
+  route().then(() => {
+    const main = document.getElementById("main");
+    if (!main.contains(document.activeElement)) main.focus();
+  });
+});
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("signout").addEventListener("click", () => signOut());
   loadHealth().then(showHealth);
