@@ -13,11 +13,6 @@ from enum import StrEnum
 
 from daemon.models import TaskStatus, parse_time
 
-# Statuses of the calling-hours and ASR rules, compared as text so this module reads
-# them from stores that predate them as well.
-DELAYED_INTERVAL = "delayed_interval"
-DELAYED_ASR = "delayed_asr"
-
 
 class Reason(StrEnum):
     IN_CALL = "in_call"
@@ -88,7 +83,11 @@ def why_waiting(
     if not ami_ready:
         reasons.append(Why(Reason.AMI_DOWN, "the PBX link (AMI) is not ready: nothing starts"))
     due_at = parse_time(task.next_attempt_utc) if task.next_attempt_utc else None
-    if due_at is not None and due_at > now and task.status not in (DELAYED_INTERVAL, DELAYED_ASR):
+    if (
+        due_at is not None
+        and due_at > now
+        and task.status not in (TaskStatus.DELAYED_INTERVAL, TaskStatus.DELAYED_ASR)
+    ):
         reasons.append(_time_not_come(task))
         return reasons
     reasons.extend(_held(task, queue, load))
@@ -108,13 +107,13 @@ def _time_not_come(task: TaskState) -> Why:
 
 def _held(task: TaskState, queue: QueueState, load: Load) -> list[Why]:
     held = []
-    if task.status == DELAYED_INTERVAL or queue.interval_open is False:
+    if task.status == TaskStatus.DELAYED_INTERVAL or queue.interval_open is False:
         opens = queue.next_open_utc or (
-            task.next_attempt_utc if task.status == DELAYED_INTERVAL else None
+            task.next_attempt_utc if task.status == TaskStatus.DELAYED_INTERVAL else None
         )
         text = f"calling hours closed until {opens} UTC" if opens else "calling hours closed"
         held.append(Why(Reason.INTERVAL_CLOSED, text, opens))
-    if task.status == DELAYED_ASR:
+    if task.status == TaskStatus.DELAYED_ASR:
         held.append(
             Why(
                 Reason.ASR_GUARD,

@@ -73,8 +73,8 @@ async def task_why(request: web.Request) -> web.Response:
             status=queue.status,
             concurrent_task_limit=queue.concurrent_task_limit,
             # Calling hours, on a queue that has them.
-            interval_open=getattr(queue, "interval_open", None),
-            next_open_utc=getattr(queue, "next_open_utc", None),
+            interval_open=queue.interval_open if queue.interval_id is not None else None,
+            next_open_utc=queue.next_open_utc,
         ),
         Load(
             queue_running=in_queue,

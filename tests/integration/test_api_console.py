@@ -4,6 +4,7 @@ only what the token's client may see."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -63,6 +64,27 @@ async def test_a_task_waiting_for_its_start_time_says_until_when(api: Api) -> No
         "text": "waits for its start time, 2099-01-01 08:00:00 UTC",
         "until": "2099-01-01 08:00:00",
     }
+
+
+async def test_a_task_of_a_queue_outside_its_calling_hours_says_until_when(api: Api) -> None:
+    # Open for one hour, ten days from now.
+    start = (datetime.now(UTC) + timedelta(days=10)).replace(minute=0, second=0, microsecond=0)
+    condition = {
+        "start_datetime": start.strftime("%Y-%m-%d %H:%M:%S"),
+        "end_datetime": (start + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    interval = await api.ok(
+        "POST", "/client/acme/interval/", 201,
+        json={"name": "later", "timezone": "UTC", "conditions": [condition]},
+    )  # fmt: skip
+    queue = await api.new_queue(status="on", interval_id=interval["id"])
+    [made] = await api.add_tasks(queue["id"], [task()])
+
+    why = await api.ok("GET", tasks_path(queue["id"]) + f"{made['id']}/why")
+
+    opening = start.strftime("%Y-%m-%d %H:%M:%S")
+    assert {"reason": "interval_closed", "text": f"calling hours closed until {opening} UTC",
+            "until": opening} in why["reasons"]  # fmt: skip
 
 
 async def test_deliveries_show_state_tries_and_the_receivers_status(
