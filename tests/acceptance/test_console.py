@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +15,7 @@ import pytest
 
 from tests.acceptance.browser import PHONE, Tab, console_tab, screenshot_dir
 from tests.acceptance.conftest import TOKEN, free_port, launch
-from tests.acceptance.lifecycle_helpers import Api, poll, write_pbx_config
+from tests.acceptance.lifecycle_helpers import Api, poll, utc_text, write_pbx_config
 from tests.pbx import TestPbx
 from tests.webhook_receiver import WebhookReceiver
 
@@ -78,9 +79,29 @@ async def test_the_console_shows_queues_calls_and_reasons_only_to_their_client(
     )
     night = await acme.request("POST", "/task_scheduler/", {"name": "night shift"})
     spare = await acme.request("POST", "/task_scheduler/", {"name": "spare"})
+    # Calling hours that open for one hour, ten days from now.
+    opens = (datetime.now(UTC) + timedelta(days=10)).replace(minute=0, second=0, microsecond=0)
+    hours = await acme.request(
+        "POST",
+        "/interval/",
+        {
+            "name": "later",
+            "timezone": "UTC",
+            "conditions": [
+                {
+                    "start_datetime": utc_text(opens),
+                    "end_datetime": utc_text(opens + timedelta(hours=1)),
+                }
+            ],
+        },
+    )
+    weekend = await acme.request(
+        "POST", "/task_scheduler/", {"name": "weekend", "interval_id": hours["id"]}
+    )
     hooks = {"url_success": world.receiver.url(), "url_after": world.receiver.url()}
     [connected] = await acme.add_tasks(support["id"], {"name": "order-4711", **CONNECTED, **hooks})
     [waiting] = await acme.add_tasks(night["id"], {"name": "order-4712", **CONNECTED})
+    [outside_hours] = await acme.add_tasks(weekend["id"], {"name": "order-4716", **CONNECTED})
     [later] = await acme.add_tasks(
         support["id"], {"name": "order-4713", **CONNECTED, "start_time_utc": "2099-01-01 08:00"}
     )
@@ -104,6 +125,8 @@ async def test_the_console_shows_queues_calls_and_reasons_only_to_their_client(
         await tab.sign_in(TOKEN)
         rows = await tab.page.inner_text("main table")
         assert "support" in rows and "night shift" in rows and "beta's own" not in rows
+        assert f"closed opens {utc_text(opens)} UTC" in rows
+        await tab.page.screenshot(path=str(shots / "queues.png"))
         # The switch says its state in words and works from the keyboard.
         switch = tab.page.get_by_role("button", name=re.compile("Queue spare is off"))
         await switch.focus()
@@ -134,6 +157,11 @@ async def test_the_console_shows_queues_calls_and_reasons_only_to_their_client(
         assert "waits for its start time, 2099-01-01 08:00:00 UTC" in await tab.page.inner_text(
             "#why"
         )
+        await tab.open(f"#/task/{weekend['id']}/{outside_hours['id']}", "#why")
+        # Both reasons, the switch first.
+        why = await tab.page.inner_text("#why")
+        assert "its queue is switched off" in why
+        assert f"calling hours closed until {utc_text(opens)} UTC" in why
 
         # Tasks of a queue: filtered by status, searched by number.
         await tab.open(f"#/queue/{support['id']}?status=finished", "main table")
