@@ -7,7 +7,7 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
-from api.routing import Handler
+from api.routing import Handler, Route
 
 # A page may load only its own assets and talk only to this daemon.
 SECURITY_HEADERS = {
@@ -29,3 +29,23 @@ def asset_handler(folder: Traversable, file: str, content_type: str) -> Handler:
         return web.Response(body=body, content_type=content_type, headers=SECURITY_HEADERS)
 
     return serve
+
+
+def asset_routes(
+    folder: Traversable, assets: dict[str, tuple[str, str, str, str]], tag: str
+) -> list[Route]:
+    """The open routes of a page's files: path -> (file, content type, operation id,
+    summary)."""
+    return [
+        Route(
+            "GET",
+            path,
+            asset_handler(folder, file, content_type),
+            summary,
+            auth=False,
+            content_type=content_type,
+            operation_id=operation_id,
+            tag=tag,
+        )
+        for path, (file, content_type, operation_id, summary) in assets.items()
+    ]

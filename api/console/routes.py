@@ -14,7 +14,7 @@ from api.calls import ONE as CALL_PATH
 from api.errors import Problem
 from api.respond import list_response, model_response
 from api.routing import Route, services
-from api.static import asset_handler
+from api.static import asset_routes
 from api.tasks import ONE as TASK_PATH
 from api.tasks import owned_task
 from api.tokens import tokens
@@ -114,19 +114,7 @@ async def call_ladder(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    *(
-        Route(
-            "GET",
-            path,
-            asset_handler(STATIC, file, content_type),
-            summary,
-            auth=False,
-            content_type=content_type,
-            operation_id=operation_id,
-            tag=TAG,
-        )
-        for path, (file, content_type, operation_id, summary) in ASSETS.items()
-    ),
+    *asset_routes(STATIC, ASSETS, TAG),
     Route(
         "GET",
         TASK_PATH + "/why",

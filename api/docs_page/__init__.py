@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from api.routing import Route
-from api.static import asset_handler
+from api.static import asset_routes
 
 TAG = "Operations"
 STATIC = resources.files(__package__)
@@ -16,16 +15,4 @@ ASSETS = {
     "/docs/docs.css": ("docs.css", "text/css", "getApiReferenceStyle", "Its style sheet"),
 }
 
-ROUTES = [
-    Route(
-        "GET",
-        path,
-        asset_handler(STATIC, file, content_type),
-        summary,
-        auth=False,
-        content_type=content_type,
-        operation_id=operation_id,
-        tag=TAG,
-    )
-    for path, (file, content_type, operation_id, summary) in ASSETS.items()
-]
+ROUTES = asset_routes(STATIC, ASSETS, TAG)
