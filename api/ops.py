@@ -7,7 +7,7 @@ from aiohttp import web
 from api.openapi import OPENAPI
 from api.respond import model_response
 from api.routing import METRICS, Route, services
-from api.schemas import Health, Readiness
+from api.schemas import AsrGuardReport, Health, Readiness
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -25,6 +25,17 @@ async def readyz(request: web.Request) -> web.Response:
         ready=store_ok and ami_ok,
         store="ok" if store_ok else "not writable",
         ami="ok" if ami_ok else (svc.ami.last_error or "not logged in"),
+        asr_guard={
+            "default" if profile is None else str(profile): AsrGuardReport(
+                tripped=guard.tripped,
+                attempts=guard.attempts,
+                answered=guard.answered,
+                ratio=guard.ratio,
+                min_ratio=guard.min_ratio,
+                min_attempts=guard.min_attempts,
+            )
+            for profile, guard in svc.asr.states().items()
+        },
     )
     return model_response(ready, status=200 if ready.ready else 503)
 

@@ -130,6 +130,17 @@ class Health(BaseModel):
     status: Literal["ok"] = Field(description="Always ok.")
 
 
+class AsrGuardReport(BaseModel):
+    """One extension profile's answer-rate guard."""
+
+    tripped: bool = Field(description="True while the guard holds the profile's due tasks")
+    attempts: int = Field(description="Attempts that reached the network in the window")
+    answered: int = Field(description="Of those, attempts in which an A number answered")
+    ratio: float | None = Field(description="answered / attempts; null for an empty window")
+    min_ratio: float = Field(description="Below this the guard trips")
+    min_attempts: int = Field(description="Attempts the window needs before it may trip")
+
+
 class Readiness(BaseModel):
     """Whether the daemon can take work; 503 names the part that cannot."""
 
@@ -138,4 +149,10 @@ class Readiness(BaseModel):
     ami: str = Field(
         description="ok, or why no call can be placed (not logged in, dialplan missing, "
         "Originate not permitted, ...)."
+    )
+    asr_guard: dict[str, AsrGuardReport] = Field(
+        default_factory=dict,
+        description="Each extension profile whose answer-rate guard is on, by extension "
+        "id ('default' = the default profile); a tripped guard does not make the daemon "
+        "unready.",
     )

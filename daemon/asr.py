@@ -9,7 +9,7 @@ attempt starts every `probe_interval` until the ratio is back.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -96,16 +96,19 @@ class _Window:
 class AsrGuard:
     """The windows of every profile under the settings in force."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, settings: Callable[[], Settings]) -> None:
+        self._settings = settings  # the settings in force: a reload changes the guard
         self._windows: dict[Profile, _Window] = {}
 
-    def reload(self, settings: Settings) -> None:
-        self._settings = settings
-
     def config(self, profile: Profile) -> AsrGuardSettings:
-        ext = self._settings.extensions.get(profile) if profile is not None else None
-        return self._settings.calls.asr_guard.over(ext.asr_guard if ext else None)
+        settings = self._settings()
+        ext = settings.extensions.get(profile) if profile is not None else None
+        return settings.calls.asr_guard.over(ext.asr_guard if ext else None)
+
+    def guarded(self) -> list[Profile]:
+        """The profiles whose guard is on."""
+        profiles: list[Profile] = [None, *self._settings().extensions]
+        return [p for p in profiles if self.config(p).min_ratio > 0]
 
     def _window(self, profile: Profile) -> _Window:
         return self._windows.setdefault(profile, _Window())
@@ -148,8 +151,9 @@ class AsrGuard:
             window.tripped, len(window.attempts), window.answered, cfg.min_ratio, cfg.min_attempts
         )
 
-    def states(self, profiles: Iterable[Profile]) -> dict[Profile, GuardState]:
-        return {p: self.state(p) for p in profiles}
+    def states(self) -> dict[Profile, GuardState]:
+        """Every guarded profile's state (for /readyz)."""
+        return {p: self.state(p) for p in self.guarded()}
 
     def _evaluate(self, profile: Profile, now: datetime) -> Change | None:
         cfg = self.config(profile)

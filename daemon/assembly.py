@@ -70,6 +70,7 @@ def build_parts(services: Services) -> Sequence[Part]:
         services.ami = engine
         services.call_control = engine
         services.scheduler = scheduler
+        services.asr = scheduler.asr
         services.outbox = outbox
         supervisor = app[SUPERVISOR]
         await ami.start()

@@ -27,11 +27,21 @@ class HoldReason(StrEnum):
     member here and one more entry in HELD_STATUS."""
 
     CONCURRENCY = "concurrency"  # its queue, its extension profile or the PBX is full
+    INTERVAL = "interval"  # its queue's calling hours are closed
+    ASR = "asr"  # the answer-rate guard of its extension profile tripped
 
 
 HELD_STATUS: Mapping[HoldReason, TaskStatus] = MappingProxyType(
-    {HoldReason.CONCURRENCY: TaskStatus.DELAYED_CONCURRENT}
+    {
+        HoldReason.CONCURRENCY: TaskStatus.DELAYED_CONCURRENT,
+        HoldReason.INTERVAL: TaskStatus.DELAYED_INTERVAL,
+        HoldReason.ASR: TaskStatus.DELAYED_ASR,
+    }
 )
+# Held without a time, a task of these waits until the scheduler frees it (a PUT of the
+# interval, the guard clearing, a restart): it leaves the due tasks, so a closed queue
+# or a tripped profile costs no pass anything. A full limit keeps its tasks due.
+_OUT_OF_THE_DUE = frozenset({HoldReason.INTERVAL, HoldReason.ASR})
 
 
 _ONE_TRY = RetryRules(try_count=1, try_again_pause=60)  # the API's defaults
@@ -84,10 +94,12 @@ class Cancelled:
 @dataclass(frozen=True)
 class Held:
     """A due task may not start now, for `reason`; `until` is when it may be looked at
-    again (None: it stays due, and starts as soon as the reason is gone)."""
+    again (None: a full limit's task stays due and starts as soon as the limit has room;
+    the others wait to be freed). `comment` says why, in `finish_comment`."""
 
     reason: HoldReason
     until: datetime | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,8 +169,8 @@ def next_state(state: TaskState, event: Event, now: datetime) -> Change | None:
                     "next_attempt": None,
                 },
             )
-        case Held(reason, until):
-            change = hold(reason, until)
+        case Held(reason, until, comment):
+            change = hold(reason, until, comment)
             if state.status == change.status and until is None:
                 return None  # held for that already
             return change
@@ -172,10 +184,16 @@ def next_state(state: TaskState, event: Event, now: datetime) -> Change | None:
     raise AssertionError(f"no transition for {event!r}")  # pragma: no cover
 
 
-def hold(reason: HoldReason, until: datetime | None = None) -> Change:
+def hold(reason: HoldReason, until: datetime | None = None, comment: str | None = None) -> Change:
     """The change of a hold, the same for every task it applies to: a store may write it
     to many tasks in one statement, guarded by `held_from(reason, until)`."""
-    columns: dict[str, object] = {} if until is None else {"next_attempt": due_text(until)}
+    columns: dict[str, object] = {}
+    if until is not None:
+        columns["next_attempt"] = due_text(until)
+    elif reason in _OUT_OF_THE_DUE:
+        columns["next_attempt"] = None
+    if comment is not None:
+        columns["finish_comment"] = comment
     return Change(HELD_STATUS[reason], columns)
 
 

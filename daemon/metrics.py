@@ -82,6 +82,24 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
+        self.asr_guard_trips = Counter(
+            "callbackd_asr_guard_trips",
+            "Times an extension profile's answer-rate guard tripped (its tasks held)",
+            ["profile"],
+            registry=r,
+        )
+        self.asr_guard_clears = Counter(
+            "callbackd_asr_guard_clears",
+            "Times an extension profile's answer-rate guard cleared",
+            ["profile"],
+            registry=r,
+        )
+        self.asr_guard_tripped = Gauge(
+            "callbackd_asr_guard_tripped",
+            "1 while the profile's answer-rate guard holds its tasks, else 0",
+            ["profile"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "callbackd_config_reloads",
             "Config reloads (SIGHUP) by result",

@@ -698,6 +698,8 @@ class CallPlan(BaseModel):
     a_caller_id_name: str = ""
     b_caller_id_number: str = ""
     account_code: str = ""
+    interval_zone: str | None = None
+    interval_zone_reason: str | None = None
 
 
 class AttemptSummary(BaseModel):
@@ -783,6 +785,17 @@ class AttemptSummary(BaseModel):
     result_comment: Annotated[
         str, Field(description="The outcome in plain words, as finish_comment says it.")
     ]
+    interval_zone: Annotated[
+        str | None,
+        Field(description="The time zone the queue's calling hours were read in; null: none."),
+    ] = None
+    interval_zone_reason: Annotated[
+        str | None,
+        Field(
+            description="Why that zone: the interval's own, or the A number's "
+            "(calls.interval_zone = destination) and why it could not be used."
+        ),
+    ] = None
 
 
 class CallRecord(AttemptSummary):

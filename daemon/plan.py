@@ -98,5 +98,7 @@ def plan_attempt(
         a_caller_id_name=a_cid_name,
         b_caller_id_number=b_cid_number,
         account_code=profile.account_code,
+        interval_zone=record.hours_zone[0] if record.hours_zone else None,
+        interval_zone_reason=record.hours_zone[1] if record.hours_zone else None,
     )
     return request, plan

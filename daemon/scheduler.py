@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import islice
@@ -23,8 +23,20 @@ import structlog
 
 from ami.outcome import Outcome
 from config import Settings
+from daemon.asr import AsrGuard, Change, Profile, counts_as
 from daemon.clock import Clock, sleep_until_woken
+from daemon.destination_zone import ZoneChoice, interval_zone
 from daemon.engine import CallEngine
+from daemon.holds import (
+    QueueHours,
+    QueueInterval,
+    asr_hold,
+    interval_hold,
+    profile_key,
+    task_hours,
+)
+from daemon.intervals import State
+from daemon.lifecycle import Held
 from daemon.metrics import Metrics
 from daemon.models import TaskStatus, format_time, parse_time
 from daemon.plan import profile_for
@@ -48,6 +60,45 @@ class Page(NamedTuple):
     read: int
     more: bool  # the page was full and the PBX still has room: more may start
     after: DueKey | None  # the last row read
+    held: int = 0  # rows held for their calling hours: they left the due rows
+    open_queues: frozenset[int] = frozenset()  # queues on, open and not full
+
+
+@dataclass
+class HoursGate:
+    """Calling hours at the moment rows would be claimed: the queues' intervals, which
+    of them are closed, and the rows held for them in this pass."""
+
+    intervals: dict[int, QueueInterval]
+    closed: dict[int, State]
+    by_destination: bool
+    now: datetime
+    held: list[tuple[int, Held]] = field(default_factory=list)
+
+    def admit(self, row: sqlite3.Row) -> tuple[bool, ZoneChoice | None]:
+        """Whether the row's calling hours are open (else it is held), and the zone
+        that decided and why (None for a queue without an interval)."""
+        queue_id = row["scheduler_id"]
+        interval = self.intervals.get(queue_id)
+        if interval is None:
+            return True, None
+        closed = self.closed.get(queue_id)
+        if closed is not None:
+            self.held.append((row["id"], interval_hold(closed.until, interval.timezone)))
+            return False, None
+        if not self.by_destination:
+            return True, interval_zone(interval.timezone)
+        a_number = json.loads(row["params"])["a_number"]
+        choice, hours = task_hours(interval, a_number, True, self.now)
+        if not hours.open:
+            self.held.append((row["id"], interval_hold(hours.until, choice.zone)))
+        return hours.open, choice
+
+
+def _queue_interval(row: sqlite3.Row) -> QueueInterval | None:
+    if row["interval_id"] is None:
+        return None
+    return QueueInterval(row["interval_id"], row["interval_timezone"], row["interval_conditions"])
 
 
 @dataclass(frozen=True)
@@ -76,6 +127,12 @@ class Scheduler:
         self._ended_while_loading: set[int] | None = None
         self._due = DueTasks(db)
         self._full_marked: tuple[Full, datetime] = (NOTHING_FULL, datetime.min.replace(tzinfo=UTC))
+        self.hours = QueueHours()
+        self.asr = AsrGuard(settings)
+        # The profiles whose tasks the guard holds, as last acted on (None: not yet, so
+        # the first pass frees whatever an earlier run held).
+        self._asr_held: frozenset[Profile] | None = None
+        self._asr_marked = datetime.min.replace(tzinfo=UTC)
 
     def wake(self) -> None:
         self._woken.set()
@@ -90,6 +147,18 @@ class Scheduler:
     def attempt_started(self, record: TaskRecord) -> None:
         self.running[record.id] = Running(record.scheduler_id, record.task.extension_id)
 
+    def attempt_outcome(self, task_id: int, call_uuid: str, outcome: Outcome) -> None:
+        """An ended attempt goes into its profile's answer-rate window."""
+        running = self.running.get(task_id)
+        if running is None:
+            return
+        ended = outcome.end_time or self._clock.now()
+        counted = counts_as(outcome.result, outcome.a_answered)
+        change = self.asr.record(running.extension_id, call_uuid, ended, counted)
+        if change is not None:
+            self._report(change)
+            self.wake()
+
     def attempt_ended(self, task_id: int) -> None:
         self.running.pop(task_id, None)
         if self._ended_while_loading is not None:
@@ -100,6 +169,7 @@ class Scheduler:
 
     async def run(self) -> None:
         await self._load_running()
+        await self._load_asr_window()
         while True:
             self._woken.clear()
             try:
@@ -124,42 +194,135 @@ class Scheduler:
         finally:
             self._ended_while_loading = None
 
+    async def _load_asr_window(self) -> None:
+        """The answer-rate windows rebuilt from the attempts stored, so a restart does
+        not forget a collapsed trunk (one read of the last window's attempts)."""
+        settings = self._settings()
+        configs = [self.asr.config(p) for p in (None, *settings.extensions)]
+        windows = [cfg.window for cfg in configs if cfg.min_ratio > 0]
+        if not windows:
+            return
+        now = self._clock.now()
+        # Started up to an hour before the window and ended in it still count.
+        since = format_time(now - timedelta(seconds=max(windows) + 3600))
+        for row in await self._db.fetch_all(q("select_recent_attempts"), {"since": since}):
+            counted = counts_as(row["result"], row["a_answer_time"] is not None)
+            self.asr.record(
+                row["extension_id"], row["call_uuid"], parse_time(row["end_time"]), counted
+            )
+
     async def dispatch_due(self) -> datetime | None:
         """Start what is due and fits; return when to look again (None: when woken)."""
+        held = await self._guard_look()
         page = Page(started=0, read=0, more=True, after=None)
         read = 0
         while self._engine.may_start and not self._paused:
             page = await self._dispatch_batch(page.after, whole=page.read > page.started)
             read += page.read
             # Rows held back by an extension limit are paged past, up to DUE_BATCH
-            # rows a round when none of them starts.
-            if not page.more or (not page.started and read >= DUE_BATCH):
+            # rows a round when none of them starts; rows held for their calling hours
+            # left the due rows, so the next page finds others.
+            if not page.more or (not page.started and not page.held and read >= DUE_BATCH):
                 break
         if not self._engine.may_start:
             return None
+        next_probe = await self._guard(held, page.open_queues)
         now = format_time(self._clock.now())
         next_due = await self._db.fetch_value(q("select_next_due_time"), {"now": now})
-        return parse_time(next_due) if next_due else None
+        wake_at = [parse_time(next_due)] if next_due else []
+        return min([*wake_at, *next_probe], default=None)
+
+    async def _guard_look(self) -> frozenset[Profile]:
+        """The profiles the answer-rate guard holds now; the tasks of those that cleared
+        since the last look are freed."""
+        now = self._clock.now()
+        tripped, changes = self.asr.held(now)
+        held = frozenset(tripped)
+        for change in changes:
+            self._report(change)
+        if held != self._asr_held:
+            await self._due.free_profiles([profile_key(p) for p in held], now)
+            self._asr_held = frozenset(held)
+            self._asr_marked = datetime.min.replace(tzinfo=UTC)
+        return held
+
+    async def _guard(self, held: frozenset[Profile], open_queues: frozenset[int]) -> list[datetime]:
+        """The answer-rate guard's part of a pass, after the due tasks that may start
+        have: hold the due tasks of the tripped profiles, start their probes; returns
+        when the next probes are due."""
+        if not held:
+            return []
+        now = self._clock.now()
+        # Newly due tasks of a held profile are marked at most once a second, as the
+        # tasks held back by a full limit are.
+        if now - self._asr_marked >= FULL_MARK_EVERY:
+            self._asr_marked = now
+            holds = [(profile_key(p), asr_hold(p, self.asr.state(p))) for p in held]
+            await self._due.hold_profiles(holds, open_queues, now)
+        settings = self._settings()
+        for profile in held:
+            if (
+                self.asr.may_probe(profile, now)
+                and len(self.running) < settings.calls.max_concurrent
+            ):
+                await self._probe(profile, open_queues, now)
+        return [self.asr.next_probe(p, now) for p in held]
+
+    async def _probe(self, profile: Profile, open_queues: frozenset[int], now: datetime) -> None:
+        """One held task of a tripped profile tries the network."""
+        row = await self._due.probe(profile_key(profile), open_queues)
+        if row is None:
+            return
+        record = task_record(row)
+        placed = await self._engine.place_many([record])
+        if placed:
+            self.asr.probed(profile, now)
+            log.info("answer-rate guard probe", profile=_profile_name(profile), task_id=record.id)
+
+    def _report(self, change: Change) -> None:
+        name = _profile_name(change.profile)
+        state = change.state
+        words = "answer-rate guard tripped" if change.tripped else "answer-rate guard cleared"
+        log.warning(
+            words,
+            profile=name,
+            attempts=state.attempts,
+            answered=state.answered,
+            min_ratio=state.min_ratio,
+        )
+        if self._metrics is not None:
+            counter = (
+                self._metrics.asr_guard_trips if change.tripped else self._metrics.asr_guard_clears
+            )
+            counter.labels(profile=name).inc()
+            self._metrics.asr_guard_tripped.labels(profile=name).set(1 if change.tripped else 0)
 
     async def _dispatch_batch(self, after: DueKey | None, whole: bool) -> Page:
         """One pass over the oldest due tasks, after `after` if given; a `whole` page
         follows one whose rows were held back."""
         settings = self._settings()
         now = self._clock.now()
-        queues = {
-            row["id"]: row["concurrent_task_limit"]
+        on = [
+            row
             for row in await self._db.fetch_all(q("select_queue_limits"))
             if row["status"] == "on"
-        }
+        ]
+        queues = {row["id"]: row["concurrent_task_limit"] for row in on}
+        intervals = {row["id"]: _queue_interval(row) for row in on}
+        gate = await self._hours(intervals, settings, now)
+        # A closed queue's rows are read only to be held (as they come due); its calls
+        # in progress do not make it full.
+        open_limits = {qid: limit for qid, limit in queues.items() if qid not in gate.closed}
         room = settings.calls.max_concurrent - len(self.running)
-        full = self._full(queues, settings)
+        full = self._full(open_limits, settings)
+        skipped = [*full.extensions, *(profile_key(p) for p in self._asr_held or ())]
         # No more rows than the PBX has room for: under load an ended call frees one
         # slot, and reading a whole batch of due rows for it cost more than the call's
         # own writes. Past rows held back by a limit, the page is whole.
         limit = DUE_BATCH if whole else min(DUE_BATCH, room)
-        rows = await self._due.rows(now, queues.keys() - full.queues, full.extensions, after, limit)
+        rows = await self._due.rows(now, queues.keys() - full.queues, skipped, after, limit)
         blocked: list[int] = []
-        admitted = _admit(rows, settings, queues, self.running.values(), blocked)
+        admitted = _admit(rows, settings, queues, self.running.values(), blocked, gate)
         # Claims go in growing chunks, one transaction each, with the chunk's Originates
         # in flight together: the first in line waits for a small transaction, the rest
         # share the cost of large ones. Rows are validated only as their chunk comes,
@@ -180,10 +343,32 @@ class Scheduler:
             if not self._engine.may_start:
                 break
         # What the calls just started filled waits too, beyond the rows read.
-        await self._hold(blocked, self._full(queues, settings), set(queues), now)
+        await self._due.hold_tasks(gate.held)
+        full = self._full(open_limits, settings)
+        await self._hold(blocked, full, set(open_limits), now)
         more = 0 < len(rows) == limit and len(self.running) < settings.calls.max_concurrent
         last = (rows[-1]["next_attempt"], rows[-1]["id"]) if rows else after
-        return Page(started, len(rows), more, last)
+        open_queues = frozenset(open_limits.keys() - full.queues)
+        return Page(started, len(rows), more, last, len(gate.held), open_queues)
+
+    async def _hours(
+        self, intervals: dict[int, QueueInterval | None], settings: Settings, now: datetime
+    ) -> HoursGate:
+        """Calling hours now: tasks held for an interval that changed are looked at
+        again, and a queue whose interval just closed has its due tasks held (one
+        write); after that a closed queue costs nothing until it opens."""
+        look = self.hours.look(intervals.items(), now)
+        await self._due.free_queues(look.changed, now)
+        by_destination = settings.calls.interval_zone == "destination"
+        closed = {} if by_destination else look.closed
+        with_interval = {qid: i for qid, i in intervals.items() if i is not None}
+        if closed and look.closing:
+            holds = [
+                (qid, interval_hold(closed[qid].until, with_interval[qid].timezone))
+                for qid in look.closing
+            ]
+            await self._due.hold_queues(holds, now)
+        return HoursGate(with_interval, closed, by_destination, now)
 
     async def _hold(
         self, task_ids: list[int], full: Full, open_queues: set[int], now: datetime
@@ -224,10 +409,12 @@ def _admit(
     queue_limits: dict[int, int],
     running: Iterable[Running],
     blocked: list[int],
+    gate: HoursGate,
 ) -> Iterator[tuple[TaskRecord, datetime]]:
     """The due rows that fit the limits of the PBX, their queue and their extension, in
     order, each with its due time; the ids of those held back by a limit (and not marked
-    so yet) are added to `blocked` as they are passed over."""
+    so yet) are added to `blocked` as they are passed over, those whose calling hours
+    are closed to the gate's holds."""
     if not rows:
         return
     running = list(running)
@@ -236,6 +423,9 @@ def _admit(
     in_flight = len(running)
     extension_limit = cache(lambda ext: profile_for(settings, ext).max_concurrent)
     for row in rows:
+        hours_open, zone = gate.admit(row)
+        if not hours_open:
+            continue
         # While the PBX has room: only the extension is needed to check the limits, and
         # the task is read in full (and validated) only if it starts. Once it is full,
         # no later row starts either and its params are not read: under load a pass
@@ -249,10 +439,17 @@ def _admit(
                 in_flight += 1
                 per_queue[row["scheduler_id"]] += 1
                 per_extension[ext] += 1
-                yield task_record(row), parse_time(row["next_attempt"])
+                record = task_record(row)
+                if zone is not None:
+                    record = replace(record, hours_zone=zone)
+                yield record, parse_time(row["next_attempt"])
                 continue
         if row["status"] != TaskStatus.DELAYED_CONCURRENT:
             blocked.append(row["id"])
+
+
+def _profile_name(profile: Profile) -> str:
+    return "default" if profile is None else str(profile)
 
 
 def _growing_sizes(first: int = 4) -> Iterator[int]:
@@ -283,5 +480,6 @@ class EngineEvents:
     async def attempt_ended(
         self, task_id: int, call_uuid: str, outcome: Outcome, step: NextStep | None
     ) -> None:
+        self._scheduler.attempt_outcome(task_id, call_uuid, outcome)
         self._scheduler.attempt_ended(task_id)
         self._outbox_wake()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from config import Settings
+from daemon.asr import GuardState
 from daemon.clock import Clock
 from daemon.store.calls import CallRepository
 from daemon.store.db import Database
@@ -44,6 +45,17 @@ class Wakeup(Protocol):
     def wake(self) -> None: ...
 
 
+class AsrStatus(Protocol):
+    """The answer-rate guards, as /readyz shows them."""
+
+    def states(self) -> dict[int | None, GuardState]: ...
+
+
+class NoAsr:
+    def states(self) -> dict[int | None, GuardState]:
+        return {}
+
+
 class NoAmi:
     """The AMI status before the call engine is attached."""
 
@@ -74,6 +86,7 @@ class Services:
     ami: AmiStatus = field(default_factory=NoAmi)
     call_control: CallControl = field(default_factory=NoCalls)
     scheduler: Wakeup = field(default_factory=NoWakeup)
+    asr: AsrStatus = field(default_factory=NoAsr)
     outbox: Wakeup = field(default_factory=NoWakeup)
 
     @classmethod

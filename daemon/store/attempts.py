@@ -40,6 +40,9 @@ class TaskRecord:
     attempts_made: int
     caller_attempts: int
     invalid_numbers: tuple[str, ...]
+    # The zone the calling hours were read in for this attempt, and why (None: the
+    # queue has no interval).
+    hours_zone: tuple[str, str] | None = None
 
     @property
     def progress(self) -> Progress:

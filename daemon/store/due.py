@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import partial
 from typing import NamedTuple
 
-from daemon.lifecycle import HoldReason
+from daemon.lifecycle import Held, HoldReason
 from daemon.models import WAITING_STATUSES, format_time
 from daemon.store.db import Database
 from daemon.store.tasks import hold_where
@@ -42,7 +42,7 @@ class DueTasks:
         self,
         now: datetime,
         queue_ids: Collection[int],
-        full_extensions: Collection[int],
+        full_extensions: Collection[int | str],
         after: DueKey | None,
         limit: int,
     ) -> list[sqlite3.Row]:
@@ -82,6 +82,62 @@ class DueTasks:
         due = format_time(now)
         await self._db.write(partial(_hold, task_ids, full, open_queues, due))
 
+    # --- calling hours and the answer-rate guard ----------------------------------------
+
+    async def hold_queues(self, holds: Collection[tuple[int, Held]], now: datetime) -> None:
+        """Hold every due task of each queue (id, hold): its interval just closed."""
+        due = format_time(now)
+        where = "scheduler_id = ? AND next_attempt <= ?"
+        await self._write_holds([(where, [qid, due], held) for qid, held in holds])
+
+    async def hold_tasks(self, holds: Collection[tuple[int, Held]]) -> None:
+        """Hold each task (id, hold) the hold applies to."""
+        await self._write_holds([("id = ?", [task_id], held) for task_id, held in holds])
+
+    async def free_queues(self, queue_ids: Collection[int], now: datetime) -> None:
+        """The tasks held for these queues' calling hours are due again now, to be looked
+        at under the interval as it is now (changed, or read for the first time)."""
+        if queue_ids:
+            where = f"status = 'delayed_interval' AND scheduler_id IN ({_marks(queue_ids)})"
+            await self._write_holds([(where, [*queue_ids], Held(HoldReason.INTERVAL, now))])
+
+    async def hold_profiles(
+        self, holds: Collection[tuple[int | str, Held]], queue_ids: Collection[int], now: datetime
+    ) -> None:
+        """Hold the due tasks of `queue_ids` whose profile (extension id, '' = the
+        default) its answer-rate guard holds."""
+        if not queue_ids:
+            return
+        # The unary + keeps SQLite on the due-time index: only due rows are read.
+        where = (
+            f"ifnull({_EXTENSION_OF_TASK}, '') = ? AND +scheduler_id IN ({_marks(queue_ids)}) "
+            "AND next_attempt <= ?"
+        )
+        due = format_time(now)
+        await self._write_holds([(where, [key, *queue_ids, due], held) for key, held in holds])
+
+    async def free_profiles(self, held: Collection[int | str], now: datetime) -> None:
+        """The tasks held by the guard of every profile but those `held` are due now."""
+        where = "status = 'delayed_asr'"
+        if held:
+            where += f" AND ifnull({_EXTENSION_OF_TASK}, '') NOT IN ({_marks(held)})"
+        await self._write_holds([(where, [*held], Held(HoldReason.ASR, now))])
+
+    async def probe(self, profile: int | str, queue_ids: Collection[int]) -> sqlite3.Row | None:
+        """The longest-held task of a held profile in `queue_ids`, to try the network."""
+        if not queue_ids:
+            return None
+        sql = (
+            "SELECT * FROM tasks WHERE status = 'delayed_asr' "  # noqa: S608
+            f"AND ifnull({_EXTENSION_OF_TASK}, '') = ? "
+            f"AND +scheduler_id IN ({_marks(queue_ids)}) ORDER BY id LIMIT 1"
+        )
+        return await self._db.fetch_one(sql, [profile, *queue_ids])
+
+    async def _write_holds(self, holds: list[tuple[str, list[object], Held]]) -> None:
+        if holds:
+            await self._db.write(partial(_hold_each, holds))
+
 
 def _hold(
     task_ids: Collection[int],
@@ -102,3 +158,8 @@ def _hold(
             f"AND {_EXTENSION_OF_TASK} IN ({_marks(full.extensions)}) AND next_attempt <= ?"
         )
         hold_where(conn, condition, [*open_queues, *full.extensions, due], held)
+
+
+def _hold_each(holds: list[tuple[str, list[object], Held]], conn: sqlite3.Connection) -> None:
+    for where, params, held in holds:
+        hold_where(conn, where, params, held.reason, held.until, held.comment)

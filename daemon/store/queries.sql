@@ -229,6 +229,14 @@ SELECT q.id, q.status, q.concurrent_task_limit, q.interval_id,
        i.timezone AS interval_timezone, i.conditions AS interval_conditions
 FROM queues q LEFT JOIN intervals i ON i.id = q.interval_id;
 
+-- name: select_recent_attempts
+-- The ended attempts of the answer-rate guard's window, rebuilt at start.
+SELECT a.call_uuid, a.end_time, a.a_answer_time, a.result,
+       t.params ->> '$.extension_id' AS extension_id
+FROM attempts a JOIN tasks t ON t.id = a.task_id
+WHERE a.start_time >= :since AND a.state = 'ended' AND a.end_time IS NOT NULL
+ORDER BY a.end_time;
+
 -- name: select_executing_tasks
 SELECT id, scheduler_id, params FROM tasks WHERE status = 'executed';
 

@@ -355,10 +355,11 @@ def hold_where(
     params: Sequence[object],
     reason: HoldReason,
     until: datetime | None = None,
+    comment: str | None = None,
 ) -> int:
     """Hold every task matching `condition` that the hold applies to, in one statement
     (a full queue may hold back thousands); returns how many changed."""
-    change = hold(reason, until)
+    change = hold(reason, until, comment)
     values = change.values()
     assignments = ", ".join(f"{name} = ?" for name in values)
     statuses = sorted(held_from(reason, until))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from daemon.asr import GuardState
 from tests.integration.conftest import Api, ApiFactory, assert_problem, task
 
 
@@ -57,7 +58,37 @@ async def test_readyz_is_ready_only_when_calls_can_be_placed(
     response = await api.request("GET", "/readyz", client=None)
 
     assert response.status == status
-    assert await response.json() == {"store": "ok", **body}
+    assert await response.json() == {"store": "ok", "asr_guard": {}, **body}
+
+
+@dataclass
+class GuardsSeen:
+    """What the scheduler's answer-rate guards tell /readyz."""
+
+    def states(self) -> dict[int | None, GuardState]:
+        return {
+            None: GuardState(False, 40, 20, 0.3, 30),
+            101: GuardState(True, 35, 3, 0.3, 30),
+        }
+
+
+async def test_readyz_shows_each_answer_rate_guard_and_stays_ready(api: Api) -> None:
+    api.services.ami = AmiSeen(ready=True, last_error=None)
+    api.services.asr = GuardsSeen()
+
+    response = await api.request("GET", "/readyz", client=None)
+
+    assert response.status == 200
+    guards = (await response.json())["asr_guard"]
+    assert guards["default"] == {
+        "tripped": False,
+        "attempts": 40,
+        "answered": 20,
+        "ratio": 0.5,
+        "min_ratio": 0.3,
+        "min_attempts": 30,
+    }
+    assert (guards["101"]["tripped"], guards["101"]["answered"]) == (True, 3)
 
 
 async def test_metrics_are_prometheus_text_with_task_counts(

@@ -63,9 +63,10 @@ def test_what_counts_in_the_ratio(
 
 def guard(**asr: float) -> AsrGuard:
     cfg = {"min_ratio": 0.3, "min_attempts": 10, "window": 1800, "probe_interval": 60, **asr}
-    return AsrGuard(
-        Settings(calls={"asr_guard": cfg}, extensions={101: {"asr_guard": {"min_ratio": 0.0}}})
+    settings = Settings(
+        calls={"asr_guard": cfg}, extensions={101: {"asr_guard": {"min_ratio": 0.0}}}
     )
+    return AsrGuard(lambda: settings)
 
 
 def test_the_guard_trips_on_distinct_attempts_only() -> None:
@@ -86,6 +87,7 @@ def test_profiles_have_windows_and_settings_of_their_own() -> None:
         asr.record(None, f"default-{i}", T0, False)
     assert asr.held(T0)[0] == set()
     assert asr.state(101).attempts == 30
+    assert list(asr.states()) == [None]
 
 
 def test_the_guard_clears_when_probes_bring_the_ratio_back() -> None:

@@ -160,6 +160,48 @@ IN_CALL = TaskState(S.EXECUTED, attempts_made=1, rules=THREE_TRIES, a_numbers=("
             Held(HoldReason.CONCURRENCY, LATER),
             Change(S.DELAYED_CONCURRENT, {"next_attempt": "2026-03-02 08:00:00"}),
         ),
+        # calling hours closed: due again at the opening, no attempt used, and why
+        (
+            TaskState(S.DELAYED, attempts_made=1, next_attempt=NOW_TEXT),
+            Held(HoldReason.INTERVAL, LATER, "calling hours closed"),
+            Change(
+                S.DELAYED_INTERVAL,
+                {"next_attempt": "2026-03-02 08:00:00", "finish_comment": "calling hours closed"},
+            ),
+        ),
+        # ... that never open again: out of the due tasks until the interval changes
+        (
+            TaskState(S.SCHEDULED, next_attempt=NOW_TEXT),
+            Held(HoldReason.INTERVAL),
+            Change(S.DELAYED_INTERVAL, {"next_attempt": None}),
+        ),
+        # ... freed (the interval changed): due now, looked at again
+        (
+            TaskState(S.DELAYED_INTERVAL),
+            Held(HoldReason.INTERVAL, NOW),
+            Change(S.DELAYED_INTERVAL, {"next_attempt": NOW_TEXT}),
+        ),
+        (TaskState(S.EXECUTED, attempts_made=1), Held(HoldReason.INTERVAL, LATER), None),
+        # the answer-rate guard: out of the due tasks until it clears
+        (
+            TaskState(S.DELAYED_CONCURRENT, next_attempt=NOW_TEXT),
+            Held(HoldReason.ASR, None, "held by the answer-rate guard"),
+            Change(
+                S.DELAYED_ASR,
+                {"next_attempt": None, "finish_comment": "held by the answer-rate guard"},
+            ),
+        ),
+        (TaskState(S.DELAYED_ASR), Held(HoldReason.ASR), None),
+        (
+            TaskState(S.DELAYED_ASR),
+            Claimed("probe"),
+            Change(S.EXECUTED, {"attempts_made": 1, "cdr": "probe", "next_attempt": None}),
+        ),
+        (
+            TaskState(S.DELAYED_INTERVAL, next_attempt=NOW_TEXT),
+            Edited(None),
+            Change(S.SCHEDULED, {"next_attempt": NOW_TEXT}),
+        ),
         # PUT: waits again as before any hold; a first attempt is due at its start time
         (
             TaskState(S.DELAYED_CONCURRENT, next_attempt=NOW_TEXT),
