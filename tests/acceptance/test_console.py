@@ -174,11 +174,16 @@ async def test_the_console_shows_queues_calls_and_reasons_only_to_their_client(
         await tab.open("#/live", "#live table")
         live = await tab.page.inner_text("#live")
         assert "connected" in live and f"#{talking['id']}" in live
+        # It refreshes in place, and a keyboard user's focus stays where it was.
+        link = tab.page.locator("#live a").first
+        await link.focus()
+        focused = await link.get_attribute("id")
         first_stamp = await tab.page.inner_text("#live-updated")
         await tab.page.wait_for_function(
             "stamp => document.querySelector('#live-updated').textContent !== stamp",
             arg=first_stamp,
         )
+        assert await tab.page.evaluate("document.activeElement.id") == focused
         await tab.page.screenshot(path=str(shots / "live.png"), full_page=True)
 
         # Call history by number.

@@ -64,6 +64,15 @@ function table(columns, rows, opts = {}) {
   return h("div", { class: "scroll" }, t);
 }
 
+// Re-renders keep the keyboard focus where it was, by element id.
+function keepFocus(container, render) {
+  const active = document.activeElement;
+  const id = active && container.contains(active) ? active.id : "";
+  render();
+  const again = id && document.getElementById(id);
+  if (again) again.focus();
+}
+
 function notice(text, kind) {
   const el = document.getElementById("notice");
   el.textContent = text || "";
@@ -111,7 +120,7 @@ function signOut(message) {
   if (message) notice(message);
 }
 
-function signInPage(main) {
+function signInPage(view) {
   document.getElementById("nav").hidden = true;
   document.getElementById("signout").hidden = true;
   document.getElementById("who").textContent = "";
@@ -129,12 +138,11 @@ function signInPage(main) {
       notice(`Sign-in failed: ${err.message}`);
     }
   } },
-  h("label", {}, "API token", h("input", { name: "token", type: "password", required: true, autocomplete: "off", id: "token" })),
+  h("label", {}, "API token", h("input", { name: "token", type: "password", required: true, autocomplete: "off", id: "token", autofocus: true })),
   h("label", {}, "Client id (only for an admin token)", h("input", { name: "client", placeholder: "@me", id: "client" })),
   h("button", { class: "primary", type: "submit" }, "Sign in"),
   h("p", { class: "muted" }, "The token stays in this browser tab only and is forgotten when the tab closes."));
-  main.append(h("h1", {}, "Sign in"), form);
-  form.querySelector("input").focus();
+  view.append(h("h1", {}, "Sign in"), form);
 }
 
 // ---------- health (AMI, store, ASR guard) ----------
@@ -189,18 +197,18 @@ async function toggleQueue(queue, after) {
 
 function queueSwitch(queue, after) {
   const on = queue.status === "on";
-  return h("button", { type: "button", "aria-pressed": on ? "true" : "false",
+  return h("button", { type: "button", id: `switch-${queue.id}`, "aria-pressed": on ? "true" : "false",
     "aria-label": `Queue ${queue.name} is ${queue.status}; switch it ${on ? "off" : "on"}`,
     onclick: () => toggleQueue(queue, after) }, on ? "● on — switch off" : "○ off — switch on");
 }
 
-async function queuesPage(main, mine) {
-  main.append(h("h1", {}, "Queues"));
+async function queuesPage(view, mine) {
+  view.append(h("h1", {}, "Queues"));
   const [{ body: queues }, ready] = await Promise.all([api(`${base()}/task_scheduler/`), loadHealth()]);
   if (mine !== generation) return;
   showHealth(ready);
   const again = () => route();
-  main.append(queues.length === 0 ? h("p", {}, "This client has no queues yet.") : table([
+  view.append(queues.length === 0 ? h("p", {}, "This client has no queues yet.") : table([
     { label: "Queue", cell: (q) => h("a", { href: `#/queue/${q.id}` }, `${q.name} (#${q.id})`) },
     { label: "Status", cell: (q) => queueSwitch(q, again) },
     { label: "Tasks", num: true, cell: (q) => q.task_count },
@@ -210,14 +218,14 @@ async function queuesPage(main, mine) {
     { label: "Last call (UTC)", cell: (q) => dash(q.last_call_date) },
   ], queues, { caption: `${queues.length} queue${queues.length === 1 ? "" : "s"}` }));
   const asr = asrEntries(ready);
-  main.append(h("h2", {}, "ASR guard of the extension profiles"),
+  view.append(h("h2", {}, "ASR guard of the extension profiles"),
     asr.length ? h("dl", { class: "grid" }, asr.map(([p, text]) => h("div", {}, h("dt", {}, `profile ${p}`), h("dd", {}, text))))
       : h("p", { class: "muted" }, "The daemon reports no ASR guard state (the guard is off, or this version does not report it)."));
 }
 
 // ---------- the tasks of a queue ----------
 
-async function queuePage(main, mine, queueId, params) {
+async function queuePage(view, mine, queueId, params) {
   const page = Math.max(1, Number(params.get("page") || 1));
   const status = params.get("status") || "";
   const search = (params.get("q") || "").trim();
@@ -229,7 +237,7 @@ async function queuePage(main, mine, queueId, params) {
     api(`${base()}/task_scheduler/${queueId}/tasks/?${query}`),
   ]);
   if (mine !== generation) return;
-  main.append(h("p", {}, h("a", { href: "#/queues" }, "← Queues")),
+  view.append(h("p", {}, h("a", { href: "#/queues" }, "← Queues")),
     h("h1", {}, `Queue ${queue.name} (#${queue.id})`),
     h("dl", { class: "grid" },
       field("Status", queueSwitch(queue, () => route())),
@@ -250,8 +258,8 @@ async function queuePage(main, mine, queueId, params) {
     STATUSES.map((s) => h("option", { value: s, selected: s === status }, s.replaceAll("_", " "))))),
   h("label", {}, "Number or name", h("input", { name: "q", value: search, type: "search", id: "task-search", placeholder: "e.g. 1105 or order-42" })),
   h("button", { type: "submit" }, "Show"));
-  main.append(h("h2", {}, "Tasks"), form);
-  main.append(tasks.length === 0 ? h("p", {}, "No task matches.") : table([
+  view.append(h("h2", {}, "Tasks"), form);
+  view.append(tasks.length === 0 ? h("p", {}, "No task matches.") : table([
     { label: "Task", cell: (t) => h("a", { href: `#/task/${queueId}/${t.id}` }, `#${t.id}${t.name ? " " + t.name : ""}`) },
     { label: "Status", cell: statusBadge },
     { label: "A", cell: (t) => [t.a_number, ...(t.callback_params.extended_a_numbers || [])].join(", ") },
@@ -260,7 +268,7 @@ async function queuePage(main, mine, queueId, params) {
     { label: "Next attempt (UTC)", cell: (t) => dash(t.next_attempt_utc) },
     { label: "Comment", cell: (t) => dash(t.finish_comment) },
   ], tasks));
-  main.append(pager(page, total, (p) => {
+  view.append(pager(page, total, (p) => {
     const next = new URLSearchParams(params);
     next.set("page", String(p));
     return `#/queue/${queueId}?${next}`;
@@ -283,17 +291,17 @@ function pager(page, total, href) {
 
 // ---------- one task ----------
 
-async function taskPage(main, mine, queueId, taskId) {
+async function taskPage(view, mine, queueId, taskId) {
   const path = `${base()}/task_scheduler/${queueId}/tasks/${taskId}`;
   const [{ body: task }, { body: why }, { body: attempts }, { body: hooks }] = await Promise.all([
     api(path), api(`${path}/why`), api(`${path}/attempts`), api(`${path}/webhooks`)]);
   const ladders = await Promise.all(attempts.map((a) =>
     api(`${base()}/call_history/${enc(a.call_uuid)}/ladder`).then((r) => r.body)));
   if (mine !== generation) return;
-  main.append(h("p", {}, h("a", { href: `#/queue/${queueId}` }, `← Queue #${queueId}`)),
+  view.append(h("p", {}, h("a", { href: `#/queue/${queueId}` }, `← Queue #${queueId}`)),
     h("h1", {}, `Task #${task.id}${task.name ? " — " + task.name : ""} `, statusBadge(task)));
-  main.append(whyPanel(why));
-  main.append(h("dl", { class: "grid" },
+  view.append(whyPanel(why));
+  view.append(h("dl", { class: "grid" },
     field("A number", [task.a_number, ...(task.callback_params.extended_a_numbers || [])].join(", ")),
     field("B number", task.b_number),
     field("Attempts", `${task.attempts_made} of ${task.try_count}`),
@@ -305,12 +313,12 @@ async function taskPage(main, mine, queueId, taskId) {
     field("Extension profile", dash(task.extension_id)),
     field("Caller ID shown to A", dash(task.callback_params.caller_id_number)),
     field("Created (UTC)", task.create_date_utc)));
-  main.append(taskActions(task, path));
-  main.append(h("h2", {}, `Attempts (${attempts.length})`));
-  if (!attempts.length) main.append(h("p", { class: "muted" }, "No attempt yet."));
-  attempts.forEach((attempt, i) => main.append(attemptCard(attempt, ladders[i])));
-  main.append(h("h2", {}, `Webhooks (${hooks.length})`));
-  main.append(hooks.length === 0 ? h("p", { class: "muted" }, "No webhook queued for this task.") : table([
+  view.append(taskActions(task, path));
+  view.append(h("h2", {}, `Attempts (${attempts.length})`));
+  if (!attempts.length) view.append(h("p", { class: "muted" }, "No attempt yet."));
+  attempts.forEach((attempt, i) => view.append(attemptCard(attempt, ladders[i])));
+  view.append(h("h2", {}, `Webhooks (${hooks.length})`));
+  view.append(hooks.length === 0 ? h("p", { class: "muted" }, "No webhook queued for this task.") : table([
     { label: "Event", cell: (d) => d.event },
     { label: "URL", cell: (d) => d.url },
     { label: "Delivery", cell: (d) => badge(d.state.replace("_", " "), d.state === "delivered" ? "ok" : d.state === "pending" ? "warn" : "bad") },
@@ -320,7 +328,10 @@ async function taskPage(main, mine, queueId, taskId) {
     { label: "Delivered / next try (UTC)", cell: (d) => dash(d.delivered_utc || d.next_try_utc) },
   ], hooks));
   if (task.status === "executed" || WAITING.has(task.status)) {
-    timer = setTimeout(() => { if (mine === generation && !document.querySelector("form.edit")) route(); }, 5000);
+    // Kept current while it may change, unless the operator is editing or reading events.
+    timer = setTimeout(() => {
+      if (mine === generation && !document.querySelector("form.edit, details[open]")) route();
+    }, 5000);
   }
 }
 
@@ -336,7 +347,7 @@ function taskActions(task, path) {
   const waiting = WAITING.has(task.status);
   const box = h("div", { class: "actions" });
   if (task.status !== "finished") {
-    box.append(h("button", { type: "button", class: "danger", onclick: async () => {
+    box.append(h("button", { type: "button", class: "danger", id: "cancel-task", onclick: async () => {
       if (!confirm(`Cancel task #${task.id}?${task.status === "executed" ? " Its call is hung up." : ""}`)) return;
       try {
         await api(path, { method: "DELETE" });
@@ -346,7 +357,7 @@ function taskActions(task, path) {
     } }, "Cancel task"));
   }
   if (waiting) {
-    box.append(h("button", { type: "button", onclick: () => {
+    box.append(h("button", { type: "button", id: "edit-task", onclick: () => {
       if (!document.querySelector("form.edit")) box.after(editForm(task, path));
       document.querySelector("form.edit input").focus();
     } }, "Edit task"));
@@ -461,11 +472,11 @@ function rawEvents(call) {
 
 // ---------- live calls ----------
 
-async function livePage(main, mine) {
-  main.append(h("h1", {}, h("span", { class: "live-dot", "aria-hidden": "true" }), "Live calls"));
+async function livePage(view, mine) {
+  view.append(h("h1", {}, h("span", { class: "live-dot", "aria-hidden": "true" }), "Live calls"));
   const holder = h("div", { id: "live", "aria-live": "polite" });
   const stamp = h("p", { class: "muted", id: "live-updated" });
-  main.append(stamp, holder);
+  view.append(stamp, holder);
   const refresh = async () => {
     let calls;
     try {
@@ -476,7 +487,7 @@ async function livePage(main, mine) {
     }
     if (mine !== generation) return;
     stamp.textContent = `${calls.length} call${calls.length === 1 ? "" : "s"} in progress · updated ${new Date().toLocaleTimeString()} · refreshes every ${LIVE_EVERY_MS / 1000} s`;
-    holder.replaceChildren(calls.length === 0 ? h("p", {}, "No call in progress.") : callTable(calls, true));
+    keepFocus(holder, () => holder.replaceChildren(calls.length === 0 ? h("p", {}, "No call in progress.") : callTable(calls, true)));
     timer = setTimeout(refresh, LIVE_EVERY_MS);
   };
   await refresh();
@@ -493,7 +504,7 @@ function callTable(calls, live) {
   const now = Date.now();
   const since = (t) => Math.max(0, Math.round((now - Date.parse(t.replace(" ", "T") + "Z")) / 1000));
   return table([
-    { label: "Task", cell: (c) => h("a", { href: `#/task/${c.scheduler_id}/${c.task_id}` }, `#${c.task_id}`) },
+    { label: "Task", cell: (c) => h("a", { href: `#/task/${c.scheduler_id}/${c.task_id}`, id: `call-${c.call_uuid}` }, `#${c.task_id}`) },
     { label: "Attempt", num: true, cell: (c) => c.attempt },
     { label: "State", cell: callState },
     { label: "A", cell: (c) => c.answered_a_number || c.a_numbers.join(", ") },
@@ -506,14 +517,14 @@ function callTable(calls, live) {
 
 // ---------- call history ----------
 
-async function historyPage(main, mine, params) {
+async function historyPage(view, mine, params) {
   const page = Math.max(1, Number(params.get("page") || 1));
   const query = new URLSearchParams({ page: String(page), per_page: String(PER_PAGE) });
   for (const key of ["number", "task_id", "since", "until"]) {
     const value = (params.get(key) || "").trim();
     if (value) query.set(key, value.replace("T", " "));
   }
-  main.append(h("h1", {}, "Call history"));
+  view.append(h("h1", {}, "Call history"));
   const input = (name, label, attrs) => h("label", {}, label, h("input", { name, id: `h-${name}`, value: params.get(name) || "", ...attrs }));
   const form = h("form", { class: "filters", role: "search", onsubmit: (event) => {
     event.preventDefault();
@@ -526,17 +537,17 @@ async function historyPage(main, mine, params) {
   input("since", "From (UTC)", { type: "datetime-local" }),
   input("until", "Until (UTC)", { type: "datetime-local" }),
   h("button", { type: "submit" }, "Search"));
-  main.append(form);
+  view.append(form);
   let calls, total;
   try {
     ({ body: calls, total } = await api(`${base()}/call_history/?${query}`));
   } catch (err) {
-    if (err.status === 422) { main.append(h("p", { role: "alert" }, `Check the search: ${err.message}`)); return; }
+    if (err.status === 422) { view.append(h("p", { role: "alert" }, `Check the search: ${err.message}`)); return; }
     throw err;
   }
   if (mine !== generation) return;
-  main.append(calls.length === 0 ? h("p", {}, "No call matches.") : callTable(calls, false));
-  main.append(pager(page, total, (p) => {
+  view.append(calls.length === 0 ? h("p", {}, "No call matches.") : callTable(calls, false));
+  view.append(pager(page, total, (p) => {
     const next = new URLSearchParams(params);
     next.set("page", String(p));
     return `#/history?${next}`;
@@ -553,10 +564,14 @@ async function route() {
   const [path, queryText] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(queryText || "");
   const parts = path.split("/").filter(Boolean);
-  main.replaceChildren();
+  // Each view is built aside and swapped in whole: no empty page while it loads.
+  const view = document.createElement("div");
+  const show = () => keepFocus(main, () => main.replaceChildren(...view.childNodes));
   if (!token()) {
     if (parts[0] !== "signin") { location.hash = "#/signin"; return; }
-    signInPage(main);
+    signInPage(view);
+    show();
+    main.querySelector("[autofocus]")?.focus();
     return;
   }
   document.getElementById("nav").hidden = false;
@@ -568,17 +583,18 @@ async function route() {
     else link.removeAttribute("aria-current");
   }
   try {
-    if (parts[0] === "queue" && parts[1]) await queuePage(main, mine, parts[1], params);
-    else if (parts[0] === "task" && parts[2]) await taskPage(main, mine, parts[1], parts[2]);
-    else if (parts[0] === "live") await livePage(main, mine);
-    else if (parts[0] === "history") await historyPage(main, mine, params);
-    else if (parts[0] === "queues") await queuesPage(main, mine);
+    if (parts[0] === "queue" && parts[1]) await queuePage(view, mine, parts[1], params);
+    else if (parts[0] === "task" && parts[2]) await taskPage(view, mine, parts[1], parts[2]);
+    else if (parts[0] === "live") await livePage(view, mine);
+    else if (parts[0] === "history") await historyPage(view, mine, params);
+    else if (parts[0] === "queues") await queuesPage(view, mine);
     else { location.hash = "#/queues"; return; }
   } catch (err) {
     if (mine !== generation) return;
-    main.append(h("p", { role: "alert" }, err.status === 404 ? "Not found: it does not exist, or this token may not see it." : `Could not load: ${err.message}`));
+    view.append(h("p", { role: "alert" }, err.status === 404 ? "Not found: it does not exist, or this token may not see it." : `Could not load: ${err.message}`));
   }
   if (mine === generation) {
+    show();
     document.title = `${main.querySelector("h1")?.textContent || "callbackd"} — callbackd console`;
   }
 }
