@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
@@ -36,7 +38,9 @@ CHANNEL_PLACEHOLDER = "{number}"
 CREDENTIAL_FILES = {
     "ami_secret": ("ami", "secret"),
     "webhook_secret": ("webhooks", "secret"),
+    "store_url": ("store", "url"),
 }
+STORE_URL_SCHEMES = ("postgresql://", "postgres://")
 TOKENS_CREDENTIAL = "api_tokens"
 
 
@@ -99,6 +103,42 @@ class ApiSettings(_Section):
 
 class StoreSettings(_Section):
     path: Path = Path("/var/lib/callbackd/callbackd.db")
+    # The shared PostgreSQL store of several hosts; empty = the SQLite file at `path`.
+    # A secret (its password): from url_file or the store_url credential, never logged.
+    url: SecretStr = SecretStr("")
+    url_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr) -> SecretStr:
+        # The message never holds the URL: it may carry a password.
+        text = value.get_secret_value()
+        if text and not text.startswith(STORE_URL_SCHEMES):
+            raise ValueError("must be a postgresql:// URL (or empty for the SQLite store)")
+        return value
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.url.get_secret_value())
+
+
+class ClusterSettings(_Section):
+    """This host among the hosts of one shared store."""
+
+    host_id: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
+    heartbeat: float = Field(default=10, gt=0, le=600)  # seconds between heartbeats
+    host_timeout: float = Field(default=30, gt=0, le=3600)  # silent this long: gone
+
+    @model_validator(mode="after")
+    def _timeout_spans_heartbeats(self) -> ClusterSettings:
+        # One late heartbeat (a GC pause, a slow commit) must not make a live host gone.
+        if self.host_timeout < 2 * self.heartbeat:
+            raise ValueError("host_timeout must be at least twice heartbeat")
+        return self
+
+    def resolved_host_id(self, hostname: Callable[[], str] = socket.gethostname) -> str:
+        """host_id, or the machine's hostname when it is empty."""
+        return self.host_id or hostname()
 
 
 class AmiSettings(_Section):
@@ -240,6 +280,7 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=10, gt=0, le=300)
     api: ApiSettings = Field(default_factory=ApiSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     ami: AmiSettings = Field(default_factory=AmiSettings)
     calls: CallSettings = Field(default_factory=CallSettings)
     extensions: dict[int, ExtensionProfile] = Field(default_factory=dict)

@@ -35,7 +35,8 @@ commands:
   run           run the daemon (API, scheduler, call engine) until SIGTERM;
                 SIGHUP reloads the config
   check-config  validate the config file and exit (0 = good, 2 = bad, one line why)
-  migrate       create or upgrade the SQLite store, then exit (run also does this)
+  migrate       create or upgrade the store (the SQLite file, or the PostgreSQL of
+                store.url), then exit (run also does this for SQLite)
   call          print the attempt timeline of a task id or call uuid from the store,
                 read-only: works with the daemon stopped
   openapi       print the OpenAPI document of the API
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("run", "Run the daemon until SIGTERM; SIGHUP reloads the config.")
     command("check-config", "Validate the config file and exit: 0 when it is good.")
-    command("migrate", "Create or upgrade the SQLite store to the current schema, then exit.")
+    command("migrate", "Create or upgrade the store to the current schema, then exit.")
     call = command(
         "call",
         "Print the attempt timeline of a task or a call from the store (read-only): "
@@ -134,6 +135,28 @@ def _call(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def _migrate(settings: Settings) -> None:
+    from daemon.store.db import Database, StoreError
+
+    async def migrate_sqlite() -> None:
+        db = await Database.open(settings.store.path)
+        await db.close()
+
+    try:
+        if settings.store.shared:
+            from daemon.store.pg.schema import migrate_store
+            from daemon.store.pg.url import shown
+
+            url = settings.store.url.get_secret_value()
+            version = migrate_store(url)
+            print(f"{shown(url)}: up to date (schema version {version})")
+        else:
+            asyncio.run(migrate_sqlite())
+            print(f"{settings.store.path}: up to date")
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "openapi":
@@ -150,13 +173,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "check-config":
         print(f"{args.config}: ok")
     elif args.command == "migrate":
-        from daemon.store.db import Database
-
-        async def migrate() -> None:
-            db = await Database.open(settings.store.path)
-            await db.close()
-
-        asyncio.run(migrate())
-        print(f"{settings.store.path}: up to date")
+        _migrate(settings)
     elif args.command == "run":
         _run(settings, args.config)

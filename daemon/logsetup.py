@@ -162,11 +162,16 @@ class _LineWriter:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value a config holds: the AMI secret, webhook secret, API tokens."""
+    """Every secret value a config holds: the AMI secret, webhook secret, API tokens,
+    the store URL and its password."""
+    from daemon.store.pg.url import password_of  # psycopg only when it is asked
+
+    store_url = settings.store.url.get_secret_value()
     return [
         settings.ami.secret.get_secret_value(),
         settings.webhooks.secret.get_secret_value(),
         *settings.api.tokens,
+        *((store_url, password_of(store_url)) if store_url else ()),
     ]
 
 

@@ -24,7 +24,7 @@ from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.reload import Reloader
 from daemon.services import Services
-from daemon.store.db import Database
+from daemon.store.db import Database, StoreError
 from daemon.supervise import Supervisor
 
 log = structlog.get_logger("callbackd")
@@ -37,6 +37,13 @@ PartsFactory = Callable[[Services], Sequence[Part]]
 
 
 async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
+    if settings.store.shared:
+        # Never the SQLite file behind the back of an operator who asked for the shared
+        # store: the hosts would each work queues of their own.
+        raise StoreError(
+            "store.url: this version of callbackd migrates the shared PostgreSQL store"
+            " (callbackd migrate) but runs calls on the SQLite store only; unset store.url"
+        )
     db = await Database.open(settings.store.path)
     return Services.over(settings, db, clock or SystemClock())
 

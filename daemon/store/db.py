@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from daemon.store.queries import migrations
+from daemon.store.schema import refusal
 
 Params = Mapping[str, Any] | Sequence[Any]
 T = TypeVar("T")
@@ -61,10 +62,17 @@ class Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             writer = await _connect(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+        try:
             await migrate(writer)
             reader = await _connect(path)
         except sqlite3.Error as exc:
+            await writer.close()
             raise StoreError(f"cannot open the store {path}: {exc}") from exc
+        except StoreError:
+            await writer.close()
+            raise
         return cls(writer, reader)
 
     async def close(self) -> None:
@@ -168,7 +176,11 @@ async def migrate(
     """Apply every migration newer than the file's `user_version`, each in its own
     transaction; returns the version the file is at afterwards."""
     current = await schema_version(conn)
-    for version, script in steps if steps is not None else migrations():
+    steps = list(migrations() if steps is None else steps)
+    refused = refusal(current, max((v for v, _ in steps), default=0), "the SQLite store")
+    if refused is not None:
+        raise StoreError(refused)
+    for version, script in steps:
         if version <= current:
             continue
         # executescript commits first; the script runs inside our own BEGIN ... COMMIT.

@@ -25,9 +25,10 @@ def q(name: str) -> str:
     return queries()[name]
 
 
-def migrations() -> list[tuple[int, str]]:
-    """(version, script) of every migration, in order."""
-    folder = resources.files(__package__).joinpath("migrations")
+def migrations(package: str = __package__) -> list[tuple[int, str]]:
+    """(version, script) of every migration of a store's package (the SQLite store's by
+    default), in order."""
+    folder = resources.files(package).joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

@@ -1,0 +1,2 @@
+"""The shared PostgreSQL store of several callbackd hosts (store.url): its schema,
+migrations and connections."""
