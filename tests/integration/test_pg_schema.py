@@ -25,6 +25,7 @@ PG_ONLY_COLUMNS = {
     "attempts": {"host_id", "fence"},
     "outbox": {"claimed_by", "fence"},
 }
+PG_ONLY_INDEXES = {"tasks_claimed", "task_counts_by_key"}  # SQLite: its primary key
 # SQLite's declared types and the PostgreSQL types that hold the same values.
 SAME_TYPE = {"INTEGER": {"integer", "bigint"}, "TEXT": {"text"}}
 
@@ -48,6 +49,25 @@ def sqlite_columns(version: int) -> Columns:
     }
 
 
+def sqlite_indexes(version: int) -> set[str]:
+    conn = sqlite3.connect(":memory:")
+    for number, script in sqlite_migrations():
+        if number <= version:
+            conn.executescript(script)
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+    return {row[0] for row in rows}
+
+
+def pg_indexes(url: str) -> set[str]:
+    """The indexes made by CREATE INDEX (not those of keys and constraints)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT IN"
+            " (SELECT conname FROM pg_constraint)"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
 def pg_columns(url: str) -> Columns:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -65,15 +85,17 @@ def test_both_stores_have_the_same_migration_versions() -> None:
 
 
 @pytest.mark.parametrize("version", [v for v, _ in sqlite_migrations()])
-def test_at_every_version_both_stores_have_the_same_tables_and_columns(
+def test_at_every_version_both_stores_have_the_same_tables_columns_and_indexes(
     testpg: TestPg, version: int
 ) -> None:
     with testpg.fresh_database() as url:
         with psycopg.connect(url) as conn:
             pg_schema.migrate(conn, pg_schema.migrations()[:version])
         pg = pg_columns(url)
+        indexes = pg_indexes(url)
     lite = sqlite_columns(version)
 
+    assert indexes - PG_ONLY_INDEXES == sqlite_indexes(version)
     assert set(pg) - PG_ONLY_TABLES == set(lite)
     for table, columns in lite.items():
         extra = PG_ONLY_COLUMNS.get(table, set())
