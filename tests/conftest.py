@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Protocol, TypeVar
 
 import pytest
 
 from daemon.logsetup import reset_logging
-from tests.pbx import TestPbx, TestPbxError
+from tests.pbx import SipFarEnd, TestPbx, TestPbxError
 from tests.pg import TestPg, TestPgError
 
 
@@ -22,24 +23,42 @@ def restored_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.fixture(scope="session")
-def testpbx() -> Iterator[TestPbx]:
-    """The real test PBX (tools/testpbx), built and started if needed.
+class _Service(Protocol):
+    def is_running(self) -> bool: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
 
-    Stopped at the end of the session only if this session started it. A PBX that
-    cannot start fails the tests that need it; they are never skipped.
-    """
-    pbx = TestPbx.from_env()
+
+S = TypeVar("S", bound=_Service)
+
+
+def _running(service: S) -> Iterator[S]:
+    """The service, started if needed and stopped at the end of the session only if this
+    session started it. One that cannot start fails the tests that need it; they are
+    never skipped."""
     started_here = False
-    if not pbx.is_running():
+    if not service.is_running():
         try:
-            pbx.start()
+            service.start()
         except TestPbxError as exc:
             pytest.fail(str(exc), pytrace=False)
         started_here = True
-    yield pbx
+    yield service
     if started_here:
-        pbx.stop()
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def testpbx() -> Iterator[TestPbx]:
+    """The real test PBX (tools/testpbx), built and started if needed."""
+    yield from _running(TestPbx.from_env())
+
+
+@pytest.fixture(scope="session")
+def sip_farend(testpbx: TestPbx) -> Iterator[SipFarEnd]:
+    """The SIPp far end of the test PBX's PJSIP trunk (tools/sipfarend), installed and
+    started if needed."""
+    yield from _running(SipFarEnd.from_env())
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,25 @@
-"""The project's real test PBX (tools/testpbx) as seen by the tests.
+"""The project's real test PBX (tools/testpbx) and its SIP far end (tools/sipfarend) as
+seen by the tests.
 
 `TestPbx` runs the script (build if needed, start, stop, restart) and carries the AMI
-address and credentials of the `callbackd` user. `ami_action` is a tiny raw-AMI
-client for tests that must not depend on the code under test.
+address and credentials of the `callbackd` user. `SipFarEnd` starts the SIPp far end
+of the PBX's PJSIP trunk and reads the INVITEs it received. `ami_action` is a tiny
+raw-AMI client for tests that must not depend on the code under test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tools" / "testpbx"
+FAREND_SCRIPT = REPO / "tools" / "sipfarend"
 
 # A first start builds the chroot (a download of Asterisk); later ones take a second.
 START_TIMEOUT = 600.0
@@ -49,24 +54,10 @@ class TestPbx:
         )
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(
-                [str(SCRIPT), *args],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise TestPbxError(f"tools/testpbx {' '.join(args)}: no result in {timeout} s") from exc
+        return _run_script(SCRIPT, *args, timeout=timeout)
 
     def _check(self, *args: str, timeout: float) -> str:
-        done = self._run(*args, timeout=timeout)
-        if done.returncode != 0:
-            output = (done.stdout + done.stderr).strip()
-            raise TestPbxError(f"tools/testpbx {' '.join(args)} failed: {output}")
-        return done.stdout
+        return _check_script(SCRIPT, *args, timeout=timeout)
 
     def is_running(self) -> bool:
         return self._run("status", timeout=30).returncode == 0
@@ -99,6 +90,127 @@ class TestPbx:
             raise TestPbxError(f"tools/testpbx restart: no result in {RESTART_TIMEOUT} s") from None
         if proc.returncode != 0:
             raise TestPbxError(f"tools/testpbx restart failed: {output.decode().strip()}")
+
+
+def _run_script(script: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [str(script), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        command = f"tools/{script.name} {' '.join(args)}"
+        raise TestPbxError(f"{command}: no result in {timeout} s") from exc
+
+
+def _check_script(script: Path, *args: str, timeout: float) -> str:
+    done = _run_script(script, *args, timeout=timeout)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip()
+        raise TestPbxError(f"tools/{script.name} {' '.join(args)} failed: {output}")
+    return done.stdout
+
+
+PORT_NAMES = ("AMI_PORT", "SIP_PORT", "FAREND_PORT", "FAREND_MEDIA_PORT", "FAREND_CTRL_PORT")
+
+
+def pbx_ports(env: Mapping[str, str]) -> dict[str, int]:
+    """The ports tools/testpbx-env.bash gives a test PBX in that environment."""
+    script = f"source {REPO / 'tools' / 'testpbx-env.bash'}; " + "; ".join(
+        f'echo "{name}=${name}"' for name in (*PORT_NAMES, "RTP_START", "RTP_END")
+    )
+    done = subprocess.run(
+        ["bash", "-c", script], env=dict(env), capture_output=True, text=True, check=True
+    )
+    return {k: int(v) for k, v in (line.split("=") for line in done.stdout.splitlines())}
+
+
+@dataclass(frozen=True)
+class Invite:
+    """One INVITE the far end received, as its log line tells (tools/sipp/farend.xml)."""
+
+    user: str  # the dialled number (user part of the Request-URI)
+    call_id: str
+    from_header: str
+    pai_header: str
+
+    @property
+    def caller_number(self) -> str:
+        return _identity(self.from_header)[1]
+
+    @property
+    def caller_name(self) -> str:
+        return _identity(self.from_header)[0]
+
+    @property
+    def asserted_number(self) -> str:
+        return _identity(self.pai_header)[1]
+
+
+# `"Display name" <sip:user@host>;params`, the display name optional and quoted with
+# backslash escapes (RFC 3261 name-addr).
+_NAME_ADDR = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)*)"\s*)?<sip:([^@>;]*)')
+
+
+def _identity(value: str) -> tuple[str, str]:
+    match = _NAME_ADDR.match(value)
+    if match is None:
+        return "", ""
+    name = re.sub(r"\\(.)", r"\1", match.group(1) or "")
+    return name, match.group(2)
+
+
+@dataclass
+class SipFarEnd:
+    """The SIPp UAS that the test PBX's PJSIP trunk `farend` dials (tools/sipfarend)."""
+
+    invites_log: Path
+
+    # PJSIP/{number}@farend: the channel template that reaches it.
+    CHANNEL = "PJSIP/{number}@farend"
+
+    @classmethod
+    def from_env(cls) -> SipFarEnd:
+        pbx_dir = Path(os.environ.get("CALLBACKD_TESTPBX_DIR", REPO / ".testpbx"))
+        return cls(invites_log=pbx_dir / "farend" / "invites.log")
+
+    def is_running(self) -> bool:
+        return _run_script(FAREND_SCRIPT, "status", timeout=30).returncode == 0
+
+    def start(self) -> None:
+        """Install SIPp if missing and start it; returns once it listens."""
+        _check_script(FAREND_SCRIPT, "start", timeout=START_TIMEOUT)
+
+    def stop(self) -> None:
+        _check_script(FAREND_SCRIPT, "stop", timeout=STOP_TIMEOUT)
+
+    def invites(self) -> list[Invite]:
+        """Every INVITE received since the far end started, in order. The far end logs
+        an INVITE before it answers it, so once Asterisk reported a call's end, its
+        INVITEs are here."""
+        found = []
+        for line in self.invites_log.read_text(encoding="utf-8", errors="replace").splitlines():
+            fields = line.split("\t")
+            if len(fields) != 4 or not fields[0].startswith("INVITE sip:"):
+                continue
+            request, call_id, from_field, pai_field = fields
+            user = request.removeprefix("INVITE sip:").split("@", 1)[0]
+            found.append(
+                Invite(
+                    user=user,
+                    call_id=call_id,
+                    from_header=from_field.removeprefix("From:"),
+                    pai_header=pai_field.removeprefix("P-Asserted-Identity:"),
+                )
+            )
+        return found
+
+    def invites_to(self, number: str) -> list[Invite]:
+        return [invite for invite in self.invites() if invite.user == number]
 
 
 async def _read_message(reader: asyncio.StreamReader) -> AmiMessage:

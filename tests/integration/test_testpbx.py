@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tests.pbx import TestPbx, ami_action
+from tests.pbx import TestPbx, ami_action, pbx_ports
 
 pytestmark = pytest.mark.pbx
 
@@ -29,3 +31,15 @@ async def test_the_callbackd_user_has_no_rights_beyond_its_own(testpbx: TestPbx)
 
     assert replies[0]["Response"] == "Error"
     assert "Permission denied" in replies[0]["Message"]
+
+
+async def test_the_pjsip_trunk_dials_the_far_end_on_the_ports_of_this_pbx(
+    testpbx: TestPbx,
+) -> None:
+    ports = pbx_ports(os.environ)
+
+    endpoint = testpbx.cli("pjsip show endpoint farend")
+    transports = testpbx.cli("pjsip show transports")
+
+    assert f"sip:farend@127.0.0.1:{ports['FAREND_PORT']}" in endpoint
+    assert f"127.0.0.1:{ports['SIP_PORT']}" in transports
