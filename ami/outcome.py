@@ -22,6 +22,11 @@ from ami.events import AmiEvent, header, name
 A_SIDE_SUFFIX = "-a"
 CHANNEL_STATE_UP = "6"
 INVALID_NUMBER_CAUSES = frozenset({1, 28})
+# Q.850 21 "call rejected": the phone or its network refused the call (SIP 603 Decline,
+# 403 Forbidden). Dial() reports it as NOANSWER; only the dialled channel's cause tells.
+# The dialplan's own refusal also hangs up with 21, on the Local channels: it is told by
+# its UserEvent (CallbackdRejected), never by a dialled leg's cause.
+REJECTED_CAUSE = 21
 
 
 class Result(StrEnum):
@@ -31,11 +36,13 @@ class Result(StrEnum):
     A_CONGESTION = "a_congestion"
     A_UNAVAILABLE = "a_unavailable"
     A_INVALID = "a_invalid"
+    A_REJECTED = "a_rejected"
     B_BUSY = "b_busy"
     B_NO_ANSWER = "b_no_answer"
     B_CONGESTION = "b_congestion"
     B_UNAVAILABLE = "b_unavailable"
     B_INVALID = "b_invalid"
+    B_REJECTED = "b_rejected"
     A_HUNG_UP = "a_hung_up_before_b"
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
@@ -49,11 +56,13 @@ COMMENTS = {
     Result.A_CONGESTION: "A congestion",
     Result.A_UNAVAILABLE: "A unavailable",
     Result.A_INVALID: "A number invalid",
+    Result.A_REJECTED: "A rejected",
     Result.B_BUSY: "B busy",
     Result.B_NO_ANSWER: "B did not answer",
     Result.B_CONGESTION: "B congestion",
     Result.B_UNAVAILABLE: "B unavailable",
     Result.B_INVALID: "B number invalid",
+    Result.B_REJECTED: "B rejected",
     Result.A_HUNG_UP: "A hung up before B answered",
     Result.REJECTED: "rejected by the PBX",
     Result.INTERRUPTED: "interrupted",
@@ -119,6 +128,7 @@ _B_STATUS = {
 _A_PRIORITY = [
     Result.A_NO_ANSWER,
     Result.A_BUSY,
+    Result.A_REJECTED,
     Result.A_CONGESTION,
     Result.A_UNAVAILABLE,
     Result.A_INVALID,
@@ -351,6 +361,8 @@ class CallTracker:
         for leg in self.a_legs.values():
             if leg.cause in INVALID_NUMBER_CAUSES:
                 results.add(Result.A_INVALID)
+            elif leg.cause == REJECTED_CAUSE:
+                results.add(Result.A_REJECTED)
             elif leg.dial_status in _A_STATUS:
                 results.add(_A_STATUS[leg.dial_status])
             elif leg.dial_status == "CANCEL":
@@ -367,6 +379,8 @@ class CallTracker:
             return Result.A_HUNG_UP
         if b.cause in INVALID_NUMBER_CAUSES:
             return Result.B_INVALID
+        if b.cause == REJECTED_CAUSE:
+            return Result.B_REJECTED
         return _B_STATUS.get(b.dial_status, Result.B_NO_ANSWER)
 
 

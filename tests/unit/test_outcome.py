@@ -20,7 +20,8 @@ from ami.outcome import CallTracker, Milestone, Outcome, Result, decide
 from ami.protocol import FrameDecoder
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
-PHONES = "Local/{number}@phones"  # the channel template of every recording (README)
+PHONES = "Local/{number}@phones"  # the channel template of the recordings (README)
+FAREND = "PJSIP/{number}@farend"  # ... of the sip_* ones, over the test PBX's SIP trunk
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
@@ -38,8 +39,12 @@ def call_uuid(events: Sequence[AmiEvent]) -> str:
     return header(events[0], "Linkedid")
 
 
-def dial_strings(a_numbers: Sequence[str]) -> dict[str, str]:
-    return {dial_string_of(channel(PHONES, n)): n for n in a_numbers}
+def dial_strings(a_numbers: Sequence[str], template: str = PHONES) -> dict[str, str]:
+    return {dial_string_of(channel(template, n)): n for n in a_numbers}
+
+
+def template_of(file: str) -> str:
+    return FAREND if file.startswith("sip_") else PHONES
 
 
 def timed(events: Sequence[AmiEvent]) -> list[tuple[AmiEvent, datetime]]:
@@ -53,7 +58,7 @@ def at(index: int) -> datetime:
 
 def decide_file(file: str, a_numbers: Sequence[str]) -> Outcome:
     events = recording(file)
-    return decide(call_uuid(events), dial_strings(a_numbers), timed(events))
+    return decide(call_uuid(events), dial_strings(a_numbers, template_of(file)), timed(events))
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,22 @@ RECORDED = [
              "ANSWER", "ANSWER", 16, 16, answered="8000"),
     Recorded("rejected.ami", ("8000",), Result.REJECTED, "rejected by the PBX",
              "ANSWER", None, 16, None, answered="8000"),
+    # Over the PJSIP trunk to the SIPp far end (docs/sip-trunk.md).
+    Recorded("sip_success.ami", ("2000001",), Result.SUCCESS, "A and B connected",
+             "ANSWER", "ANSWER", 16, 16, answered="2000001"),
+    # A ring timeout cancels the INVITE (CANCEL, 487): cause 0, as for a Local phone.
+    Recorded("sip_a_no_answer.ami", ("1800001",), Result.A_NO_ANSWER, "A did not answer",
+             "NOANSWER", None, 0, None),
+    # 603 Decline and 403 Forbidden are cause 21 behind a NOANSWER.
+    Recorded("sip_a_declined.ami", ("6030001",), Result.A_REJECTED, "A rejected",
+             "NOANSWER", None, 21, None),
+    Recorded("sip_a_forbidden.ami", ("4030001",), Result.A_REJECTED, "A rejected",
+             "NOANSWER", None, 21, None),
+    Recorded("sip_b_declined.ami", ("2000001",), Result.B_REJECTED, "B rejected",
+             "ANSWER", "NOANSWER", 16, 21, answered="2000001"),
+    # 480 Temporarily Unavailable is cause 19, "no answer from user".
+    Recorded("sip_a_temporarily_unavailable.ami", ("4800001",), Result.A_NO_ANSWER,
+             "A did not answer", "NOANSWER", None, 19, None),
 ]  # fmt: skip
 
 
@@ -289,6 +310,41 @@ def test_b_channel_that_cannot_be_created_is_b_unavailable() -> None:
     assert outcome.answered_a_number == "1001"
 
 
+def two_a_numbers_failing(first: tuple[str, str], second: tuple[str, str]) -> list[AmiEvent]:
+    """A 1001 and 1002 ring together; each (DialStatus, Hangup cause) ends one."""
+    events = [ev("Newchannel", Uniqueid=UUID), ev("Newchannel", Uniqueid=A_SIDE)]
+    for n, (status, cause) in enumerate([first, second], start=1):
+        leg = f"1700000000.1{n}"
+        events += [
+            ev("Newchannel", Uniqueid=leg),
+            ev("DialBegin", Uniqueid=A_SIDE, DestUniqueid=leg, DialString=f"100{n}@phones"),
+            ev("Hangup", Uniqueid=leg, Cause=cause),
+            ev("DialEnd", Uniqueid=A_SIDE, DestUniqueid=leg, DialStatus=status),
+        ]
+    return [*events, ev("Hangup", Uniqueid=A_SIDE, Cause="16"), ev("Hangup", Uniqueid=UUID)]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "result"),
+    [
+        (("NOANSWER", "21"), ("NOANSWER", "21"), Result.A_REJECTED),
+        # a busy phone tells more than a rejection; a rejection more than congestion
+        (("NOANSWER", "21"), ("BUSY", "17"), Result.A_BUSY),
+        (("CONGESTION", "34"), ("NOANSWER", "21"), Result.A_REJECTED),
+        (("NOANSWER", "21"), ("NOANSWER", "1"), Result.A_REJECTED),
+        (("NOANSWER", "21"), ("NOANSWER", "0"), Result.A_NO_ANSWER),
+    ],
+)
+def test_with_several_a_numbers_the_most_telling_failure_is_shown(
+    first: tuple[str, str], second: tuple[str, str], result: Result
+) -> None:
+    outcome = decide(
+        UUID, dial_strings(["1001", "1002"]), timed(two_a_numbers_failing(first, second))
+    )
+
+    assert outcome.result is result
+
+
 def test_the_originates_own_dial_is_neither_a_nor_b() -> None:
     tracker = CallTracker(UUID, A_DIALS, b_number="2002")
     reached = [m for i, e in enumerate([*A_ANSWERS, *A_GOES]) for m in tracker.feed(e, at(i))]
@@ -351,7 +407,9 @@ def fed(
     case: Recorded, events: Sequence[AmiEvent], times: Sequence[datetime]
 ) -> tuple[CallTracker, list[Milestone]]:
     """A tracker of the recording's call fed ``events``, and the milestones it reached."""
-    tracker = CallTracker(call_uuid(recording(case.file)), dial_strings(case.a_numbers))
+    tracker = CallTracker(
+        call_uuid(recording(case.file)), dial_strings(case.a_numbers, template_of(case.file))
+    )
     reached = [m for e, t in zip(events, times, strict=True) for m in tracker.feed(e, t)]
     return tracker, reached
 
@@ -365,7 +423,11 @@ cases_and_prefixes = st.sampled_from(RECORDED).flatmap(
 def test_no_prefix_is_a_success_before_the_bridge(case_prefix: tuple[Recorded, int]) -> None:
     case, n = case_prefix
     events = recording(case.file)[:n]
-    outcome = decide(call_uuid(recording(case.file)), dial_strings(case.a_numbers), timed(events))
+    outcome = decide(
+        call_uuid(recording(case.file)),
+        dial_strings(case.a_numbers, template_of(case.file)),
+        timed(events),
+    )
 
     bridge = bridging_index(case)
     assert (outcome.result is Result.SUCCESS) is (bridge is not None and n > bridge)

@@ -82,6 +82,20 @@ def step_after(
             1,
             NextStep(False, None, "interrupted", T0 + timedelta(seconds=30)),
         ),
+        # a rejected call (603 Decline, 403 Forbidden) is retried: a person who
+        # declines now may answer later; A's rejection uses the caller pause
+        (
+            RetryRules(3, 60, 0, 5),
+            outcome(Result.A_REJECTED),
+            1,
+            NextStep(False, None, "A rejected", T0 + timedelta(seconds=5)),
+        ),
+        (
+            RetryRules(3, 60, 0, 5),
+            outcome(Result.B_REJECTED, a_answered=True),
+            1,
+            NextStep(False, None, "B rejected", T0 + timedelta(seconds=60)),
+        ),
         # an invalid B number is not tried again
         (
             RetryRules(5, 30),
