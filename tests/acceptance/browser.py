@@ -54,6 +54,10 @@ class Tab:
     async def open(self, hash_path: str, ready: str) -> None:
         """Go to a view of the console and wait for `ready` (a selector) on it."""
         await self.page.evaluate("path => { location.hash = path; }", hash_path)
+        # The old view stays until the new one is built: wait for the new one.
+        await self.page.wait_for_function(
+            "path => document.getElementById('main').dataset.route === path", arg=hash_path
+        )
         await self.page.wait_for_selector(ready)
 
     async def fits_its_width(self) -> bool:

@@ -595,6 +595,7 @@ async function route() {
   }
   if (mine === generation) {
     show();
+    main.dataset.route = location.hash;  // which view is shown, for tests and tools
     document.title = `${main.querySelector("h1")?.textContent || "callbackd"} — callbackd console`;
   }
 }
