@@ -169,7 +169,7 @@ class Scheduler:
 
     async def run(self) -> None:
         await self._load_running()
-        await self._load_asr_window()
+        await self.load_asr_window()
         while True:
             self._woken.clear()
             try:
@@ -194,7 +194,7 @@ class Scheduler:
         finally:
             self._ended_while_loading = None
 
-    async def _load_asr_window(self) -> None:
+    async def load_asr_window(self) -> None:
         """The answer-rate windows rebuilt from the attempts stored, so a restart does
         not forget a collapsed trunk (one read of the last window's attempts)."""
         settings = self._settings()

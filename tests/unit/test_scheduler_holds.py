@@ -13,6 +13,7 @@ import pytest
 
 from ami.events import header
 from daemon.models import IntervalInput, IntervalUpdate, QueueUpdate
+from daemon.scheduler import Scheduler
 from daemon.store.intervals import IntervalRepository
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskFilter, TaskRepository
@@ -231,3 +232,20 @@ async def test_one_failure_of_one_contact_never_trips_the_guard(world: World) ->
 
     assert world.scheduler.asr.state(None).attempts == 2
     assert not world.scheduler.asr.state(None).tripped
+
+
+@pytest.mark.parametrize("world", [ASR], indirect=True)
+async def test_the_guard_window_is_rebuilt_from_the_stored_attempts_after_a_restart(
+    world: World,
+) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 3)
+    await world.scheduler.dispatch_due()
+    for call in world.originated():
+        await world.hang_up(header(call, "ChannelId"))
+
+    restarted = Scheduler(world.db, world.engine, world.clock, lambda: world.settings)
+    await restarted.load_asr_window()
+
+    assert restarted.asr.state(None) == world.scheduler.asr.state(None)
+    assert restarted.asr.state(None).tripped
