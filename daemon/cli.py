@@ -39,6 +39,8 @@ commands:
                 store.url), then exit (run also does this for SQLite)
   call          print the attempt timeline of a task id or call uuid from the store,
                 read-only: works with the daemon stopped
+  doctor        check the tokens, the store, the AMI login and rights, the dialplan
+                and the AMI event filter; one line per check (exit 1 = a check failed)
   openapi       print the OpenAPI document of the API
 """
 
@@ -84,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
         "--store",
         "CALLBACKD_STORE__PATH",
         "SQLite store file; without it the config's [store] path",
+    )
+    command(
+        "doctor",
+        "Check what a start needs, from callbackd's side: API tokens, the store, the AMI "
+        "login, the AMI user's rights, the dialplan contexts and the events the user "
+        "receives (with a probe call that rings nobody). One line per check; exit 0 when "
+        "all are ok, 1 when one failed, 2 when the config does not load.",
     )
     command("openapi", "Print the OpenAPI document of the API as JSON.")
     return parser
@@ -169,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _call(args)
         return
     settings = _load(args.config)
+    if args.command == "doctor":
+        from callbackd.doctor import run
+
+        raise SystemExit(run(settings))
     configure_logging(settings.log, secrets_of(settings))
     if args.command == "check-config":
         print(f"{args.config}: ok")

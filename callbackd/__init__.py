@@ -1,0 +1,1 @@
+"""The callbackd process: the command and what it runs, above every layer."""
