@@ -22,12 +22,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from ami.client import AmiClient, AmiError
 from ami.client import AmiSettings as ConnectionSettings
 from ami.events import AmiEvent, ConnectionChange, header, name
 from ami.originate import A_CONTEXT, B_CONTEXT, REQUIRED_CONTEXTS
 from config import Settings
+from daemon.store.pg.schema import CONNECT_TIMEOUT_S, schema_version
+from daemon.store.pg.schema import migrations as shared_migrations
+from daemon.store.pg.url import shown
 from daemon.store.queries import migrations
+from daemon.store.schema import refusal
 
 MANAGER_SNIPPET = "config/asterisk/manager_callbackd.conf"
 DIALPLAN_SNIPPET = "config/asterisk/extensions_callbackd.conf"
@@ -78,7 +84,7 @@ def tokens_check(tokens: Mapping[str, str]) -> Check:
 
 @dataclass(frozen=True)
 class StoreFacts:
-    path: Path
+    where: str  # the file, or the shared store's URL without its password
     exists: bool
     creatable: bool = False  # for a file that does not exist yet
     version: int | None = None
@@ -86,7 +92,7 @@ class StoreFacts:
 
 
 def store_check(facts: StoreFacts, latest: int) -> Check:
-    where = str(facts.path)
+    where = facts.where
     if not facts.exists:
         if facts.creatable:
             return Check("store", True, f"{where} does not exist yet; the first start creates it")
@@ -97,19 +103,11 @@ def store_check(facts: StoreFacts, latest: int) -> Check:
             "user callbackd runs as",
         )
     if facts.error is not None:
-        return Check(
-            "store",
-            False,
-            f"{where}: {facts.error}: check the owner and mode of the file and its directory",
-        )
+        return Check("store", False, f"{where}: {facts.error}")
     version = facts.version or 0
-    if version > latest:
-        return Check(
-            "store",
-            False,
-            f"{where} has schema {version}, newer than this callbackd knows ({latest}): "
-            "install the callbackd that wrote it",
-        )
+    refused = refusal(version, latest, where)
+    if refused is not None:
+        return Check("store", False, refused)
     if version < latest:
         return Check(
             "store",
@@ -251,24 +249,44 @@ def filtered_events(snippet: str) -> frozenset[str]:
 
 
 def gather_store(path: Path) -> StoreFacts:
-    """Open the file without creating or migrating it, read its schema version and take
-    (and give back) the write lock, as the daemon must be able to."""
+    """Open the SQLite file without creating or migrating it, read its schema version
+    and take (and give back) the write lock, as the daemon must be able to."""
+    where = str(path)
     if not path.exists():
         parent = next((p for p in path.parents if p.exists()), Path("/"))
-        return StoreFacts(path, exists=False, creatable=_writable_dir(parent))
+        return StoreFacts(where, exists=False, creatable=_writable_dir(parent))
+    fix = "check the owner and mode of the file and its directory"
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=5)
     except sqlite3.Error as exc:
-        return StoreFacts(path, exists=True, error=f"cannot open it ({exc})")
+        return StoreFacts(where, exists=True, error=f"cannot open it ({exc}): {fix}")
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
-        return StoreFacts(path, exists=True, error=f"not writable ({exc})")
+        return StoreFacts(where, exists=True, error=f"not writable ({exc}): {fix}")
     finally:
         conn.close()
-    return StoreFacts(path, exists=True, version=version)
+    return StoreFacts(where, exists=True, version=version)
+
+
+def gather_shared_store(url: str) -> StoreFacts:
+    """Connect to the shared PostgreSQL store, read its schema version and whether it
+    takes writes (a primary, not a read-only standby); nothing is changed."""
+    where = shown(url)
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+            version = schema_version(conn)
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StoreFacts(where, exists=True, error=f"cannot connect ({reason})")
+    if row and row[0]:
+        return StoreFacts(
+            where, exists=True, error="a read-only standby: point store.url at the primary"
+        )
+    return StoreFacts(where, exists=True, version=version)
 
 
 def _writable_dir(path: Path) -> bool:
@@ -383,11 +401,16 @@ def shipped_snippet() -> str:
 
 
 async def diagnose(settings: Settings) -> Report:
-    latest = max(version for version, _ in migrations())
     report = Report([tokens_check(settings.api.tokens)])
-    report.checks.append(store_check(gather_store(settings.store.path), latest))
-    facts = await gather_ami(connection_settings(settings))
-    report.checks += ami_checks(settings, facts, filtered_events(shipped_snippet()))
+    store = settings.store
+    if store.shared:
+        facts = gather_shared_store(store.url.get_secret_value())
+        latest = max(version for version, _ in shared_migrations())
+    else:
+        facts, latest = gather_store(store.path), max(v for v, _ in migrations())
+    report.checks.append(store_check(facts, latest))
+    ami = await gather_ami(connection_settings(settings))
+    report.checks += ami_checks(settings, ami, filtered_events(shipped_snippet()))
     return report
 
 

@@ -57,12 +57,12 @@ def test_tokens(tokens: dict[str, str], ok: bool, says: str) -> None:
 @pytest.mark.parametrize(
     ("facts", "ok", "says"),
     [
-        (StoreFacts(Path("/s.db"), exists=False, creatable=True), True, "first start creates"),
-        (StoreFacts(Path("/s.db"), exists=False, creatable=False), False, "writable by the user"),
-        (StoreFacts(Path("/s.db"), exists=True, error="not writable (x)"), False, "owner and mode"),
-        (StoreFacts(Path("/s.db"), exists=True, version=5), True, "schema 5 (current)"),
-        (StoreFacts(Path("/s.db"), exists=True, version=3), True, "upgrades it to 5"),
-        (StoreFacts(Path("/s.db"), exists=True, version=6), False, "newer than this callbackd"),
+        (StoreFacts("/s.db", exists=False, creatable=True), True, "first start creates"),
+        (StoreFacts("/s.db", exists=False, creatable=False), False, "writable by the user"),
+        (StoreFacts("/s.db", exists=True, error="not writable (x)"), False, "not writable (x)"),
+        (StoreFacts("/s.db", exists=True, version=5), True, "schema 5 (current)"),
+        (StoreFacts("/s.db", exists=True, version=3), True, "upgrades it to 5"),
+        (StoreFacts("/s.db", exists=True, version=6), False, "newer than this callbackd knows (5)"),
     ],
 )
 def test_store(facts: StoreFacts, ok: bool, says: str) -> None:
@@ -79,9 +79,9 @@ def test_the_store_is_read_without_being_created_or_migrated(tmp_path: Path) -> 
     junk = tmp_path / "junk.db"
     junk.write_text("not a database")
 
-    assert gather_store(missing) == StoreFacts(missing, exists=False, creatable=True)
+    assert gather_store(missing) == StoreFacts(str(missing), exists=False, creatable=True)
     assert not missing.parent.exists()
-    assert gather_store(db) == StoreFacts(db, exists=True, version=4)
+    assert gather_store(db) == StoreFacts(str(db), exists=True, version=4)
     assert gather_store(junk).error is not None
 
 
