@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from daemon.store.db import StoreError
 from daemon.store.pg.url import shown
@@ -25,10 +26,11 @@ def migrations() -> list[tuple[int, str]]:
 
 def schema_version(conn: psycopg.Connection[Any]) -> int:
     """The version the store is at; 0 for an empty database."""
-    exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    cur = conn.cursor(row_factory=tuple_row)  # whatever rows the connection makes
+    exists = cur.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return 0
-    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
