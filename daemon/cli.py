@@ -39,6 +39,9 @@ commands:
                 store.url), then exit (run also does this for SQLite)
   call          print the attempt timeline of a task id or call uuid from the store,
                 read-only: works with the daemon stopped
+  cluster       with store.url: `cluster status` lists the hosts sharing the store,
+                their last heartbeat and calls; `cluster release HOST` vouches that
+                no call of that gone host is still up
   doctor        check the tokens, the store, the AMI login and rights, the dialplan
                 and the AMI event filter; one line per check (exit 1 = a check failed)
   openapi       print the OpenAPI document of the API
@@ -87,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         "CALLBACKD_STORE__PATH",
         "SQLite store file; without it the config's [store] path",
     )
+    cluster = command(
+        "cluster",
+        "The hosts sharing the PostgreSQL store (store.url): `status` lists them with "
+        "their last heartbeat (the database's clock), state and calls; `release HOST` "
+        "tells the other hosts that no call of that gone host is still up, so its "
+        "attempts are closed (needed when calls have no max_talk_time).",
+    )
+    cluster.add_argument("action", choices=("status", "release"))
+    cluster.add_argument("host", nargs="?", metavar="HOST", help="the host to release")
     command(
         "doctor",
         "Check what a start needs, from callbackd's side: API tokens, the store, the AMI "
@@ -166,6 +178,21 @@ def _migrate(settings: Settings) -> None:
         raise _fail(str(exc)) from None
 
 
+def _cluster(settings: Settings, action: str, host: str | None) -> None:
+    from callbackd import cluster
+    from daemon.store.db import StoreError
+
+    try:
+        if action == "status":
+            print("\n".join(cluster.status(settings)))
+        elif host is None:
+            raise _fail("cluster release: name the HOST to release")
+        else:
+            print(cluster.release(settings, host))
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "openapi":
@@ -187,5 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{args.config}: ok")
     elif args.command == "migrate":
         _migrate(settings)
+    elif args.command == "cluster":
+        _cluster(settings, args.action, args.host)
     elif args.command == "run":
         _run(settings, args.config)

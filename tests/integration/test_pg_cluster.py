@@ -18,6 +18,7 @@ from psycopg.rows import DictRow
 from ami.outcome import COMMENTS, Outcome, Result
 from daemon.cluster import CALL_END_SLACK
 from daemon.store.pg import cluster
+from daemon.store.pg.connection import connect
 from daemon.store.pg.schema import migrate
 
 pytestmark = pytest.mark.pg
@@ -29,14 +30,14 @@ LONGEST = 660  # a 30 s + 30 s ring and a 600 s talk limit
 
 @pytest.fixture
 def store(pg_url: str) -> Iterator[str]:
-    with cluster.connect(pg_url) as conn:
+    with connect(pg_url) as conn:
         migrate(conn)
     yield pg_url
 
 
 def add_queue(url: str, queue_id: int, limit: int, tasks: int, try_count: int = 1) -> None:
     params = json.dumps({"a_number": "1001", "b_number": "1002", "try_count": try_count})
-    with cluster.connect(url) as conn:
+    with connect(url) as conn:
         conn.execute(
             "INSERT INTO queues (id, client_id, name, status, concurrent_task_limit, create_date)"
             " VALUES (%s, 'acme', 'q', 'on', %s, '')",
@@ -55,13 +56,13 @@ def new_attempt(row: DictRow) -> cluster.NewAttempt:
 
 
 def claim(url: str, host: str, room: int) -> list[cluster.Claim]:
-    with cluster.connect(url) as conn:
+    with connect(url) as conn:
         return cluster.claim_due(conn, host, NOW, room, new_attempt)
 
 
 def silence(url: str, host: str, seconds: float) -> None:
     """Make `host` look silent for `seconds` by the database's clock."""
-    with cluster.connect(url) as conn:
+    with connect(url) as conn:
         conn.execute(
             "UPDATE hosts SET last_heartbeat = now() - make_interval(secs => %s)"
             " WHERE host_id = %s",
@@ -70,7 +71,7 @@ def silence(url: str, host: str, seconds: float) -> None:
 
 
 def value(url: str, sql: str) -> object:
-    with cluster.connect(url) as conn:
+    with connect(url) as conn:
         row = conn.execute(sql).fetchone()
     assert row is not None
     return next(iter(row.values()))
@@ -112,24 +113,24 @@ def test_every_due_task_is_claimed_by_exactly_one_host(store: str) -> None:
 
 def _end(url: str, c: cluster.Claim) -> object:
     outcome = Outcome(Result.SUCCESS, COMMENTS[Result.SUCCESS], end_time=NOW)
-    with cluster.connect(url) as conn:
+    with connect(url) as conn:
         return cluster.end_attempt(conn, c, outcome, NOW)
 
 
 def test_a_claim_taken_back_dials_nothing_and_changes_nothing(store: str) -> None:
     add_queue(store, 1, limit=10, tasks=1)
-    with cluster.connect(store) as conn:
+    with connect(store) as conn:
         cluster.heartbeat(conn, "pbx-1", 6, LONGEST)
     (stale,) = claim(store, "pbx-1", room=1)
     silence(store, "pbx-1", TIMEOUT + 1)  # frozen before it sent the Originate
 
-    with cluster.connect(store) as conn:
+    with connect(store) as conn:
         recovered = cluster.recover(conn, TIMEOUT)
     (fresh,) = claim(store, "pbx-2", room=1)
 
     assert recovered == cluster.Recovered(given_back=1)
     assert fresh.task_id == stale.task_id and fresh.fence > stale.fence
-    with cluster.connect(store) as conn:
+    with connect(store) as conn:
         assert not cluster.dial(conn, stale)
         assert cluster.dial(conn, fresh)
     assert _end(store, stale) is None
@@ -140,10 +141,10 @@ def test_a_claim_taken_back_dials_nothing_and_changes_nothing(store: str) -> Non
 
 
 def _in_call(url: str, host: str, longest: int) -> cluster.Claim:
-    with cluster.connect(url) as conn:
+    with connect(url) as conn:
         cluster.heartbeat(conn, host, 6, longest)
     (c,) = claim(url, host, room=1)
-    with cluster.connect(url) as conn:
+    with connect(url) as conn:
         assert cluster.dial(conn, c)
     return c
 
@@ -153,10 +154,10 @@ def test_a_gone_hosts_call_is_closed_only_once_it_cannot_be_up(store: str) -> No
     _in_call(store, "pbx-1", LONGEST)
 
     silence(store, "pbx-1", TIMEOUT + 1)
-    with cluster.connect(store) as conn:
+    with connect(store) as conn:
         early = cluster.recover(conn, TIMEOUT)
     silence(store, "pbx-1", TIMEOUT + LONGEST + CALL_END_SLACK.total_seconds() + 1)
-    with cluster.connect(store) as conn:
+    with connect(store) as conn:
         late = cluster.recover(conn, TIMEOUT)
 
     assert early == cluster.Recovered(waiting=1)
@@ -172,7 +173,7 @@ def test_without_a_talk_limit_only_the_operators_release_closes_the_call(store: 
     _in_call(store, "pbx-1", longest=0)
     silence(store, "pbx-1", 10**6)
 
-    with cluster.connect(store) as conn:
+    with connect(store) as conn:
         waiting = cluster.recover(conn, TIMEOUT)
         released = cluster.release(conn, "pbx-1", TIMEOUT)
         closed = cluster.recover(conn, TIMEOUT)
@@ -187,7 +188,7 @@ def test_a_live_host_cannot_be_released_and_its_calls_stay(store: str) -> None:
     add_queue(store, 1, limit=10, tasks=1)
     _in_call(store, "pbx-1", LONGEST)
 
-    with cluster.connect(store) as conn:
+    with connect(store) as conn:
         released = cluster.release(conn, "pbx-1", TIMEOUT)
         recovered = cluster.recover(conn, TIMEOUT)
         (status,) = cluster.hosts(conn)

@@ -19,23 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-import psycopg
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow
 
 from ami.outcome import COMMENTS, Outcome, Result
 from daemon.cluster import GoneHost, Verdict, attempt_verdict
 from daemon.lifecycle import AttemptEnded, Change, Claimed, GivenBack, next_state
 from daemon.models import WAITING_STATUSES, format_time, parse_time
+from daemon.store.pg.connection import Conn
 from daemon.store.tasks import task_state
 
-Conn = psycopg.Connection[DictRow]
 _WAITING = [str(s) for s in WAITING_STATUSES]
 # One recovery at a time across hosts (pg_try_advisory_xact_lock): the others skip it.
 RECOVERY_LOCK = 0x72656376  # "recv"
-
-
-def connect(url: str, **kwargs: Any) -> Conn:
-    return psycopg.connect(url, row_factory=dict_row, **kwargs)
 
 
 # --- membership ------------------------------------------------------------------------

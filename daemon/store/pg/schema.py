@@ -11,11 +11,12 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from daemon.store.db import StoreError
+from daemon.store.pg.connection import CONNECT_TIMEOUT_S, connect, reason
 from daemon.store.pg.url import shown
 from daemon.store.queries import migrations as migrations_of
 from daemon.store.schema import refusal
 
-CONNECT_TIMEOUT_S = 10
+__all__ = ["CONNECT_TIMEOUT_S", "migrate", "migrate_store", "migrations", "schema_version"]
 # pg_advisory_xact_lock key of migrations: any fixed number no other lock uses.
 MIGRATION_LOCK = 0x63616C6C  # "call"
 
@@ -58,9 +59,8 @@ def migrate(conn: psycopg.Connection[Any], steps: Iterable[tuple[int, str]] | No
 def migrate_store(url: str) -> int:
     """Connect to the store at `url`, migrate it and return its version. StoreError,
     naming the store without its password, when it cannot be reached or is newer."""
-    try:
-        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+    with connect(url) as conn:
+        try:
             return migrate(conn)
-    except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"cannot open the store {shown(url)}: {reason}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot migrate the store {shown(url)}: {reason(exc)}") from None
