@@ -86,6 +86,10 @@ class Outcome:
     b_dial_status: str | None = None
     a_hangup_cause: int | None = None
     b_hangup_cause: int | None = None
+    # The technology's own cause, where Asterisk gives it (Hangup's TechCause): for a
+    # PJSIP channel, the SIP response that ended it (486, 603, ...).
+    a_tech_cause: int | None = None
+    b_tech_cause: int | None = None
     a_answer_time: datetime | None = None
     bridged_time: datetime | None = None
     end_time: datetime | None = None
@@ -100,8 +104,8 @@ class Outcome:
         return self.a_answer_time is not None
 
 
-def _cause(ev: AmiEvent) -> int | None:
-    text = header(ev, "Cause")
+def _cause(ev: AmiEvent, key: str = "Cause") -> int | None:
+    text = header(ev, key)
     return int(text) if text.isdigit() else None
 
 
@@ -142,6 +146,7 @@ class _Leg:
     uniqueid: str = ""
     dial_status: str | None = None
     cause: int | None = None
+    tech_cause: int | None = None
 
 
 @dataclass
@@ -253,6 +258,7 @@ class CallTracker:
             leg = self.b_leg
         if leg is not None:
             leg.cause = _cause(ev)
+            leg.tech_cause = _cause(ev, "TechCause")
         return []
 
     def _on_dial_begin(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
@@ -318,6 +324,7 @@ class CallTracker:
         the result of an interrupted call, unless it was already bridged."""
         result = self._result()
         answered = self.answered_a
+        a_ended = self._a_ended_leg()
         b = self.b_leg
         return Outcome(
             result=result,
@@ -325,8 +332,10 @@ class CallTracker:
             answered_a_number=(answered.number or None) if answered else None,
             a_dial_status=answered.dial_status if answered else self._a_status(),
             b_dial_status=b.dial_status if b else None,
-            a_hangup_cause=self._a_cause(),
+            a_hangup_cause=a_ended.cause if a_ended else None,
             b_hangup_cause=b.cause if b else None,
+            a_tech_cause=a_ended.tech_cause if a_ended else None,
+            b_tech_cause=b.tech_cause if b else None,
             a_answer_time=self.a_answer_time,
             bridged_time=self.bridged_time,
             end_time=self.end_time,
@@ -350,11 +359,12 @@ class CallTracker:
         statuses = {leg.dial_status for leg in self.a_legs.values() if leg.dial_status}
         return ",".join(sorted(statuses)) or None
 
-    def _a_cause(self) -> int | None:
+    def _a_ended_leg(self) -> _Leg | None:
+        """The A leg whose end is reported: the one that answered, else the first that
+        hung up with a cause."""
         if self.answered_a is not None:
-            return self.answered_a.cause
-        causes = [leg.cause for leg in self.a_legs.values() if leg.cause is not None]
-        return causes[0] if causes else None
+            return self.answered_a
+        return next((leg for leg in self.a_legs.values() if leg.cause is not None), None)
 
     def _a_failure(self) -> Result:
         results = set()

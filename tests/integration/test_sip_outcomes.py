@@ -93,6 +93,12 @@ ROWS = {
 }
 
 
+def sip_code(behaviour: str) -> int | None:
+    """The SIP response that ends a call of that behaviour, as Asterisk reports it (the
+    Hangup's TechCause): the refusals'; a call that rang or talked has none."""
+    return int(behaviour) if behaviour[0] in "456" else None
+
+
 def received(farend: SipFarEnd, since: int, to: str) -> list[Invite]:
     return [invite for invite in farend.invites()[since:] if invite.user == to]
 
@@ -112,8 +118,10 @@ async def test_each_sip_outcome_ends_the_attempt_as_the_table_says(
     assert ended.outcome.comment == COMMENTS[row.result]
     assert (record.result, record.state) == (str(row.result), "ended")
     assert (record.a_dial_status, record.a_hangup_cause) == (row.a_status, row.a_cause)
+    assert ended.outcome.a_tech_cause == sip_code(row.a)
     if row.b_rings:
         assert (record.b_dial_status, record.b_hangup_cause) == (row.b_status, row.b_cause)
+        assert ended.outcome.b_tech_cause == sip_code(row.b)
     assert (record.bridged_time_gmt is not None) is (row.result is Result.SUCCESS)
     assert ended.step is not None
     expected_finish = FinishResult.SUCCESS if row.result is Result.SUCCESS else FinishResult.FAILED

@@ -73,6 +73,8 @@ class Recorded:
     b_cause: int | None
     answered: str | None = None
     invalid: tuple[str, ...] = ()
+    a_tech: int | None = None  # the SIP code of the A leg's end (Hangup TechCause)
+    b_tech: int | None = None
 
 
 # What each recording (tests/fixtures/ami/README.md) must decide.
@@ -119,14 +121,14 @@ RECORDED = [
              "NOANSWER", None, 0, None),
     # 603 Decline and 403 Forbidden are cause 21 behind a NOANSWER.
     Recorded("sip_a_declined.ami", ("6030001",), Result.A_REJECTED, "A rejected",
-             "NOANSWER", None, 21, None),
+             "NOANSWER", None, 21, None, a_tech=603),
     Recorded("sip_a_forbidden.ami", ("4030001",), Result.A_REJECTED, "A rejected",
-             "NOANSWER", None, 21, None),
+             "NOANSWER", None, 21, None, a_tech=403),
     Recorded("sip_b_declined.ami", ("2000001",), Result.B_REJECTED, "B rejected",
-             "ANSWER", "NOANSWER", 16, 21, answered="2000001"),
+             "ANSWER", "NOANSWER", 16, 21, answered="2000001", b_tech=603),
     # 480 Temporarily Unavailable is cause 19, "no answer from user".
     Recorded("sip_a_temporarily_unavailable.ami", ("4800001",), Result.A_NO_ANSWER,
-             "A did not answer", "NOANSWER", None, 19, None),
+             "A did not answer", "NOANSWER", None, 19, None, a_tech=480),
 ]  # fmt: skip
 
 
@@ -146,6 +148,7 @@ def test_each_recording_decides_the_outcome_the_call_had(case: Recorded) -> None
     assert outcome.b_hangup_cause == case.b_cause
     assert outcome.answered_a_number == case.answered
     assert outcome.invalid_numbers == case.invalid
+    assert (outcome.a_tech_cause, outcome.b_tech_cause) == (case.a_tech, case.b_tech)
 
 
 @pytest.mark.parametrize("case", RECORDED, ids=lambda c: c.file)
