@@ -59,6 +59,16 @@ class Load:
 
 
 @dataclass(frozen=True)
+class AsrState:
+    """The answer-rate guard of the task's extension profile."""
+
+    tripped: bool
+    attempts: int
+    answered: int
+    min_ratio: float
+
+
+@dataclass(frozen=True)
 class Why:
     reason: Reason
     text: str
@@ -66,7 +76,12 @@ class Why:
 
 
 def why_waiting(
-    task: TaskState, queue: QueueState, load: Load, ami_ready: bool, now: datetime
+    task: TaskState,
+    queue: QueueState,
+    load: Load,
+    ami_ready: bool,
+    now: datetime,
+    asr: AsrState | None = None,
 ) -> list[Why]:
     """Every reason that keeps `task` from starting now, the one to act on first: a
     switch an operator controls, then time, then the guards and limits. A task that is
@@ -90,7 +105,7 @@ def why_waiting(
     ):
         reasons.append(_time_not_come(task))
         return reasons
-    reasons.extend(_held(task, queue, load))
+    reasons.extend(_held(task, queue, load, asr))
     return reasons or [Why(Reason.DUE, "due now: starts on the scheduler's next pass")]
 
 
@@ -105,7 +120,7 @@ def _time_not_come(task: TaskState) -> Why:
     )
 
 
-def _held(task: TaskState, queue: QueueState, load: Load) -> list[Why]:
+def _held(task: TaskState, queue: QueueState, load: Load, asr: AsrState | None) -> list[Why]:
     held = []
     if task.status == TaskStatus.DELAYED_INTERVAL or queue.interval_open is False:
         opens = queue.next_open_utc or (
@@ -113,13 +128,8 @@ def _held(task: TaskState, queue: QueueState, load: Load) -> list[Why]:
         )
         text = f"calling hours closed until {opens} UTC" if opens else "calling hours closed"
         held.append(Why(Reason.INTERVAL_CLOSED, text, opens))
-    if task.status == TaskStatus.DELAYED_ASR:
-        held.append(
-            Why(
-                Reason.ASR_GUARD,
-                "held by the ASR guard: too few answered calls on its extension profile",
-            )
-        )
+    if task.status == TaskStatus.DELAYED_ASR or (asr is not None and asr.tripped):
+        held.append(Why(Reason.ASR_GUARD, _asr_text(asr)))
     if load.pbx_running >= load.pbx_limit:
         held.append(_full(Reason.PBX_LIMIT, "the PBX", load.pbx_running, load.pbx_limit))
     if load.queue_running >= queue.concurrent_task_limit:
@@ -132,6 +142,16 @@ def _held(task: TaskState, queue: QueueState, load: Load) -> list[Why]:
             _full(Reason.EXTENSION_LIMIT, name, load.extension_running, load.extension_limit)
         )
     return held
+
+
+def _asr_text(asr: AsrState | None) -> str:
+    text = "held by the ASR guard: too few answered calls on its extension profile"
+    if asr is None or not asr.attempts:
+        return text
+    return (
+        f"{text} ({asr.answered} of the last {asr.attempts} attempts answered,"
+        f" {asr.answered / asr.attempts:.0%}; it needs {asr.min_ratio:.0%})"
+    )
 
 
 def _full(reason: Reason, what: str, running: int, limit: int) -> Why:

@@ -45,9 +45,9 @@ async def world(
     config = write_pbx_config(tmp_path, port, testpbx)
     # A second client, with a token of its own.
     text = config.read_text()
-    config.write_text(
-        text.replace(f'"{TOKEN}" = "acme"', f'"{TOKEN}" = "acme"\n"{BETA_TOKEN}" = "beta"')
-    )
+    text = text.replace(f'"{TOKEN}" = "acme"', f'"{TOKEN}" = "acme"\n"{BETA_TOKEN}" = "beta"')
+    # The default profile's answer-rate guard on (every call here that ends is answered).
+    config.write_text(text + "\n[calls.asr_guard]\nmin_ratio = 0.5\nmin_attempts = 1\n")
     daemon = await launch(config, port, session)
     receiver = await WebhookReceiver().start()
     beta = aiohttp.ClientSession(headers={"Authorization": f"Bearer {BETA_TOKEN}"})
@@ -126,6 +126,9 @@ async def test_the_console_shows_queues_calls_and_reasons_only_to_their_client(
         rows = await tab.page.inner_text("main table")
         assert "support" in rows and "night shift" in rows and "beta's own" not in rows
         assert f"closed opens {utc_text(opens)} UTC" in rows
+        guard = await tab.page.inner_text("#asr")
+        assert "default profile" in guard and "clear" in guard
+        assert "1 of 1 attempts (100%)" in guard
         await tab.page.screenshot(path=str(shots / "queues.png"))
         # The switch says its state in words and works from the keyboard.
         switch = tab.page.get_by_role("button", name=re.compile("Queue spare is off"))

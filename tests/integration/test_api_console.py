@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from daemon.asr import GuardState
 from tests.integration.conftest import Api, assert_problem, insert_call, task, tasks_path
 
 LEG_EVENTS = [
@@ -197,3 +198,21 @@ async def test_another_clients_task_and_call_are_not_found(api: Api, queue: dict
     ):
         await assert_problem(await api.request("GET", path, client="beta"), 404)
     assert await api.ok("GET", "/client/beta/call_history/", client="beta") == []
+
+
+class TrippedDefaultProfile:
+    def states(self) -> dict[int | None, GuardState]:
+        return {
+            None: GuardState(tripped=True, attempts=40, answered=4, min_ratio=0.3, min_attempts=30)
+        }
+
+
+async def test_a_task_of_a_profile_whose_asr_guard_tripped_says_so(api: Api) -> None:
+    queue = await api.new_queue(status="on")
+    [made] = await api.add_tasks(queue["id"], [task()])
+    api.services.asr = TrippedDefaultProfile()
+
+    why = await api.ok("GET", tasks_path(queue["id"]) + f"{made['id']}/why")
+
+    [guard] = [r for r in why["reasons"] if r["reason"] == "asr_guard"]
+    assert "4 of the last 40 attempts answered, 10%; it needs 30%" in guard["text"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from daemon.waiting import Load, QueueState, Reason, TaskState, why_waiting
+from daemon.waiting import AsrState, Load, QueueState, Reason, TaskState, why_waiting
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 WAITING = TaskState(status="scheduled", attempts_made=0, next_attempt_utc="2026-03-02 11:00:00")
@@ -180,3 +180,12 @@ def test_the_text_names_the_numbers_an_operator_needs() -> None:
         NOW,
     )
     assert finished.text == "finished, failed: A busy"
+
+
+def test_a_tripped_asr_guard_holds_a_due_task_and_says_by_how_much() -> None:
+    tripped = AsrState(tripped=True, attempts=40, answered=4, min_ratio=0.3)
+    [held] = why_waiting(WAITING, ON, ROOM, True, NOW, asr=tripped)
+    assert held.reason is Reason.ASR_GUARD
+    assert held.text.endswith("(4 of the last 40 attempts answered, 10%; it needs 30%)")
+    clear = AsrState(tripped=False, attempts=40, answered=30, min_ratio=0.3)
+    assert [w.reason for w in why_waiting(WAITING, ON, ROOM, True, NOW, asr=clear)] == [Reason.DUE]

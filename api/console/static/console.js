@@ -162,17 +162,20 @@ function showHealth(ready) {
   el.textContent = ready.ready ? "PBX link: ready" : `not ready — AMI: ${ready.ami}, store: ${ready.store}`;
 }
 
-// The ASR guard of each profile, when the daemon reports it (in /readyz's body).
-function asrEntries(ready) {
-  if (!ready) return [];
-  const found = Object.entries(ready).find(([key]) => key.toLowerCase().includes("asr"));
-  if (!found) return [];
-  const value = found[1];
-  const items = Array.isArray(value) ? value.map((v, i) => [v.profile ?? v.extension_id ?? i, v])
-    : value && typeof value === "object" ? Object.entries(value) : [];
-  return items.map(([profile, state]) => [String(profile), typeof state === "object" && state
-    ? Object.entries(state).filter(([k]) => k !== "profile").map(([k, v]) => `${k.replaceAll("_", " ")} ${v}`).join(" · ")
-    : String(state)]);
+// The answer-rate (ASR) guard of each extension profile whose guard is on (/readyz).
+function asrTable(ready) {
+  const guards = Object.entries((ready && ready.asr_guard) || {});
+  const pct = (r) => `${Math.round(100 * r)}%`;
+  if (!guards.length) return h("p", { class: "muted" }, "No extension profile has its ASR guard on.");
+  const t = table([
+    { label: "Profile", cell: ([p]) => (p === "default" ? "default profile" : `extension ${p}`) },
+    { label: "Guard", cell: ([, g]) => (g.tripped ? badge("tripped: holds its tasks", "bad") : badge("clear", "ok")) },
+    { label: "Answered", cell: ([, g]) => `${g.answered} of ${g.attempts} attempts${g.ratio === null ? "" : ` (${pct(g.ratio)})`}` },
+    { label: "Trips below", num: true, cell: ([, g]) => pct(g.min_ratio) },
+    { label: "Once the window holds", num: true, cell: ([, g]) => `${g.min_attempts} attempts` },
+  ], guards);
+  t.id = "asr";
+  return t;
 }
 
 // ---------- queues ----------
@@ -217,10 +220,7 @@ async function queuesPage(view, mine) {
     { label: "Calling hours", cell: intervalCell },
     { label: "Last call (UTC)", cell: (q) => dash(q.last_call_date) },
   ], queues, { caption: `${queues.length} queue${queues.length === 1 ? "" : "s"}` }));
-  const asr = asrEntries(ready);
-  view.append(h("h2", {}, "ASR guard of the extension profiles"),
-    asr.length ? h("dl", { class: "grid" }, asr.map(([p, text]) => h("div", {}, h("dt", {}, `profile ${p}`), h("dd", {}, text))))
-      : h("p", { class: "muted" }, "The daemon reports no ASR guard state (the guard is off, or this version does not report it)."));
+  view.append(h("h2", {}, "ASR guard of the extension profiles"), asrTable(ready));
 }
 
 // ---------- the tasks of a queue ----------
