@@ -32,7 +32,7 @@ path = "{store}"
 
 [ami]
 host = "127.0.0.1"
-port = 5038
+port = {ami_port}
 username = "callbackd"
 secret = "{secret}"
 
@@ -59,6 +59,8 @@ def write_config(path: Path) -> str:
             token=token,
             store=(path.parent / "callbackd.db").resolve(),
             secret=TEST_PBX_SECRET,
+            # The port tools/testpbx starts the PBX on, from the same environment.
+            ami_port=int(os.environ.get("CALLBACKD_TESTPBX_AMI_PORT", "5038")),
         )
     )
     path.chmod(0o600)
@@ -79,6 +81,7 @@ def main() -> None:
         sys.exit(1)  # testpbx said why, in one line
     tokens = tomllib.loads(text).get("api", {}).get("tokens", {})
     listen = tomllib.loads(text).get("api", {}).get("listen", "127.0.0.1:8080")
+    listen = os.environ.get("CALLBACKD_API__LISTEN", listen)  # the environment wins
     for token, client in tokens.items():
         print(f"API on http://{listen}  client {client!r}  token: {token}")
     print(
