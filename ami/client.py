@@ -35,6 +35,7 @@ import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
@@ -63,6 +64,10 @@ class AmiSettings:
     connect_timeout: float = 5.0
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    # While Asterisk is restarting (nothing listens, or it answers that it is shutting
+    # down), retries stay this close: it can be back any moment, and a refused local
+    # connection costs nothing.
+    reconnect_restarting_max: float = 1.0
     action_timeout: float = 10.0
 
     def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
@@ -119,15 +124,49 @@ class OriginateSent:
     message: str
 
 
-def reconnect_delay(failures: int, *, minimum: float, maximum: float, jitter: float) -> float:
+class Down(StrEnum):
+    """Why the link is down, as far as the wait before the next try cares."""
+
+    RESTARTING = "restarting"  # refused, closed, "shutting down": back any moment
+    FAULT = "fault"  # login refused, no answer, not AMI: an operator's problem
+
+
+def reconnect_delay(
+    failures: int,
+    down: Down,
+    *,
+    minimum: float,
+    maximum: float,
+    restarting_max: float,
+    jitter: float,
+) -> float:
     """Seconds to wait before the next connection attempt.
 
-    Doubles from ``minimum`` per consecutive failure up to ``maximum``; ``jitter`` in
-    [0, 1] takes up to half off, so many daemons restarted together spread out. Never
-    below ``minimum`` nor above ``maximum``.
+    Doubles from ``minimum`` per consecutive failure, up to ``restarting_max`` while
+    Asterisk is restarting and up to ``maximum`` for a fault that a retry soon would
+    only repeat; ``jitter`` in [0, 1] takes up to half off, so many daemons restarted
+    together spread out. Never below ``minimum``.
     """
-    ceiling = min(maximum, minimum * 2.0 ** min(failures, 64))
+    cap = min(maximum, restarting_max) if down is Down.RESTARTING else maximum
+    ceiling = min(cap, minimum * 2.0 ** min(failures, 64))
     return max(minimum, ceiling * (1.0 - 0.5 * jitter))
+
+
+# Login answers of an Asterisk on its way down (or not up yet), not a refusal of ours.
+_TRANSIENT_LOGIN_ANSWERS = ("shutting down", "fully booted")
+
+
+def login_refusal(message: str) -> Down:
+    """What a refused Login means: Asterisk in transition, or a fault to fix."""
+    text = message.lower()
+    return Down.RESTARTING if any(t in text for t in _TRANSIENT_LOGIN_ANSWERS) else Down.FAULT
+
+
+@dataclass(frozen=True)
+class _LinkEnd:
+    reason: str
+    down: Down
+    was_logged_in: bool
 
 
 class _Pending:
@@ -177,7 +216,9 @@ class AmiClient:
         self._reconnects = 0
         self._events_received = 0
         self._version = ""
-        self._refusal: str | None = None
+        self._refusal: tuple[str, Down] | None = None
+        self._down_since: float | None = None  # loop time the link went down
+        self._outage_retries = 0  # tries since then
 
     # State
 
@@ -303,61 +344,82 @@ class AmiClient:
 
     async def _run(self) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
-            reason, was_logged_in = await self._connect_once()
-            failures = 0 if was_logged_in else failures + 1
-            self._note_down(reason)
+            end = await self._connect_once()
+            failures = 0 if end.was_logged_in else failures + 1
+            if end.was_logged_in or self._down_since is None:
+                self._down_since = loop.time()
+            self._note_down(end.reason)
             delay = reconnect_delay(
                 max(failures - 1, 0),
+                end.down,
                 minimum=self.settings.reconnect_min,
                 maximum=self.settings.reconnect_max,
+                restarting_max=self.settings.reconnect_restarting_max,
                 jitter=self._jitter(),
+            )
+            self._log.info(
+                "ami_retry",
+                delay=round(delay, 3),
+                reason=end.reason,
+                down=str(end.down),
+                retry=self._outage_retries + 1,
+                down_for=round(loop.time() - self._down_since, 3),
             )
             await asyncio.sleep(delay)
             self._reconnects += 1
+            self._outage_retries += 1
 
-    def _outcome(self, task: asyncio.Task[str]) -> str:
+    def _outcome(self, task: asyncio.Task[tuple[str, Down]]) -> tuple[str, Down]:
         exc = task.exception()
         if exc is None:
             return task.result()
         if isinstance(exc, AmiError):
-            return str(exc)
+            return str(exc), Down.FAULT
         # A bug here must be loud; the link is rebuilt so calls can still be placed.
         self._log.error("ami_client_bug", exc_info=exc)
-        return f"internal error: {exc!r}"
+        return f"internal error: {exc!r}", Down.FAULT
 
     def _note_down(self, reason: str) -> None:
-        """Record why the link is down; log each distinct reason once, not per retry."""
+        """Record why the link is down; log each distinct reason once as an error (each
+        retry has its own info line)."""
         self._last_error = reason
         if reason != self._logged_error:
             self._logged_error = reason
             self._log.error(
                 "ami_link_down", reason=reason, host=self.settings.host, port=self.settings.port
             )
-        else:
-            self._log.debug("ami_link_down", reason=reason)
 
-    async def _connect_once(self) -> tuple[str, bool]:
-        """One connection, from TCP connect to its end: (why it ended, was logged in)."""
+    async def _connect_once(self) -> _LinkEnd:
+        """One connection, from TCP connect to its end."""
         s = self.settings
         try:
             async with asyncio.timeout(s.connect_timeout):
                 reader, writer = await asyncio.open_connection(s.host, s.port)
         except (OSError, TimeoutError) as exc:
-            return f"connect to {s.host}:{s.port} failed: {exc or type(exc).__name__}", False
-        tasks: list[asyncio.Task[str]] = []
+            # Refused: the host is up and nothing listens, Asterisk is (re)starting.
+            # Anything else (no route, no answer) is not fixed by trying again soon.
+            down = Down.RESTARTING if isinstance(exc, ConnectionRefusedError) else Down.FAULT
+            reason = f"connect to {s.host}:{s.port} failed: {exc or type(exc).__name__}"
+            return _LinkEnd(reason, down, False)
+        tasks: list[asyncio.Task[tuple[str, Down]]] = []
         reason = "client stopped"
         self._refusal = None
         try:
             try:
                 async with asyncio.timeout(s.connect_timeout):
                     banner = await reader.readuntil(b"\r\n")
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                # Closed before the banner: an Asterisk on its way down.
+                reason = f"no AMI banner from {s.host}:{s.port} ({type(exc).__name__})"
+                return _LinkEnd(reason, Down.RESTARTING, False)
+            except (TimeoutError, asyncio.LimitOverrunError):
                 reason = f"no AMI banner from {s.host}:{s.port}"
-                return reason, False
+                return _LinkEnd(reason, Down.FAULT, False)
             if not banner.startswith(BANNER_PREFIX):
                 reason = f"{s.host}:{s.port} is not AMI (banner {banner[:40]!r})"
-                return reason, False
+                return _LinkEnd(reason, Down.FAULT, False)
             self._version = banner[len(BANNER_PREFIX) :].decode("ascii", "replace").strip()
             self._writer = writer
             tasks = [
@@ -366,8 +428,8 @@ class AmiClient:
             ]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             # A refused login may also show up first as the close that follows it.
-            reason = self._refusal or self._outcome(done.pop())
-            return reason, self.logged_in
+            reason, down = self._refusal or self._outcome(done.pop())
+            return _LinkEnd(reason, down, self.logged_in)
         except asyncio.CancelledError:
             if self.logged_in:
                 writer.write(encode_frame({"Action": "Logoff"}))
@@ -388,15 +450,15 @@ class AmiClient:
             if was_logged_in:
                 self.events.put_nowait(ConnectionChange(logged_in=False, reason=reason))
 
-    async def _read(self, reader: asyncio.StreamReader) -> str:
+    async def _read(self, reader: asyncio.StreamReader) -> tuple[str, Down]:
         decoder = FrameDecoder()
         while True:
             try:
                 data = await reader.read(65536)
             except OSError as exc:
-                return f"connection error: {exc}"
+                return f"connection error: {exc}", Down.RESTARTING
             if not data:
-                return "connection closed by Asterisk"
+                return "connection closed by Asterisk", Down.RESTARTING
             for frame in decoder.feed(data):
                 if frame.problem:
                     self._log.warning("ami_bad_frame", problem=frame.problem)
@@ -434,30 +496,40 @@ class AmiClient:
         # Runs inside _dispatch so the marker precedes the first event after login.
         self._login_id = None
         if header(msg, "Response") != "Success":
-            self._refusal = f"login refused: {header(msg, 'Message') or header(msg, 'Response')}"
+            message = header(msg, "Message") or header(msg, "Response")
+            self._refusal = f"login refused: {message}", login_refusal(message)
             return
         self._logged_in.set()
         self._last_error = self._logged_error = None
+        down_for = None
+        if self._down_since is not None:
+            down_for = round(asyncio.get_running_loop().time() - self._down_since, 3)
+            self._down_since = None
+        self._outage_retries = 0
         self._log.info(
-            "ami_logged_in", host=self.settings.host, port=self.settings.port, version=self._version
+            "ami_logged_in",
+            host=self.settings.host,
+            port=self.settings.port,
+            version=self._version,
+            down_for=down_for,
         )
         self.events.put_nowait(ConnectionChange(logged_in=True, reason="logged in"))
 
-    async def _login_and_keep_alive(self) -> str:
+    async def _login_and_keep_alive(self) -> tuple[str, Down]:
         s = self.settings
         login = {"Action": "Login", "Username": s.username, "Secret": s.secret, "Events": "on"}
         try:
-            response = (await self._request(login, within=s.connect_timeout, login=True))[0]
+            await self._request(login, within=s.connect_timeout, login=True)
         except AmiActionTimeout:
-            return f"no answer to Login within {s.connect_timeout}s"
+            return f"no answer to Login within {s.connect_timeout}s", Down.FAULT
         if not self.logged_in:
-            return self._refusal or f"login refused: {header(response, 'Message')}"
+            return self._refusal or ("login refused", Down.FAULT)
         while True:
             await asyncio.sleep(s.ping_interval)
             try:
                 await self._request({"Action": "Ping"}, within=s.ping_timeout)
             except AmiActionTimeout:
-                return f"no answer to Ping within {s.ping_timeout}s (half-open link)"
+                return f"no answer to Ping within {s.ping_timeout}s (half-open link)", Down.FAULT
 
 
 def _checked(frames: list[AmiEvent]) -> AmiEvent:

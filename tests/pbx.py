@@ -4,12 +4,14 @@ seen by the tests.
 `TestPbx` runs the script (build if needed, start, stop, restart) and carries the AMI
 address and credentials of the `callbackd` user. `SipFarEnd` starts the SIPp far end
 of the PBX's PJSIP trunk and reads the INVITEs it received. `ami_action` is a tiny
-raw-AMI client for tests that must not depend on the code under test.
+raw-AMI client for tests that must not depend on the code under test, and
+`fully_booted` catches Asterisk's own signal that a start is complete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -26,6 +28,12 @@ START_TIMEOUT = 600.0
 STOP_TIMEOUT = 60.0
 RESTART_TIMEOUT = 120.0
 AMI_TIMEOUT = 10.0
+# The AMI user of tools/testpbx that may read the FullyBooted event (class "system").
+BOOT_WATCH_USER = "boot-watch"
+# How often fully_booted() tries to connect while nothing listens. Asterisk listens on
+# AMI only a few ms before it has fully booted, and TCP has no way to tell a client
+# when a port opens, so the watcher must try often to be in before the event.
+BOOT_WATCH_RETRY = 0.005
 
 AmiMessage = dict[str, str]
 
@@ -72,6 +80,12 @@ class TestPbx:
     def cli(self, command: str) -> str:
         """Output of an Asterisk CLI command."""
         return self._check("cli", command, timeout=30)
+
+    async def stop_async(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    async def start_async(self) -> None:
+        await asyncio.to_thread(self.start)
 
     async def restart(self) -> None:
         """Stop and start Asterisk (calls in progress are cut); returns when it is up."""
@@ -273,3 +287,50 @@ async def ami_action(pbx: TestPbx, action: str, *fields: tuple[str, str]) -> lis
             await writer.wait_closed()
 
     return await asyncio.wait_for(run(), AMI_TIMEOUT)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> AmiMessage | None:
+    """The next frame, or None once the link is closed."""
+    try:
+        return await _read_message(reader)
+    except (ConnectionError, OSError):
+        return None
+
+
+async def fully_booted(pbx: TestPbx, timeout: float = RESTART_TIMEOUT) -> float:  # noqa: ASYNC109
+    """The loop time at which the next Asterisk to start on `pbx` says it has fully
+    booted: its FullyBooted event, read as the `boot-watch` user, which may read the
+    `system` class. Call it once the previous Asterisk is gone; it connects again and
+    again while nothing listens. A session that logs in after the boot gets the same
+    event at once, so the time is then at most one retry late."""
+    loop = asyncio.get_running_loop()
+    login = _render(
+        [
+            ("Action", "Login"),
+            ("Username", BOOT_WATCH_USER),
+            ("Secret", pbx.secret),
+            ("Events", "system"),
+        ]
+    )
+
+    async def watch() -> float:
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(pbx.host, pbx.port)
+            except OSError:
+                await asyncio.sleep(BOOT_WATCH_RETRY)
+                continue
+            try:
+                await reader.readline()  # the banner
+                writer.write(login)
+                while (frame := await _read_frame(reader)) is not None:
+                    if frame.get("Event") == "FullyBooted":
+                        return loop.time()
+            except OSError:
+                pass  # an Asterisk on its way down; the next one is coming
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+    return await asyncio.wait_for(watch(), timeout)

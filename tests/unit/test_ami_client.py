@@ -17,6 +17,8 @@ from ami.client import (
     AmiNotConnected,
     AmiOriginateUnknown,
     AmiSettings,
+    Down,
+    login_refusal,
     reconnect_delay,
 )
 from ami.events import AmiEvent, ConnectionChange, header, name
@@ -335,24 +337,68 @@ async def test_reconnects_after_asterisk_closes_the_link(
     assert client.reconnects == 1
 
 
+async def test_a_reconnect_logs_its_retry_and_how_long_the_link_was_down(
+    fake: FakeAmiServer, client: AmiClient
+) -> None:
+    await next_change(client)
+    with capture_logs() as logs:
+        await fake.drop_connections()
+        assert not (await next_change(client)).logged_in
+        assert (await next_change(client)).logged_in
+    [retry] = [e for e in logs if e["event"] == "ami_retry"]
+    assert (retry["reason"], retry["down"], retry["retry"]) == (
+        "connection closed by Asterisk",
+        "restarting",
+        1,
+    )
+    [back] = [e for e in logs if e["event"] == "ami_logged_in"]
+    assert back["down_for"] >= retry["delay"]
+
+
 @pytest.mark.parametrize(
-    ("failures", "jitter", "expected"),
+    ("failures", "down", "jitter", "expected"),
     [
-        (0, 0.0, 0.5),
-        (0, 1.0, 0.5),  # never below the minimum
-        (1, 0.0, 1.0),
-        (1, 1.0, 0.5),
-        (3, 0.0, 4.0),
-        (3, 0.5, 3.0),
-        (6, 0.0, 30.0),  # capped at the maximum
-        (6, 1.0, 15.0),
-        (10_000, 0.0, 30.0),  # no overflow
+        (0, Down.FAULT, 0.0, 0.5),
+        (0, Down.FAULT, 1.0, 0.5),  # never below the minimum
+        (1, Down.FAULT, 0.0, 1.0),
+        (1, Down.FAULT, 1.0, 0.5),
+        (3, Down.FAULT, 0.0, 4.0),
+        (3, Down.FAULT, 0.5, 3.0),
+        (6, Down.FAULT, 0.0, 30.0),  # capped at the maximum
+        (6, Down.FAULT, 1.0, 15.0),
+        (10_000, Down.FAULT, 0.0, 30.0),  # no overflow
+        # Asterisk restarting: the wait stays short however long it takes.
+        (0, Down.RESTARTING, 0.0, 0.5),
+        (1, Down.RESTARTING, 0.0, 1.0),
+        (1, Down.RESTARTING, 1.0, 0.5),
+        (3, Down.RESTARTING, 0.0, 1.0),
+        (10_000, Down.RESTARTING, 0.0, 1.0),
+        (10_000, Down.RESTARTING, 1.0, 0.5),
     ],
 )
-def test_reconnect_delay_doubles_with_jitter_between_bounds(
-    failures: int, jitter: float, expected: float
+def test_reconnect_delay_doubles_to_a_cap_that_depends_on_why_the_link_is_down(
+    failures: int, down: Down, jitter: float, expected: float
 ) -> None:
-    assert reconnect_delay(failures, minimum=0.5, maximum=30.0, jitter=jitter) == expected
+    delay = reconnect_delay(
+        failures, down, minimum=0.5, maximum=30.0, restarting_max=1.0, jitter=jitter
+    )
+    assert delay == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "down"),
+    [
+        ("Authentication failed", Down.FAULT),
+        ("Permission denied", Down.FAULT),
+        ("", Down.FAULT),
+        ("Asterisk is shutting down", Down.RESTARTING),
+        ("Asterisk is not fully booted", Down.RESTARTING),
+    ],
+)
+def test_a_login_refused_by_an_asterisk_in_transition_is_retried_soon(
+    message: str, down: Down
+) -> None:
+    assert login_refusal(message) is down
 
 
 async def test_refused_login_is_logged_once_and_exposed(fake: FakeAmiServer) -> None:
@@ -386,7 +432,7 @@ async def test_secret_is_never_logged(fake: FakeAmiServer) -> None:
     assert SECRET not in repr(settings(fake))
 
 
-async def test_connection_refused_is_retried_with_one_log_line() -> None:
+async def test_connection_refused_is_one_error_line_and_one_info_line_per_retry() -> None:
     async with FakeAmiServer() as gone:
         port = gone.port
     retried = asyncio.Event()
@@ -407,6 +453,13 @@ async def test_connection_refused_is_retried_with_one_log_line() -> None:
         await ami.stop()
     assert ami.last_error is not None and "failed" in ami.last_error
     assert len([e for e in logs if e["log_level"] == "error"]) == 1
+    retries = [e for e in logs if e["event"] == "ami_retry"]
+    assert [e["retry"] for e in retries[:3]] == [1, 2, 3]
+    for line in retries:
+        assert line["log_level"] == "info"
+        assert line["down"] == "restarting"
+        assert "Connect call failed" in line["reason"]
+        assert line["delay"] > 0
 
 
 # Garbage from the server
