@@ -777,9 +777,10 @@ class AttemptSummary(BaseModel):
         str | None,
         Field(
             description="The attempt's outcome: success, a_busy, a_no_answer, "
-            "a_congestion, a_unavailable, a_invalid, b_busy, b_no_answer, b_congestion, "
-            "b_unavailable, b_invalid, a_hung_up_before_b, rejected, interrupted or "
-            "cancelled; null while the call goes on."
+            "a_congestion, a_unavailable, a_invalid, a_rejected, b_busy, b_no_answer, "
+            "b_congestion, b_unavailable, b_invalid, b_rejected, a_hung_up_before_b, "
+            "rejected, interrupted or cancelled; null while the call goes on "
+            "(docs/call-outcomes.md)."
         ),
     ]
     result_comment: Annotated[

@@ -4,6 +4,7 @@ use, and Hypothesis properties over prefixes and repeats of the recordings."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from ami.events import AmiEvent, header, name
 from ami.originate import channel, dial_string_of
 from ami.outcome import CallTracker, Milestone, Outcome, Result, decide
 from ami.protocol import FrameDecoder
+from daemon.models import CallRecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 PHONES = "Local/{number}@phones"  # the channel template of the recordings (README)
@@ -534,3 +536,9 @@ def test_catching_up_changes_nothing_the_events_already_told() -> None:
 
     assert tracker.catch_up(channels_after(events[: bridge + 1]), at(999)) == []
     assert (tracker.a_answer_time, tracker.bridged_time) == (answered, bridged)
+
+
+def test_the_call_record_schema_names_every_result() -> None:
+    description = CallRecord.model_fields["result"].description or ""
+
+    assert {r.value for r in Result} <= set(re.findall(r"[a-z_]+", description))
