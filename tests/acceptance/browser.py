@@ -54,7 +54,11 @@ class Tab:
     async def open(self, hash_path: str, ready: str) -> None:
         """Go to a view of the console and wait for `ready` (a selector) on it."""
         await self.page.evaluate("path => { location.hash = path; }", hash_path)
-        # The old view stays until the new one is built: wait for the new one.
+        await self.shown(hash_path, ready)
+
+    async def shown(self, hash_path: str, ready: str) -> None:
+        """Wait until the view of `hash_path` is shown, and `ready` on it. The old view
+        stays until the new one is built, so a selector alone could match the old one."""
         await self.page.wait_for_function(
             "path => document.getElementById('main').dataset.route === path", arg=hash_path
         )

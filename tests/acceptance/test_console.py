@@ -189,10 +189,17 @@ async def test_the_console_shows_queues_calls_and_reasons_only_to_their_client(
         assert await tab.page.evaluate("document.activeElement.id") == focused
         await tab.page.screenshot(path=str(shots / "live.png"), full_page=True)
 
-        # Call history by number.
-        await tab.open("#/history?number=1105", "main table")
+        # Call history by number, by task and by time, typed into the search form.
+        await tab.open("#/history", "#h-number")
+        await tab.page.fill("#h-number", "1105")
+        await tab.page.press("#h-number", "Enter")
+        await tab.shown("#/history?number=1105", "main table")
         history = await tab.page.inner_text("main table")
         assert f"#{connected['id']}" in history and f"#{talking['id']}" not in history
+        await tab.open(f"#/history?task_id={talking['id']}", "main table")
+        assert f"#{talking['id']}" in await tab.page.inner_text("main table")
+        await tab.open("#/history?since=2099-01-01T00:00", "main p")
+        assert "No call matches." in await tab.page.inner_text("main")
 
         # Cancel the live call's task from its page: the call is hung up.
         await tab.open(f"#/task/{support['id']}/{talking['id']}", "#why")
