@@ -569,7 +569,7 @@ format = "json"
 
     def mark(self, name: str, began: datetime, calls: bool = True) -> None:
         """A fault window; `calls`: the fault may change calls (a webhook receiver
-        that is down may not: SPEC §4)."""
+        that is down may not: docs/webhooks.md)."""
         if calls:
             self.windows.append((name, began - FAULT_SLACK, datetime.now(UTC) + FAULT_SLACK))
 

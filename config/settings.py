@@ -1,4 +1,4 @@
-"""The settings model of callbackd (SPEC §6).
+"""The settings model of callbackd (docs/configuration.md).
 
 One TOML file, every key overridable by `CALLBACKD_<SECTION>__<KEY>` environment variables,
 and secrets readable from files (systemd `LoadCredential`). A bad file raises `ConfigError`

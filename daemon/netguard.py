@@ -1,4 +1,4 @@
-"""Keeps webhooks away from denied networks (`webhooks.deny_networks`, SPEC §4).
+"""Keeps webhooks away from denied networks (`webhooks.deny_networks`, docs/webhooks.md).
 
 The check sits in the connection itself: the resolver a webhook session connects through
 refuses a name if any address it resolves to is denied, so a name that resolves to an

@@ -1,4 +1,4 @@
-"""Delivers the webhooks waiting in the `outbox` table (SPEC §4).
+"""Delivers the webhooks waiting in the `outbox` table (docs/webhooks.md).
 
 The rows are the state: a webhook is pending until a 2xx sets `delivered_at` or its
 last try sets `given_up`, so a restart resends what was not delivered and nothing else.

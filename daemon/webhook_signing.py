@@ -1,4 +1,4 @@
-"""The Standard Webhooks headers of one webhook try (SPEC §4).
+"""The Standard Webhooks headers of one webhook try (docs/webhooks.md).
 
 The signature comes from the `standardwebhooks` package, so callbackd signs exactly as
 receivers using that specification verify.

@@ -1,4 +1,4 @@
-"""Attempts and their calls in the store: the call history of SPEC §1.3."""
+"""Attempts and their calls in the store: the call history of docs/api.md."""
 
 from __future__ import annotations
 

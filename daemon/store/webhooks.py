@@ -1,5 +1,5 @@
 """Queues a webhook in the outbox inside the transaction that changed the task, so a
-webhook is stored exactly when its change is (SPEC §4). The body is rendered now, from
+webhook is stored exactly when its change is (docs/webhooks.md). The body is rendered now, from
 the state just written: a late delivery still tells what was true at the time."""
 
 from __future__ import annotations

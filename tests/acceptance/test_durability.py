@@ -1,5 +1,6 @@
-"""SPEC §5: a 2xx to a write means it is on disk. The real daemon is killed with SIGKILL
-the moment it answers, restarted on the same store, and must still have every change."""
+"""A 2xx to a write means it is on disk (docs/api.md, "Durability"). The real daemon is
+killed with SIGKILL the moment it answers, restarted on the same store, and must still
+have every change."""
 
 from __future__ import annotations
 

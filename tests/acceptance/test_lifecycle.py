@@ -1,7 +1,8 @@
-"""A task's whole life through the real `callbackd run` (SPEC §1.2, §2, §3, §4): HTTP in,
-the real test PBX ringing the test phones, signed webhooks to a real receiver, and the
-tests' own AMI connection checking what the PBX really did (who rang, how many calls,
-which channels are left), independent of what the daemon reports."""
+"""A task's whole life through the real `callbackd run` (docs/api.md, docs/lifecycle.md,
+docs/call-flow.md, docs/webhooks.md): HTTP in, the real test PBX ringing the test
+phones, signed webhooks to a real receiver, and the tests' own AMI connection checking
+what the PBX really did (who rang, how many calls, which channels are left),
+independent of what the daemon reports."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Tokens and client isolation (SPEC §1.5): a client never sees or changes another client's
-queues, tasks or calls, and cannot even tell that they exist."""
+"""Tokens and client isolation (docs/api.md, "Basics"): a client never sees or changes
+another client's queues, tasks or calls, and cannot even tell that they exist."""
 
 from __future__ import annotations
 

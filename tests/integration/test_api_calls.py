@@ -1,4 +1,4 @@
-"""Call history (SPEC §1.3): one attempt's call, its AMI events, and the paged list."""
+"""Call history (docs/api.md): one attempt's call, its AMI events, and the paged list."""
 
 from __future__ import annotations
 

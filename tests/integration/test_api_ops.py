@@ -1,4 +1,4 @@
-"""Operations endpoints (SPEC §1.4), routing errors and CORS."""
+"""Operations endpoints (docs/api.md), routing errors and CORS."""
 
 from __future__ import annotations
 

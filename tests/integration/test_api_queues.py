@@ -1,4 +1,4 @@
-"""Queues over HTTP: create, list, read with counters, change, delete (SPEC §1.1)."""
+"""Queues over HTTP: create, list, read with counters, change, delete (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tasks over HTTP: bulk add, idempotency, list/filter/page, read, change, cancel (SPEC §1.2)."""
+"""Tasks over HTTP: bulk add, idempotency, list/filter/page, read, change, cancel (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every task rule of SPEC §1.2 through HTTP: a bad field is a 422 naming the task's index
+"""Every task rule of docs/api.md through HTTP: a bad field is a 422 naming the task's index
 and the field, and anything that could break out of an AMI header or a channel string is
 rejected, never cleaned."""
 

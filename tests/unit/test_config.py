@@ -1,4 +1,4 @@
-"""Loading the settings (SPEC §6): TOML, CALLBACKD_* overrides, secret files, and one
+"""Loading the settings (docs/configuration.md): TOML, CALLBACKD_* overrides, secret files, and one
 plain line naming the key when something is wrong."""
 
 from __future__ import annotations

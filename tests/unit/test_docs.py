@@ -4,6 +4,7 @@ that exist."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -71,3 +72,41 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist(page: Path) 
             broken.append(target)
 
     assert broken == []
+
+
+# Built from parts, so that this file does not match itself.
+OUTSIDE = re.compile(r"\.\./" + "shared|" + r"\bSP" + r"EC\b")
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".cfg", ".sql", ".conf", ".js", ".css", ".html", ".txt"}
+NOT_OURS = {".git", ".venv", "var", "build", "__pycache__"}
+
+
+def _repository_text_files() -> list[Path]:
+    files = []
+    for folder, dirs, names in os.walk(REPO):
+        here = Path(folder)
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in NOT_OURS
+            and not d.startswith((".testp", ".mypy", ".ruff", ".pytest", ".hypothesis"))
+            and not d.endswith(".egg-info")
+            and (here / d) != REPO / "bench" / "out"
+        ]
+        files += [
+            here / name
+            for name in names
+            if Path(name).suffix in TEXT_SUFFIXES or name in {"Makefile", "run"}
+        ]
+    return files
+
+
+def test_nothing_in_the_repository_points_outside_it_for_the_contract() -> None:
+    pointing = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in _repository_text_files()
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if OUTSIDE.search(line)
+    ]
+
+    assert len(_repository_text_files()) > 100
+    assert pointing == []

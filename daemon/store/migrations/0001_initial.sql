@@ -67,7 +67,7 @@ CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
       AND finish_result = coalesce(OLD.finish_result, '');
 END;
 
--- One row per attempt: the call record of SPEC §1.3. Written before the Originate is sent.
+-- One row per attempt: the call record of docs/api.md. Written before the Originate is sent.
 CREATE TABLE attempts (
     call_uuid         TEXT    PRIMARY KEY,
     task_id           INTEGER NOT NULL REFERENCES tasks (id),
