@@ -1,0 +1,148 @@
+"""The shared PostgreSQL store as a store backend: the same `write` and `read` of plain
+functions as the SQLite store's `Database`, on psycopg connections each owned by a
+thread of its own (daemon/store/pg/dbapi.py lets those functions run unchanged).
+
+Writes go through one writer connection, one transaction at a time, committed before
+`write` returns (synchronous_commit as the server has it: on, by default). Reads run on
+a few reader connections, each inside a REPEATABLE READ READ ONLY transaction begun
+when the read starts: one snapshot, taken after every write that returned before.
+A lost connection makes the write fail as `StoreUnavailable` (nothing of it is kept)
+and is opened again at the next use: a PostgreSQL restart or failover is a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from daemon.store.db import StoreError, StoreUnavailable
+from daemon.store.pg.connection import CONNECT_TIMEOUT_S
+from daemon.store.pg.dbapi import Connection, Params
+from daemon.store.pg.schema import migrate_store
+
+T = TypeVar("T")
+READERS = 2
+
+
+class Worker:
+    """One connection on one thread of its own, opened (again) when needed."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._url = url
+        self._conn: Connection | None = None
+        self._closed = False
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.broken:
+            self._conn = Connection.open(self._url, CONNECT_TIMEOUT_S)
+        return self._conn
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+        def on_thread() -> T:
+            # The adapter is used as the sqlite3 connection the work functions expect.
+            return work(self._connection())  # type: ignore[arg-type]
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, on_thread)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN")
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _in_snapshot(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        return work(conn)
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+class PgDatabase:
+    """The shared store: a writer and `READERS` readers on one PostgreSQL database."""
+
+    def __init__(self, writer: Worker, readers: Sequence[Worker]) -> None:
+        self._writer = writer
+        self._write_lock = asyncio.Lock()
+        self._all_readers = tuple(readers)
+        self._readers: asyncio.Queue[Worker] = asyncio.Queue()
+        for reader in readers:
+            self._readers.put_nowait(reader)
+
+    @classmethod
+    async def open(cls, url: str, readers: int = READERS) -> PgDatabase:
+        """Connect and migrate (StoreError, without the password, when it cannot)."""
+        await asyncio.to_thread(migrate_store, url)
+        workers = [Worker(f"store-reader-{i}", url) for i in range(readers)]
+        return cls(Worker("store-writer", url), workers)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            await self._writer.close()
+        for reader in self._all_readers:
+            await reader.close()
+
+    async def write(self, work: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
+        """Run `work` in one transaction on the writer's connection and return what it
+        returns once committed; if it raises, nothing it did is kept. StoreUnavailable:
+        the database cannot be reached or refused the commit; nothing is kept."""
+        async with self._write_lock:
+            try:
+                return await self._writer.run(lambda conn: _in_transaction(conn, work))
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"the store refused a write: {exc}") from exc
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        reader = await self._readers.get()
+        try:
+            return await reader.run(lambda conn: _in_snapshot(conn, work))
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the store cannot be read now: {exc}") from exc
+        finally:
+            self._readers.put_nowait(reader)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
+        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Any:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetch_one(sql, params)
+        return None if row is None else row[0]
+
+    async def is_writable(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
+        except (sqlite3.Error, StoreUnavailable, TimeoutError):
+            return False
+        return True

@@ -1,0 +1,172 @@
+"""A psycopg connection that the store's work functions can use as they use sqlite3's.
+
+The store's entity modules are plain functions of a DB-API connection, written once. On
+PostgreSQL they get this adapter: `?` and `:name` parameters become psycopg's, rows
+read by position and by column name as `sqlite3.Row` does, the SQLite-only spellings
+the store uses are rewritten (and a named query with a PostgreSQL twin in
+daemon/store/pg/queries.sql is replaced by it), and the driver's errors are raised as
+the sqlite3 errors the callers already tell apart: a lost connection or a refused
+commit is `sqlite3.OperationalError` ("the store refused a write"), a broken
+constraint `sqlite3.IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from daemon.store.queries import parse_named_queries, queries
+
+Params = Mapping[str, Any] | Sequence[Any]
+
+# SQLite spellings the store's SQL uses, and PostgreSQL's.
+_REWRITES = (
+    (re.compile(r"\bBEGIN IMMEDIATE\b"), "BEGIN"),
+    (re.compile(r"\bifnull\(", re.IGNORECASE), "coalesce("),
+    # SQLite's unary + keeps its planner off an index; PostgreSQL has no + for text.
+    (re.compile(r"(?<=[\s(])\+(?=[a-z_])"), ""),
+    # `params ->> '$.field'`: SQLite's JSON path on a text column.
+    (re.compile(r"([\w.]+) ->> '\$\.(\w+)'"), r"(\1::jsonb ->> '\2')"),
+)
+_TOKEN = re.compile(r"--[^\n]*|'(?:[^']|'')*'|::|:(\w+)|\?|%")
+
+
+class Row(tuple[Any, ...]):
+    """A result row read by position or by column name, as sqlite3.Row is."""
+
+    _names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: psycopg.Cursor[Any]) -> Any:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> Row:
+        row = Row(values)
+        row._names = names
+        return row
+
+    return make
+
+
+@cache
+def _pg_queries() -> dict[str, str]:
+    """The PostgreSQL twins of named queries, by the SQLite text they replace."""
+    text = resources.files(__package__).joinpath("queries.sql").read_text()
+    twins = parse_named_queries(text)
+    return {queries()[name]: sql for name, sql in twins.items()}
+
+
+@cache
+def translate(sql: str) -> str:
+    """The PostgreSQL text of a statement of the store's SQL."""
+    sql = _pg_queries().get(sql, sql)
+    for pattern, replacement in _REWRITES:
+        sql = pattern.sub(replacement, sql)
+
+    def token(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text.startswith(("'", "--")):
+            return text.replace("%", "%%")  # psycopg reads % everywhere in the text
+        if text == "::":
+            return text
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        return f"%({match.group(1)})s"
+
+    return _TOKEN.sub(token, sql)
+
+
+def _as_sqlite_error(exc: psycopg.Error) -> sqlite3.Error:
+    if isinstance(exc, pg_errors.IntegrityError):
+        return sqlite3.IntegrityError(str(exc))
+    if isinstance(exc, psycopg.OperationalError | pg_errors.AdminShutdown):
+        return sqlite3.OperationalError(str(exc))
+    return sqlite3.DatabaseError(str(exc))
+
+
+class Cursor:
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class Connection:
+    """One psycopg connection, outside any transaction until a BEGIN (autocommit mode,
+    as the store's sqlite3 connections are: every transaction is begun explicitly)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(cls, url: str, connect_timeout: int) -> Connection:
+        try:
+            conn = psycopg.connect(
+                url, autocommit=True, row_factory=_row_factory, connect_timeout=connect_timeout
+            )
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from exc
+        return cls(conn)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    @property
+    def broken(self) -> bool:
+        return self._conn.closed or self._conn.broken
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        try:
+            return Cursor(self._conn.execute(translate(sql).encode(), params))
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from exc
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
+        cursor = self._conn.cursor()
+        try:
+            cursor.executemany(translate(sql).encode(), rows)
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from exc
+        return Cursor(cursor)
+
+    def copy_rows(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """COPY rows in (`COPY table (columns) FROM STDIN`): bulk inserts at a fraction
+        of an INSERT's cost per row."""
+        try:
+            with self._conn.cursor().copy(statement.encode()) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from exc
+
+    def close(self) -> None:
+        self._conn.close()

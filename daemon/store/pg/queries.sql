@@ -1,0 +1,92 @@
+-- The PostgreSQL text of the named queries of ../queries.sql whose SQLite text
+-- PostgreSQL does not take; daemon/store/pg/dbapi.py uses each in place of its twin.
+-- Parameters are written as in SQLite (:name, ?); the adapter converts them.
+--
+-- Ids: several hosts add queues and tasks at once, so the next id is not "the highest
+-- row + 1" read in a snapshot, but a counter row in retired_ids, taken with its row
+-- lock (held to the commit) and moved past the new rows in the same statement. It is
+-- also past every deleted id, as retired_ids is in SQLite.
+
+-- name: insert_queue
+WITH next AS (
+    INSERT INTO retired_ids (name, max_id)
+    VALUES ('queues', (SELECT coalesce(max(id), 0) FROM queues) + 1)
+    ON CONFLICT (name) DO UPDATE SET max_id = retired_ids.max_id + 1
+    RETURNING max_id
+)
+INSERT INTO queues (id, client_id, name, comment, status, concurrent_task_limit, interval_id,
+                    create_date)
+SELECT max_id, :client_id, :name, :comment, :status, :concurrent_task_limit, :interval_id, :now
+FROM next
+RETURNING id;
+
+-- name: insert_interval
+WITH next AS (
+    INSERT INTO retired_ids (name, max_id)
+    VALUES ('intervals', (SELECT coalesce(max(id), 0) FROM intervals) + 1)
+    ON CONFLICT (name) DO UPDATE SET max_id = retired_ids.max_id + 1
+    RETURNING max_id
+)
+INSERT INTO intervals (id, client_id, name, timezone, conditions, create_date)
+SELECT max_id, :client_id, :name, :timezone, :conditions, :now FROM next
+RETURNING id;
+
+-- name: retire_interval_id
+INSERT INTO retired_ids (name, max_id) VALUES ('intervals', :id)
+ON CONFLICT (name) DO UPDATE SET max_id = greatest(retired_ids.max_id, excluded.max_id);
+
+-- name: retire_queue_task_ids
+INSERT INTO retired_ids (name, max_id)
+SELECT 'tasks', max(id) FROM tasks WHERE scheduler_id = :id GROUP BY scheduler_id
+ON CONFLICT (name) DO UPDATE SET max_id = greatest(retired_ids.max_id, excluded.max_id);
+
+-- name: retire_queue_id
+INSERT INTO retired_ids (name, max_id) VALUES ('queues', :id)
+ON CONFLICT (name) DO UPDATE SET max_id = greatest(retired_ids.max_id, excluded.max_id);
+
+-- name: next_task_id
+-- Locks the counter row until the commit; insert_tasks moves it past the batch.
+INSERT INTO retired_ids (name, max_id)
+VALUES ('tasks', (SELECT coalesce(max(id), 0) FROM tasks))
+ON CONFLICT (name) DO UPDATE SET max_id = retired_ids.max_id
+RETURNING max_id + 1;
+
+-- name: insert_tasks
+WITH batch AS (
+    SELECT p.key - 1 AS key, p.value,
+           CASE WHEN :starts != '[]' THEN (:starts)::jsonb ->> (p.key - 1)::int END AS start
+    FROM jsonb_array_elements((:params)::jsonb) WITH ORDINALITY AS p (value, key)
+), counted AS (
+    UPDATE retired_ids SET max_id = greatest(max_id, :first_id + (SELECT count(*) FROM batch) - 1)
+    WHERE name = 'tasks'
+)
+INSERT INTO tasks (id, scheduler_id, name, params, start_time, status, next_attempt, create_date)
+SELECT :first_id + key, :scheduler_id, coalesce(value ->> 'name', ''), value::text,
+       start, 'scheduled', coalesce(start, :now), :now
+FROM batch;
+
+-- name: select_task_with_webhook_url
+SELECT *, params::jsonb ->> substr(:url_path, 3) AS webhook_url FROM tasks WHERE id = :id;
+
+-- name: select_call_events
+SELECT e.value ->> 0 AS received_at, (e.value -> 1)::text AS event
+FROM call_event_batches b, jsonb_array_elements(b.events::jsonb) WITH ORDINALITY AS e (value, key)
+WHERE b.call_uuid = :call_uuid
+ORDER BY b.last_seq, e.key;
+
+-- name: withdraw_start_webhook
+DELETE FROM outbox
+WHERE task_id = :task_id AND event IN ('before', 'before_again')
+  AND delivered_at IS NULL AND given_up = 0
+  AND body::jsonb #>> '{attempt,call_uuid}' = :call_uuid;
+
+-- name: outbox_heads
+SELECT o.id, o.task_id, o.event, o.url, o.body, o.created, o.next_try, o.tries
+FROM outbox o
+WHERE o.delivered_at IS NULL AND o.given_up = 0
+  AND o.task_id NOT IN (SELECT value::bigint FROM jsonb_array_elements_text((:busy)::jsonb))
+  AND NOT EXISTS (SELECT 1 FROM outbox e
+                  WHERE e.task_id = o.task_id AND e.id < o.id
+                    AND e.delivered_at IS NULL AND e.given_up = 0)
+ORDER BY o.next_try, o.id
+LIMIT :n;

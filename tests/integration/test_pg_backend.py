@@ -1,0 +1,85 @@
+"""The PostgreSQL store backend keeps the promises of the SQLite one: writes one at a
+time and durable when answered, reads in one snapshot that sees them, a failing write
+keeps nothing, and the store's own entity code runs on it unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+
+import pytest
+
+from daemon.models import TaskStatus
+from daemon.store.pg.backend import PgDatabase
+from daemon.store.queries import q
+from daemon.store.tasks import ChangeOutcome, TaskFilter, TaskRepository
+
+pytestmark = pytest.mark.pg
+NOW = "2026-01-01 00:00:00"
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PgDatabase]:
+    db = await PgDatabase.open(pg_url)
+    await db.write(lambda conn: conn.execute("CREATE TABLE counter (n INTEGER)"))
+    await db.write(lambda conn: conn.execute("INSERT INTO counter VALUES (0)"))
+    yield db
+    await db.close()
+
+
+def _add_one(conn: sqlite3.Connection) -> int:
+    n = int(conn.execute("SELECT n FROM counter").fetchone()[0])
+    conn.execute("UPDATE counter SET n = ?", (n + 1,))
+    return n + 1
+
+
+async def test_writes_never_run_side_by_side(store: PgDatabase) -> None:
+    results = await asyncio.gather(*(store.write(_add_one) for _ in range(30)))
+    assert sorted(results) == list(range(1, 31))
+    assert await store.fetch_value("SELECT n FROM counter") == 30
+
+
+async def test_a_failing_write_keeps_nothing(store: PgDatabase) -> None:
+    def fails(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE counter SET n = :n", {"n": 99})
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        await store.write(fails)
+    assert await store.fetch_value("SELECT n FROM counter") == 0
+
+
+async def test_rows_are_read_by_position_and_by_name(store: PgDatabase) -> None:
+    row = await store.fetch_one("SELECT n, n + 1 AS next FROM counter")
+    assert (row[0], row["next"], row.keys()) == (0, 1, ["n", "next"])
+
+
+async def test_the_stores_own_queries_and_code_run_on_it(store: PgDatabase) -> None:
+    tasks = TaskRepository(store)  # type: ignore[arg-type]
+    queue = {
+        "client_id": "acme",
+        "name": "support",
+        "comment": "",
+        "status": "on",
+        "concurrent_task_limit": 10,
+        "interval_id": None,
+        "now": NOW,
+    }
+    first = await store.write(lambda conn: conn.execute(q("insert_queue"), queue).fetchone())
+    second = await store.write(lambda conn: conn.execute(q("insert_queue"), queue).fetchone())
+    await store.write(
+        lambda conn: conn.execute(
+            "INSERT INTO tasks (id, scheduler_id, params, status, next_attempt, create_date)"
+            " VALUES (?, ?, ?, 'scheduled', ?, ?)",
+            (7, first[0], '{"a_number": "1001", "b_number": "1002"}', NOW, NOW),
+        )
+    )
+
+    cancelled = await tasks.cancel(first[0], 7, NOW)
+    page, total = await tasks.list(first[0], TaskFilter(statuses=(TaskStatus.FINISHED,)), 10, 0)
+
+    assert (first[0], second[0]) == (1, 2)
+    assert cancelled.outcome is ChangeOutcome.CHANGED
+    assert total == 1
+    assert page[0]["finish_comment"] == "cancelled"
