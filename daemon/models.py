@@ -420,7 +420,8 @@ class TaskOutput(BaseModel):
         str,
         Field(
             description="Why the task finished, in plain words ('A and B connected', "
-            "'A busy', 'B did not answer', 'cancelled', ...); empty until then."
+            "'A busy', 'B did not answer', 'cancelled', ...); before that, the last "
+            "attempt's reason, or why a held task waits (calling hours, ASR guard)."
         ),
     ]
     cdr: Annotated[
@@ -435,7 +436,8 @@ class TaskOutput(BaseModel):
         UtcTime | None,
         Field(
             description="When the task may start its next attempt (or when a closed "
-            "interval opens); null while in a call and once finished."
+            "interval opens); null while in a call, while the ASR guard holds it, and "
+            "once finished."
         ),
     ]
     create_date_utc: Annotated[UtcTime, Field(description="When the task was added.")]
