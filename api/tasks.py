@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,7 @@ from daemon.models import (
     format_time,
 )
 from daemon.services import Services
-from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter, gc_paused
+from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskFilter, gc_paused, off_loop
 from daemon.task_service import cancel_task
 
 TAG = "Tasks"
@@ -100,6 +101,14 @@ def _checked_batch(raw: bytes, settings: Settings) -> list[dict[str, Any]]:
     return [task.model_dump(exclude_unset=True) for task in body.tasks]
 
 
+def _validated_batch(raw: bytes, settings: Settings) -> list[dict[str, Any]]:
+    with gc_paused():
+        tasks = _fast_batch(raw)
+        if tasks is None or _unknown_extensions(tasks, settings):
+            tasks = _checked_batch(raw, settings)
+    return tasks
+
+
 def _idempotency(
     request: web.Request, svc: Services, queue_id: int, raw: bytes
 ) -> IdempotentRequest | None:
@@ -122,10 +131,7 @@ async def add_tasks(request: web.Request) -> web.Response:
     raw = await read_body(request)
     svc = services(request)
     idempotent = _idempotency(request, svc, queue.id, raw)
-    with gc_paused():
-        tasks = _fast_batch(raw)
-        if tasks is None or _unknown_extensions(tasks, svc.settings):
-            tasks = _checked_batch(raw, svc.settings)
+    tasks = await off_loop(partial(_validated_batch, raw, svc.settings), large=len(raw) > 65_536)
     stored = await svc.tasks.add_fields(
         client,
         queue.id,

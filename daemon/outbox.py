@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import random
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,8 +44,8 @@ from daemon.netguard import (
     parse_networks,
 )
 from daemon.store.db import Database
-from daemon.store.queries import q
 from daemon.store.until_stored import until_stored
+from daemon.store.webhooks import OutboxRepository
 from daemon.webhook_signing import SigningError, webhook_headers
 
 log = structlog.get_logger("callbackd.webhooks")
@@ -193,7 +192,7 @@ class WebhookOutbox:
         jitter: Callable[[float], float] = spread,
         held: AbstractSet[int] = frozenset(),
     ) -> None:
-        self._db = db
+        self._rows = OutboxRepository(db)
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
@@ -284,9 +283,7 @@ class WebhookOutbox:
             raise self._crash
 
     async def _heads(self, n: int) -> list[sqlite3.Row]:
-        return await self._db.fetch_all(
-            q("outbox_heads"), {"busy": json.dumps([*self._in_flight, *self._held]), "n": n}
-        )
+        return await self._rows.heads([*self._in_flight, *self._held], n)
 
     async def _dispatch(
         self, session: aiohttp.ClientSession, started: set[asyncio.Task[None]]
@@ -387,10 +384,7 @@ class WebhookOutbox:
         line = log.bind(task_id=row.task_id, webhook_id=row.webhook_id, webhook_event=row.event)
         tries = row.tries + 1
         if sent.result == "delivered":
-            async with self._db.transaction() as tx:
-                await tx.execute(
-                    q("outbox_delivered"), {"id": row.id, "now": format_time(now), "tries": tries}
-                )
+            await self._rows.delivered(row.id, format_time(now), tries)
             self._count("delivered")
             line.info("webhook delivered", tries=tries)
             return
@@ -398,17 +392,9 @@ class WebhookOutbox:
             retry = Retry(tries=tries, given_up=True, next_try=now)
         else:
             retry = after_failure(row.tries, settings.max_attempts, now, self._jitter)
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                q("outbox_failed"),
-                {
-                    "id": row.id,
-                    "tries": retry.tries,
-                    "error": sent.error,
-                    "next_try": format_time(retry.next_try),
-                    "given_up": int(retry.given_up),
-                },
-            )
+        await self._rows.failed(
+            row.id, retry.tries, sent.error, format_time(retry.next_try), retry.given_up
+        )
         if sent.result == "denied":
             self._count("denied")
             line.warning("webhook denied", error=sent.error)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -16,29 +15,16 @@ REFUSAL = "the store refused a write: database or disk is full"
 
 
 def refuse_writes(db: Database, monkeypatch: pytest.MonkeyPatch, times: int) -> list[bool]:
-    """The next `times` write transactions of `db` (either kind) fail; returns the list
-    that records each refusal."""
+    """The next `times` writes of `db` fail; returns the list that records each
+    refusal."""
     refused: list[bool] = []
-    real_transaction, real_write = db.transaction, db.write
+    real_write = db.write
 
-    def refuse_now() -> bool:
+    async def write(work: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
         if len(refused) < times:
             refused.append(True)
-            return True
-        return False
-
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[Any]:
-        if refuse_now():
             raise StoreUnavailable(REFUSAL)
-        async with real_transaction() as tx:
-            yield tx
+        return await real_write(work, alone=alone)
 
-    async def write(work: Callable[[sqlite3.Connection], T]) -> T:
-        if refuse_now():
-            raise StoreUnavailable(REFUSAL)
-        return await real_write(work)
-
-    monkeypatch.setattr(db, "transaction", transaction)
     monkeypatch.setattr(db, "write", write)
     return refused

@@ -21,7 +21,6 @@ from daemon.lifecycle import AttemptEnded, Claimed, GivenBack
 from daemon.models import CallPlan, TaskInput, TaskStatus, format_time
 from daemon.retry import NextStep, Progress
 from daemon.store.db import Database
-from daemon.store.group_commit import GroupCommit
 from daemon.store.queries import q
 from daemon.store.tasks import apply, read_state, transition
 from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
@@ -106,12 +105,11 @@ def _opt_time(moment: datetime | None) -> str | None:
 
 
 class AttemptRepository:
-    """The engine's writes go through a group commit: the claims of a scheduler pass,
-    the bridges and ends of calls that happen close together share transactions."""
+    """The engine's writes: the store's group commit lets the claims of a scheduler
+    pass, the bridges and ends of calls that happen close together share transactions."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._commit = GroupCommit(db)
 
     async def task(self, task_id: int) -> TaskRecord | None:
         row = await self._db.fetch_one(q("select_task_by_id"), {"id": task_id})
@@ -121,16 +119,16 @@ class AttemptRepository:
         """Mark each task `executed` and write its attempt row, all in one transaction,
         before anything is sent to Asterisk. Returns the call uuids of the claims that
         held (a task no longer waiting is skipped)."""
-        return await self._commit.write(partial(_claim, claims, now))
+        return await self._db.write(partial(_claim, claims, now))
 
     async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
         """Undo a claim whose Originate was certainly never sent: no attempt is used,
         and its `before` webhook is withdrawn."""
-        await self._commit.write(partial(_release, task_id, call_uuid, now))
+        await self._db.write(partial(_release, task_id, call_uuid, now))
 
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
         params = _answer(call_uuid, (at, number))
-        await self._commit.write(lambda conn: conn.execute(q("mark_attempt_answered"), params))
+        await self._db.write(lambda conn: conn.execute(q("mark_attempt_answered"), params))
 
     async def mark_bridged(
         self, call_uuid: str, task_id: int, at: datetime, answer: Answer | None = None
@@ -138,7 +136,7 @@ class AttemptRepository:
         """Record the bridge and queue the task's `success` webhook with it; with the
         `answer` of A (when and which number), when that is not stored yet."""
         answered = _answer(call_uuid, answer) if answer is not None else None
-        await self._commit.write(partial(_bridged, call_uuid, task_id, format_time(at), answered))
+        await self._db.write(partial(_bridged, call_uuid, task_id, format_time(at), answered))
 
     async def end(
         self,
@@ -150,7 +148,7 @@ class AttemptRepository:
     ) -> Ended:
         """Close the attempt with its outcome and move the task on as the lifecycle
         decides, atomically. A second close of the same attempt changes nothing."""
-        return await self._commit.write(_Ending(call_uuid, task_id, outcome, ended, events))
+        return await self._db.write(_Ending(call_uuid, task_id, outcome, ended, events))
 
     async def live(self) -> list[LiveAttempt]:
         rows = await self._db.fetch_all(q("select_live_attempts"))
@@ -172,7 +170,7 @@ class AttemptRepository:
 
     async def save_events(self, events: Sequence[StoredEvent]) -> None:
         if events:
-            await self._commit.write(partial(_insert_events, events))
+            await self._db.write(partial(_insert_events, events))
 
 
 def _claim(claims: Sequence[Claim], now: datetime, conn: sqlite3.Connection) -> set[str]:

@@ -1,27 +1,32 @@
-"""The SQLite database: connections, durability settings, migrations, transactions.
+"""The SQLite store's connections, durability settings, migrations, and its one way to
+write and one way to read.
 
-Writes go through one connection, serialised by a lock, in `BEGIN IMMEDIATE` transactions
-committed with `synchronous=FULL`: when a write returns, it is on disk (WAL), so a 2xx
-answered after it survives `kill -9` and power loss. Reads use a second connection, so a
-list query never waits behind a bulk insert and never sees uncommitted rows.
+Each connection is a plain `sqlite3` connection owned by one thread (`Worker`): a write
+is a function run on the writer's thread inside a `BEGIN IMMEDIATE` transaction
+committed with `synchronous=FULL`, so when `write` returns the change is on disk (WAL)
+and a 2xx answered after it survives `kill -9` and power loss. Writes submitted while one
+is being committed share the next transaction (group commit). A read is a function run
+on one of a few reader threads inside a read transaction of its own, begun when the read
+starts: it sees every write that returned before, and nothing half written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
-
+from daemon.store.backend import StoreError, StoreUnavailable
+from daemon.store.group_commit import GroupCommit
 from daemon.store.queries import migrations
 from daemon.store.schema import refusal
 
 Params = Mapping[str, Any] | Sequence[Any]
 T = TypeVar("T")
+__all__ = ["Database", "StoreError", "StoreUnavailable", "migrate", "schema_version"]
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -30,105 +35,109 @@ _PRAGMAS = (
     "PRAGMA busy_timeout = 5000",
     "PRAGMA cache_size = -32000",
 )
+# Reads that may run at once: list pages and the scheduler's look-ups do not queue
+# behind one another's SQLite time (which runs off the GIL), on a two-core box.
+READERS = 2
 
 
-class StoreError(Exception):
-    """The store cannot be opened or migrated."""
-
-
-class StoreUnavailable(Exception):
-    """A write could not be committed now (disk full, file locked); nothing of it is
-    kept, and the same write may succeed later."""
-
-
-async def _connect(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode: every transaction is begun and ended explicitly here.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     for pragma in _PRAGMAS:
-        await conn.execute(pragma)
+        conn.execute(pragma)
     return conn
 
 
-class Database:
-    """Two connections to one SQLite file: a locked writer and a free reader."""
+class Worker:
+    """One sqlite3 connection on one thread of its own: `await run(fn)` runs `fn(conn)`
+    there and returns what it returns. aiosqlite offers no public way to run a function
+    on its thread; this is that, with nothing else."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
-        self._writer = writer
-        self._reader = reader
-        self._write_lock = asyncio.Lock()
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
 
-    @classmethod
-    async def open(cls, path: Path) -> Database:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            writer = await _connect(path)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store {path}: {exc}") from exc
-        try:
-            await migrate(writer)
-            reader = await _connect(path)
-        except sqlite3.Error as exc:
-            await writer.close()
-            raise StoreError(f"cannot open the store {path}: {exc}") from exc
-        except StoreError:
-            await writer.close()
-            raise
-        return cls(writer, reader)
+    async def open(self, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, _connect, path)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise StoreError("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, self._conn)
 
     async def close(self) -> None:
-        await self._reader.close()
-        async with self._write_lock:
-            await self._writer.close()
+        if self._conn is not None:
+            await self.run(sqlite3.Connection.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A durable write transaction; rolled back if the block raises."""
-        async with self._write_lock:
-            try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._writer
-                except BaseException:
-                    if self._writer.in_transaction:
-                        await self._writer.execute("ROLLBACK")
-                    raise
-                await self._writer.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if self._writer.in_transaction:
-                    await self._writer.execute("ROLLBACK")
-                raise StoreUnavailable(f"the store refused a write: {exc}") from exc
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` inside one durable transaction on the writer's own thread and
-        return what it returns; rolled back if it raises.
+class Database:
+    """One SQLite file: a writer with group commit, and `READERS` readers. It is the
+    store backend (`daemon.store.backend.StoreBackend`) for the embedded store."""
 
-        Unlike `transaction()`, whose every statement is a round trip between the event
-        loop and the writer thread, the whole transaction is one round trip: what the
-        call engine writes per call is many small statements."""
-        async with self._write_lock:
-            try:
-                # aiosqlite has no public way to run a function on its thread; _execute
-                # is what its own methods use.
-                run = self._writer._execute
-                result: T = await run(_in_transaction, self._writer._conn, work)  # type: ignore[no-untyped-call]
-                return result
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"the store refused a write: {exc}") from exc
+    def __init__(self, writer: Worker, readers: Sequence[Worker]) -> None:
+        self._writer = writer
+        self._readers: asyncio.Queue[Worker] = asyncio.Queue()
+        self._all_readers = tuple(readers)
+        for reader in readers:
+            self._readers.put_nowait(reader)
+        self._commit = GroupCommit(lambda group: writer.run(group))
+
+    @classmethod
+    async def open(cls, path: Path, readers: int = READERS) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opened: list[Worker] = []
+        try:
+            writer = Worker("store-writer")
+            opened.append(writer)
+            await writer.open(path)
+            await writer.run(migrate)
+            for i in range(readers):
+                reader = Worker(f"store-reader-{i}")
+                opened.append(reader)
+                await reader.open(path)
+        except (sqlite3.Error, StoreError) as exc:
+            for worker in opened:
+                await worker.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+        return cls(opened[0], opened[1:])
+
+    async def close(self) -> None:
+        await self._commit.drain()
+        for reader in self._all_readers:
+            await reader.close()
+        await self._writer.close()
+
+    async def write(self, work: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
+        """Run `work` on the writer's thread inside a durable transaction and return
+        what it returns once committed; if it raises, nothing it did is kept and the
+        exception is raised here. Writes that come while one is committed go together
+        into the next transaction, each in a savepoint of its own; `alone` gives a large
+        write (a bulk add) a transaction of its own, after the small ones waiting with
+        it. StoreUnavailable: the store refused the commit, and nothing is kept."""
+        return await self._commit.write(work, alone=alone)
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` on the reader's thread inside one read transaction, so that all
-        its queries see the same state of the store; one round trip."""
-        run = self._reader._execute  # as in write()
-        result: T = await run(_in_snapshot, self._reader._conn, work)  # type: ignore[no-untyped-call]
-        return result
+        """Run `work` on a free reader's thread inside one read transaction begun now,
+        so that all its queries see the same state: every write that returned before
+        this call, and none that is not committed."""
+        reader = await self._readers.get()
+        try:
+            return await reader.run(lambda conn: _in_snapshot(conn, work))
+        finally:
+            self._readers.put_nowait(reader)
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
 
     async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def fetch_value(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetch_one(sql, params)
@@ -137,8 +146,8 @@ class Database:
     async def is_writable(self) -> bool:
         """True when a write transaction can be taken and committed now."""
         try:
-            async with asyncio.timeout(2), self.transaction() as tx:
-                await tx.execute("SELECT 1")
+            async with asyncio.timeout(2):
+                await self.write(lambda conn: conn.execute("SELECT 1"))
         except (sqlite3.Error, StoreUnavailable, TimeoutError):
             return False
         return True
@@ -152,30 +161,15 @@ def _in_snapshot(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], 
         conn.execute("COMMIT")
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-async def schema_version(conn: aiosqlite.Connection) -> int:
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
     return int(row[0]) if row else 0
 
 
-async def migrate(
-    conn: aiosqlite.Connection, steps: Iterable[tuple[int, str]] | None = None
-) -> int:
+def migrate(conn: sqlite3.Connection, steps: Iterable[tuple[int, str]] | None = None) -> int:
     """Apply every migration newer than the file's `user_version`, each in its own
     transaction; returns the version the file is at afterwards."""
-    current = await schema_version(conn)
+    current = schema_version(conn)
     steps = list(migrations() if steps is None else steps)
     refused = refusal(current, max((v for v, _ in steps), default=0), "the SQLite store")
     if refused is not None:
@@ -185,12 +179,12 @@ async def migrate(
             continue
         # executescript commits first; the script runs inside our own BEGIN ... COMMIT.
         try:
-            await conn.executescript(
+            conn.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
             )
         except sqlite3.Error:
             if conn.in_transaction:
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
             raise
         current = version
     return current

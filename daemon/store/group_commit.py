@@ -1,5 +1,5 @@
-"""Group commit: small writes submitted while a transaction is being written go
-together into the next one.
+"""Group commit: writes submitted while a transaction is being written go together into
+the next one.
 
 Under load the call engine writes several small things per call (claims, bridges,
 ends, events); one transaction each would cost one round trip to the writer thread and
@@ -7,52 +7,68 @@ one fsync each. Here a write never waits for a timer: the first one starts a
 transaction at once, and whatever arrives meanwhile shares the next. Each write runs
 inside its own savepoint, so one that fails is undone alone and only its caller sees
 the error; a write the store refuses (disk full) fails the whole group.
+
+A large write (a bulk add of 10,000 tasks) is written `alone`: the small writes waiting
+with it go first, in their own transaction, and none of them waits for its commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from daemon.store.db import Database
+from daemon.store.backend import StoreUnavailable
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
+Waiting = tuple[Work, asyncio.Future[Any]]
+# Runs a function on the writer's connection, on its thread.
+Runner = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
 
 class GroupCommit:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._waiting: list[tuple[Work, asyncio.Future[Any]]] = []
+    def __init__(self, run: Runner) -> None:
+        self._run = run
+        self._waiting: list[Waiting] = []
+        self._alone: list[Waiting] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in the next transaction; return its result once committed."""
+    async def write(self, work: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
+        """Run `work` in the next transaction (one of its own if `alone`); return its
+        result once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._waiting.append((work, future))
+        (self._alone if alone else self._waiting).append((work, future))
         if self._writer is None:
             # Started as a task, not inline: the writes submitted in this loop turn
             # still join the first transaction.
             self._writer = loop.create_task(self._write_groups())
         return await future
 
+    async def drain(self) -> None:
+        """Wait until every write submitted so far is written."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
     async def _write_groups(self) -> None:
         try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
+            while self._waiting or self._alone:
+                if self._waiting:
+                    group, self._waiting = self._waiting, []
+                else:
+                    group, self._alone = self._alone[:1], self._alone[1:]
                 await self._write_group(group)
         finally:
             self._writer = None
-            for _, future in self._waiting:  # only left when cancelled
+            for _, future in [*self._waiting, *self._alone]:  # only left when cancelled
                 future.cancel()
-            self._waiting = []
+            self._waiting, self._alone = [], []
 
-    async def _write_group(self, group: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+    async def _write_group(self, group: list[Waiting]) -> None:
         try:
-            results = await self._db.write(lambda conn: _each_in_savepoint(conn, group))
+            results = await self._run(lambda conn: _in_transaction(conn, group))
         except BaseException as exc:
             for _, future in group:
                 if future.done():
@@ -60,7 +76,7 @@ class GroupCommit:
                 if isinstance(exc, asyncio.CancelledError):
                     future.cancel()
                 else:
-                    future.set_exception(exc)
+                    future.set_exception(_refused(exc))
             if not isinstance(exc, Exception):
                 raise
             return
@@ -73,8 +89,28 @@ class GroupCommit:
                 future.set_exception(value)
 
 
+def _refused(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.OperationalError):
+        unavailable = StoreUnavailable(f"the store refused a write: {exc}")
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
+def _in_transaction(conn: sqlite3.Connection, group: Sequence[Waiting]) -> list[tuple[bool, Any]]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        results = _each_in_savepoint(conn, group)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return results
+
+
 def _each_in_savepoint(
-    conn: sqlite3.Connection, group: Sequence[tuple[Work, asyncio.Future[Any]]]
+    conn: sqlite3.Connection, group: Sequence[Waiting]
 ) -> list[tuple[bool, Any]]:
     results: list[tuple[bool, Any]] = []
     for work, _ in group:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
-from functools import lru_cache
+from functools import lru_cache, partial
 from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter
@@ -68,7 +69,44 @@ def interval_from_row(row: sqlite3.Row, now: datetime) -> IntervalOutput:
     )
 
 
+def _create(fields: Mapping[str, object], conn: sqlite3.Connection) -> sqlite3.Row:
+    row = conn.execute(q("insert_interval"), fields).fetchone()
+    created: sqlite3.Row = conn.execute(
+        q("select_interval"), {"id": row[0], "client_id": fields["client_id"]}
+    ).fetchone()
+    return created
+
+
+def _update(
+    ids: Mapping[str, object], change: IntervalUpdate, conn: sqlite3.Connection
+) -> sqlite3.Row | None:
+    row = conn.execute(q("select_interval"), ids).fetchone()
+    if row is None:
+        return None
+    fields = {"name": row["name"], "timezone": row["timezone"]}
+    fields |= change.model_dump(exclude_none=True, exclude={"conditions"})
+    conditions = row["conditions"]
+    if change.conditions is not None:
+        conditions = _conditions_json(change.conditions)
+    conn.execute(q("update_interval"), {**ids, **fields, "conditions": conditions})
+    updated: sqlite3.Row = conn.execute(q("select_interval"), ids).fetchone()
+    return updated
+
+
+def _delete(ids: Mapping[str, object], conn: sqlite3.Connection) -> DeleteOutcome:
+    if conn.execute(q("select_interval"), ids).fetchone() is None:
+        return DeleteOutcome.NOT_FOUND
+    used = conn.execute(q("count_queues_of_interval"), ids).fetchone()
+    if used is not None and used[0] > 0:
+        return DeleteOutcome.IN_USE
+    conn.execute(q("retire_interval_id"), ids)
+    conn.execute(q("delete_interval"), ids)
+    return DeleteOutcome.DELETED
+
+
 class IntervalRepository:
+    """Every answer to a write is read in the write's own transaction."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -82,13 +120,7 @@ class IntervalRepository:
             "conditions": _conditions_json(interval.conditions),
             "now": format_time(now),
         }
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(q("insert_interval"), fields)
-            row = await cursor.fetchone()
-        assert row is not None
-        created = await self.get(client_id, int(row[0]), now)
-        assert created is not None
-        return created
+        return interval_from_row(await self._db.write(partial(_create, fields)), now)
 
     async def get(self, client_id: str, interval_id: int, now: datetime) -> IntervalOutput | None:
         ids = {"id": interval_id, "client_id": client_id}
@@ -103,33 +135,13 @@ class IntervalRepository:
         self, client_id: str, interval_id: int, change: IntervalUpdate, now: datetime
     ) -> IntervalOutput | None:
         ids = {"id": interval_id, "client_id": client_id}
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(q("select_interval"), ids)
-            row = await cursor.fetchone()
-            if row is None:
-                return None
-            fields = {"name": row["name"], "timezone": row["timezone"]}
-            fields |= change.model_dump(exclude_none=True, exclude={"conditions"})
-            conditions = row["conditions"]
-            if change.conditions is not None:
-                conditions = _conditions_json(change.conditions)
-            await tx.execute(q("update_interval"), {**ids, **fields, "conditions": conditions})
-        return await self.get(client_id, interval_id, now)
+        row = await self._db.write(partial(_update, ids, change))
+        return None if row is None else interval_from_row(row, now)
 
     async def delete(self, client_id: str, interval_id: int) -> DeleteOutcome:
         """Delete an interval no queue uses; its id is never given again."""
         ids = {"id": interval_id, "client_id": client_id}
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(q("select_interval"), ids)
-            if await cursor.fetchone() is None:
-                return DeleteOutcome.NOT_FOUND
-            cursor = await tx.execute(q("count_queues_of_interval"), ids)
-            used = await cursor.fetchone()
-            if used is not None and used[0] > 0:
-                return DeleteOutcome.IN_USE
-            await tx.execute(q("retire_interval_id"), ids)
-            await tx.execute(q("delete_interval"), ids)
-        return DeleteOutcome.DELETED
+        return await self._db.write(partial(_delete, ids))
 
     async def owns(self, client_id: str, interval_id: int) -> bool:
         ids = {"id": interval_id, "client_id": client_id}

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 from enum import Enum
+from functools import partial
 from typing import Any
-
-import aiosqlite
 
 from daemon.clock import Clock, SystemClock
 from daemon.models import QueueInput, QueueOutput, QueueUpdate
@@ -44,16 +43,68 @@ def queue_from_row(row: sqlite3.Row, now: datetime) -> QueueOutput:
     )
 
 
-async def _check_interval(
-    tx: aiosqlite.Connection, client_id: str, interval_id: int | None
-) -> None:
+def _check_interval(conn: sqlite3.Connection, client_id: str, interval_id: int | None) -> None:
     if interval_id is not None:
-        cursor = await tx.execute(q("select_interval"), {"id": interval_id, "client_id": client_id})
-        if await cursor.fetchone() is None:
+        ids = {"id": interval_id, "client_id": client_id}
+        if conn.execute(q("select_interval"), ids).fetchone() is None:
             raise UnknownInterval(interval_id)
 
 
+def _select(conn: sqlite3.Connection, client_id: str, queue_id: int) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        q("select_queue"), {"id": queue_id, "client_id": client_id}
+    ).fetchone()
+    return row
+
+
+def _create(client_id: str, queue: QueueInput, now: str, conn: sqlite3.Connection) -> sqlite3.Row:
+    _check_interval(conn, client_id, queue.interval_id)
+    row = conn.execute(
+        q("insert_queue"), {"client_id": client_id, "now": now, **queue.model_dump()}
+    ).fetchone()
+    created = _select(conn, client_id, int(row[0]))
+    assert created is not None  # inserted in this very transaction
+    return created
+
+
+def _update(
+    client_id: str, queue_id: int, change: QueueUpdate, conn: sqlite3.Connection
+) -> sqlite3.Row | None:
+    row = _select(conn, client_id, queue_id)
+    if row is None:
+        return None
+    merged: dict[str, Any] = dict(row) | change.model_dump(exclude_none=True)
+    if "interval_id" in change.model_fields_set:  # null takes the queue off it
+        merged["interval_id"] = change.interval_id
+        _check_interval(conn, client_id, change.interval_id)
+    conn.execute(q("update_queue"), {**merged, "client_id": client_id})
+    return _select(conn, client_id, queue_id)
+
+
+def _delete(client_id: str, queue_id: int, conn: sqlite3.Connection) -> DeleteOutcome:
+    ids = {"id": queue_id, "client_id": client_id}
+    if _select(conn, client_id, queue_id) is None:
+        return DeleteOutcome.NOT_FOUND
+    unfinished = conn.execute(q("count_unfinished_in_queue"), ids).fetchone()
+    if unfinished is not None and unfinished[0] > 0:
+        return DeleteOutcome.HAS_UNFINISHED_TASKS
+    for name in (
+        "retire_queue_task_ids",
+        "retire_queue_id",
+        "delete_queue_tasks_events",
+        "delete_queue_attempts",
+        "delete_queue_tasks",
+        "delete_queue_counts",
+        "delete_queue",
+    ):
+        conn.execute(q(name), ids)
+    return DeleteOutcome.DELETED
+
+
 class QueueRepository:
+    """Every answer to a write is read in the write's own transaction: it shows what
+    that write made, whatever other requests do meanwhile."""
+
     def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self._db = db
         # The interval's open/closed state in an answer is read at this clock's now.
@@ -61,16 +112,8 @@ class QueueRepository:
 
     async def create(self, client_id: str, queue: QueueInput, now: str) -> QueueOutput:
         """Raises UnknownInterval for an interval that is not the client's."""
-        async with self._db.transaction() as tx:
-            await _check_interval(tx, client_id, queue.interval_id)
-            cursor = await tx.execute(
-                q("insert_queue"), {"client_id": client_id, "now": now, **queue.model_dump()}
-            )
-            row = await cursor.fetchone()
-        assert row is not None
-        created = await self.get(client_id, int(row[0]))
-        assert created is not None
-        return created
+        row = await self._db.write(partial(_create, client_id, queue, now))
+        return queue_from_row(row, self._clock.now())
 
     async def get(self, client_id: str, queue_id: int) -> QueueOutput | None:
         row = await self._db.fetch_one(q("select_queue"), {"id": queue_id, "client_id": client_id})
@@ -85,40 +128,12 @@ class QueueRepository:
         self, client_id: str, queue_id: int, change: QueueUpdate
     ) -> QueueOutput | None:
         """Raises UnknownInterval for an interval that is not the client's."""
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(q("select_queue"), {"id": queue_id, "client_id": client_id})
-            row = await cursor.fetchone()
-            if row is None:
-                return None
-            merged: dict[str, Any] = dict(row) | change.model_dump(exclude_none=True)
-            if "interval_id" in change.model_fields_set:  # null takes the queue off it
-                merged["interval_id"] = change.interval_id
-                await _check_interval(tx, client_id, change.interval_id)
-            await tx.execute(q("update_queue"), {**merged, "client_id": client_id})
-        return await self.get(client_id, queue_id)
+        row = await self._db.write(partial(_update, client_id, queue_id, change))
+        return None if row is None else queue_from_row(row, self._clock.now())
 
     async def delete(self, client_id: str, queue_id: int) -> DeleteOutcome:
         """Delete a queue with its finished tasks and their history; refused while any
         task is unfinished, so no call in progress loses its task. Webhooks still in the
         outbox carry their own copy of the task and are delivered all the same. The ids of
         the queue and its tasks are never given again."""
-        ids = {"id": queue_id, "client_id": client_id}
-        async with self._db.transaction() as tx:
-            cursor = await tx.execute(q("select_queue"), ids)
-            if await cursor.fetchone() is None:
-                return DeleteOutcome.NOT_FOUND
-            cursor = await tx.execute(q("count_unfinished_in_queue"), ids)
-            unfinished = await cursor.fetchone()
-            if unfinished is not None and unfinished[0] > 0:
-                return DeleteOutcome.HAS_UNFINISHED_TASKS
-            for name in (
-                "retire_queue_task_ids",
-                "retire_queue_id",
-                "delete_queue_tasks_events",
-                "delete_queue_attempts",
-                "delete_queue_tasks",
-                "delete_queue_counts",
-                "delete_queue",
-            ):
-                await tx.execute(q(name), ids)
-        return DeleteOutcome.DELETED
+        return await self._db.write(partial(_delete, client_id, queue_id))

@@ -8,14 +8,14 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from functools import cache, partial
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 from pydantic_core import to_json
 
 from daemon.lifecycle import (
@@ -41,6 +41,8 @@ from daemon.models import (
 from daemon.retry import RetryRules
 from daemon.store.db import Database
 from daemon.store.queries import q
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,16 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
+async def off_loop(work: Callable[[], T], *, large: bool) -> T:
+    """`work()` in a worker thread when it is `large` (the validation and preparation
+    of a bulk add take tens of milliseconds of CPU), so that the event loop goes on
+    taking in call events and handing out the engine's writes meanwhile; inline when
+    small, where a thread hop would cost more than it frees."""
+    if not large:
+        return work()
+    return await asyncio.to_thread(work)
+
+
 @dataclass
 class NewTasks:
     """A batch of validated TaskFields ready for `insert_tasks`: the stored params and
@@ -216,6 +228,11 @@ def new_tasks(scheduler_id: int, batch: list[dict[str, Any]], now: str) -> NewTa
     return NewTasks(
         scheduler_id, now, batch, starts, to_json(batch).decode(), to_json(starts).decode()
     )
+
+
+def _prepared(scheduler_id: int, batch: list[dict[str, Any]], now: str) -> NewTasks:
+    with gc_paused():
+        return new_tasks(scheduler_id, batch, now)
 
 
 def _filter_sql(scheduler_id: int, where: TaskFilter) -> tuple[str, list[object]]:
@@ -406,39 +423,69 @@ def _update(
     return Changed(ChangeOutcome.CHANGED, task_from_row(applied[1]))
 
 
-async def _insert(
-    tx: aiosqlite.Connection, new: NewTasks, render: Callable[[list[dict[str, Any]]], str]
-) -> str:
-    """Insert a batch inside the caller's transaction; returns the rendered answer."""
-    cursor = await tx.execute(q("next_task_id"))
-    row = await cursor.fetchone()
-    assert row is not None
-    first_id = int(row[0])
-    # SQLite inserts the whole batch in one statement, off the GIL, while a worker thread
-    # renders the answer. The answer still goes out only after the commit.
-    insert = asyncio.ensure_future(
-        tx.execute(
-            q("insert_tasks"),
-            {
-                "first_id": first_id,
-                "scheduler_id": new.scheduler_id,
-                "params": new.params_json,
-                "starts": new.starts_json,
-                "now": new.now,
-            },
-        )
-    )
+# Renders a bulk add's answer beside its insert (which runs in SQLite, off the GIL).
+_RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-answer")
 
-    def answer() -> str:
+
+@dataclass(frozen=True)
+class _Add:
+    """A bulk add as one write, on the writer's thread: the Idempotency-Key looked up,
+    the batch inserted in one statement while another thread renders the answer, and
+    the answer kept with the key."""
+
+    client_id: str
+    new: NewTasks
+    render: Callable[[list[dict[str, Any]]], str]
+    idempotent: IdempotentRequest | None
+
+    def __call__(self, conn: sqlite3.Connection) -> StoredResponse:
+        idempotent, new = self.idempotent, self.new
+        if idempotent is not None:
+            earlier = conn.execute(
+                q("select_idempotency"),
+                {"client_id": self.client_id, "key": idempotent.key, "since": idempotent.since},
+            ).fetchone()
+            if earlier is not None:
+                return StoredResponse(
+                    status=earlier["status"],
+                    body=earlier["body"],
+                    replayed=True,
+                    same_request=earlier["request_hash"] == idempotent.request_hash,
+                )
+        first_id = int(conn.execute(q("next_task_id")).fetchone()[0])
+        answer = _RENDERER.submit(self._answer, first_id)
+        try:
+            conn.execute(
+                q("insert_tasks"),
+                {
+                    "first_id": first_id,
+                    "scheduler_id": new.scheduler_id,
+                    "params": new.params_json,
+                    "starts": new.starts_json,
+                    "now": new.now,
+                },
+            )
+        finally:
+            # Whatever happened to the insert, the answer is done with before the
+            # transaction goes on.
+            body = answer.result()
+        if idempotent is not None:
+            conn.execute(
+                q("insert_idempotency"),
+                {
+                    "client_id": self.client_id,
+                    "key": idempotent.key,
+                    "request_hash": idempotent.request_hash,
+                    "status": 201,
+                    "body": body,
+                    "now": new.now,
+                },
+            )
+        return StoredResponse(status=201, body=body, replayed=False)
+
+    def _answer(self, first_id: int) -> str:
         with gc_paused():
-            return render(new.answers(first_id))
-
-    try:
-        return await asyncio.get_running_loop().run_in_executor(None, answer)
-    finally:
-        # Whatever happened to the answer, the insert is over before the transaction
-        # commits or rolls back.
-        await insert
+            return self.render(self.new.answers(first_id))
 
 
 class TaskRepository:
@@ -471,37 +518,9 @@ class TaskRepository:
         turns their answers (TaskOutput fields as JSON-ready dicts) into the response
         body. With an Idempotency-Key, a repeated key returns the response stored the
         first time and inserts nothing."""
-        # Prepared before the write lock is taken, so other writers wait less.
-        with gc_paused():
-            new = new_tasks(scheduler_id, batch, now)
-        async with self._db.transaction() as tx:
-            if idempotent is not None:
-                cursor = await tx.execute(
-                    q("select_idempotency"),
-                    {"client_id": client_id, "key": idempotent.key, "since": idempotent.since},
-                )
-                earlier = await cursor.fetchone()
-                if earlier is not None:
-                    return StoredResponse(
-                        status=earlier["status"],
-                        body=earlier["body"],
-                        replayed=True,
-                        same_request=earlier["request_hash"] == idempotent.request_hash,
-                    )
-            body = await _insert(tx, new, render)
-            if idempotent is not None:
-                await tx.execute(
-                    q("insert_idempotency"),
-                    {
-                        "client_id": client_id,
-                        "key": idempotent.key,
-                        "request_hash": idempotent.request_hash,
-                        "status": 201,
-                        "body": body,
-                        "now": now,
-                    },
-                )
-        return StoredResponse(status=201, body=body, replayed=False)
+        # Prepared before the write is queued, so other writes wait less.
+        new = await off_loop(partial(_prepared, scheduler_id, batch, now), large=len(batch) > 100)
+        return await self._db.write(_Add(client_id, new, render, idempotent), alone=True)
 
     async def get(self, scheduler_id: int, task_id: int) -> TaskOutput | None:
         row = await self._db.fetch_one(

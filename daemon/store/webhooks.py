@@ -1,6 +1,7 @@
-"""Queues a webhook in the outbox inside the transaction that changed the task, so a
-webhook is stored exactly when its change is (docs/webhooks.md). The body is rendered now, from
-the state just written: a late delivery still tells what was true at the time."""
+"""The webhook outbox in the store. A webhook is queued inside the transaction that
+changed its task, so it is stored exactly when its change is (docs/webhooks.md); the
+body is rendered then, from the state just written: a late delivery still tells what
+was true at the time. The outbox's delivery reads its heads and records each try here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import sqlite3
 from enum import StrEnum
 
+from daemon.store.backend import StoreBackend
 from daemon.store.calls import call_from_row
 from daemon.store.queries import q
 from daemon.store.tasks import task_from_row
@@ -72,3 +74,29 @@ def _outbox_row(
         "body": body,
         "now": now,
     }
+
+
+class OutboxRepository:
+    def __init__(self, db: StoreBackend) -> None:
+        self._db = db
+
+    async def heads(self, busy: list[int], n: int) -> list[sqlite3.Row]:
+        """The oldest pending webhook of each task not in `busy`, soonest first."""
+        params = {"busy": json.dumps(busy), "n": n}
+        return await self._db.read(lambda conn: conn.execute(q("outbox_heads"), params).fetchall())
+
+    async def delivered(self, webhook_id: int, now: str, tries: int) -> None:
+        params = {"id": webhook_id, "now": now, "tries": tries}
+        await self._db.write(lambda conn: conn.execute(q("outbox_delivered"), params))
+
+    async def failed(
+        self, webhook_id: int, tries: int, error: str, next_try: str, given_up: bool
+    ) -> None:
+        params = {
+            "id": webhook_id,
+            "tries": tries,
+            "error": error,
+            "next_try": next_try,
+            "given_up": int(given_up),
+        }
+        await self._db.write(lambda conn: conn.execute(q("outbox_failed"), params))

@@ -12,6 +12,7 @@ import aiohttp
 from daemon.store.db import Database
 from daemon.store.queries import q
 from tests.acceptance.conftest import free_port, launch, write_config
+from tests.store_sql import execute
 from tests.webhook_receiver import WebhookReceiver
 
 GRACE = 1.5
@@ -24,9 +25,8 @@ async def test_a_stop_takes_no_longer_than_the_configured_grace(
     receiver = await WebhookReceiver().start()
     receiver.hold()  # takes the request and never answers it
     db = await Database.open(tmp_path / "callbackd.db")
-    async with db.transaction() as tx:
-        params = {"task_id": 1, "event": "after", "url": receiver.url(), "body": "{}", "now": NOW}
-        await tx.execute(q("insert_webhook"), params)
+    params = {"task_id": 1, "event": "after", "url": receiver.url(), "body": "{}", "now": NOW}
+    await execute(db, q("insert_webhook"), params)
     await db.close()
     port = free_port()
     # The webhook timeout alone would let the try hang for a minute.

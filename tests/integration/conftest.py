@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,8 +159,9 @@ async def insert_call(
         "a_caller_id_name": "Sales",
         "b_caller_id_number": task_row["a_number"],
     }
-    async with api.services.db.transaction() as tx:
-        await tx.execute(
+
+    def write(tx: sqlite3.Connection) -> None:
+        tx.execute(
             "INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan,"
             " start_time, a_answer_time, bridged_time, end_time, answered_a_number,"
             " a_dial_status, b_dial_status, a_hangup_cause, b_hangup_cause, result,"
@@ -176,8 +178,10 @@ async def insert_call(
                 task_row["a_number"],
             ),
         )
-        await tx.execute(
+        tx.execute(
             INSERT_EVENT_BATCH,
             event_batch(call_uuid, len(events), [("2024-03-01 10:00:00", ev) for ev in events]),
         )
-        await tx.execute("UPDATE tasks SET cdr = ? WHERE id = ?", (call_uuid, task_row["id"]))
+        tx.execute("UPDATE tasks SET cdr = ? WHERE id = ?", (call_uuid, task_row["id"]))
+
+    await api.services.db.write(write)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.integration.conftest import Api, assert_problem, insert_call, task, tasks_path
+from tests.store_sql import execute
 
 EVENTS = [
     {"Event": "OriginateResponse", "Response": "Success"},
@@ -87,10 +88,10 @@ async def test_call_list_filters_by_task_and_time_and_pages(
     first, second = await api.add_tasks(queue["id"], [task(), task()])
     await insert_call(api, first, "c-1", EVENTS)
     await insert_call(api, second, "c-2", EVENTS)
-    async with api.services.db.transaction() as tx:
-        await tx.execute(
-            "UPDATE attempts SET start_time = '2024-03-02 09:00:00' WHERE call_uuid = 'c-2'"
-        )
+    await execute(
+        api.services.db,
+        "UPDATE attempts SET start_time = '2024-03-02 09:00:00' WHERE call_uuid = 'c-2'",
+    )
 
     async def listed(**params: str) -> tuple[list[str], str]:
         response = await api.request("GET", "/client/acme/call_history/", params=params)

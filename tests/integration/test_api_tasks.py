@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.integration.conftest import Api, assert_problem, queue_path, task, tasks_path
+from tests.store_sql import execute
 
 
 async def _count(api: Api, queue_id: int, client: str = "acme") -> int:
@@ -14,11 +15,11 @@ async def _count(api: Api, queue_id: int, client: str = "acme") -> int:
 
 
 async def _set_state(api: Api, task_id: int, status: str, result: str | None = None) -> None:
-    async with api.services.db.transaction() as tx:
-        await tx.execute(
-            "UPDATE tasks SET status = ?, finish_result = ?, next_attempt = NULL WHERE id = ?",
-            (status, result, task_id),
-        )
+    await execute(
+        api.services.db,
+        "UPDATE tasks SET status = ?, finish_result = ?, next_attempt = NULL WHERE id = ?",
+        (status, result, task_id),
+    )
 
 
 # --- bulk add ------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from daemon.clock import FakeClock
 from daemon.metrics import Metrics
 from daemon.models import format_time
 from daemon.outbox import WebhookOutbox, no_jitter
-from daemon.store.db import Database
+from daemon.store.db import Database, StoreError
 from tests.store_faults import refuse_writes
+from tests.store_sql import execute
 from tests.webhook_receiver import WebhookReceiver, free_port, verify_signature
 
 START = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -96,14 +97,12 @@ async def add_webhook(
 ) -> int:
     """An outbox row as the store writes it with a task change."""
     body = json.dumps({"event": event, "task": {"id": task_id}, "attempt": None})
-    async with db.transaction() as tx:
-        cursor = await tx.execute(
-            "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (task_id, event, url, body, format_time(created), format_time(next_try or created)),
-        )
-        row = await cursor.fetchone()
-    assert row is not None
+    [row] = await execute(
+        db,
+        "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        (task_id, event, url, body, format_time(created), format_time(next_try or created)),
+    )
     return int(row[0])
 
 
@@ -517,7 +516,7 @@ async def test_a_delivery_that_cannot_be_recorded_stops_the_run_loudly(
     await receiver.wait_arrivals(1)
     await db.close()  # the store goes away under the delivery
     receiver.release()
-    with pytest.raises(ValueError, match="no active connection"):
+    with pytest.raises(StoreError, match="the store is closed"):
         await asyncio.wait_for(run, 5)
 
 

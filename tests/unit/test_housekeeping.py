@@ -17,6 +17,7 @@ from daemon.models import QueueInput, TaskInput, format_time
 from daemon.store.db import Database
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import IdempotentRequest, TaskRepository
+from tests.store_sql import execute
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(api={"idempotency_hours": 24}, webhooks={"keep_days": 7})
@@ -60,12 +61,12 @@ async def _webhook(
     last_try = format_time(finished or created)
     delivered = last_try if state == "delivered" else None
     given_up = 1 if state == "given_up" else 0
-    async with db.transaction() as tx:
-        await tx.execute(
-            "INSERT INTO outbox (task_id, event, url, body, created, next_try, delivered_at,"
-            " given_up) VALUES (1, 'after', 'http://127.0.0.1/', '{}', ?, ?, ?, ?)",
-            (format_time(created), last_try, delivered, given_up),
-        )
+    await execute(
+        db,
+        "INSERT INTO outbox (task_id, event, url, body, created, next_try, delivered_at,"
+        " given_up) VALUES (1, 'after', 'http://127.0.0.1/', '{}', ?, ?, ?, ?)",
+        (format_time(created), last_try, delivered, given_up),
+    )
 
 
 async def test_a_sweep_deletes_old_answers_and_old_finished_webhooks_only(

@@ -16,6 +16,7 @@ from config import Settings
 from daemon.metrics import Metrics
 from daemon.runner import open_services
 from daemon.services import Services
+from tests.store_sql import execute
 
 FAMILIES = {
     "callbackd_tasks": "gauge",
@@ -75,26 +76,30 @@ async def test_every_family_is_in_the_text_output(running: Running) -> None:
 
 
 async def test_state_gauges_are_read_from_the_store(running: Running) -> None:
-    async with running.services.db.transaction() as tx:
-        await tx.execute(
-            "INSERT INTO queues (id, client_id, name, create_date)"
-            " VALUES (1, 'acme', 'q', '2024-03-01 10:00:00')"
+    db = running.services.db
+    await execute(
+        db,
+        "INSERT INTO queues (id, client_id, name, create_date)"
+        " VALUES (1, 'acme', 'q', '2024-03-01 10:00:00')",
+    )
+    for task_id, status in [(1, "scheduled"), (2, "scheduled"), (3, "executed")]:
+        await execute(
+            db,
+            "INSERT INTO tasks (id, scheduler_id, params, status, create_date)"
+            " VALUES (?, 1, '{}', ?, '2024-03-01 10:00:00')",
+            (task_id, status),
         )
-        for task_id, status in [(1, "scheduled"), (2, "scheduled"), (3, "executed")]:
-            await tx.execute(
-                "INSERT INTO tasks (id, scheduler_id, params, status, create_date)"
-                " VALUES (?, 1, '{}', ?, '2024-03-01 10:00:00')",
-                (task_id, status),
-            )
-        await tx.execute(
-            "INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan,"
-            " start_time) VALUES ('u1', 3, 1, 1, 'in_call', '{}', '2024-03-01 10:00:00')"
-        )
-        await tx.execute(
-            "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
-            " VALUES (1, 'before', 'http://panel/', '{}', '2024-03-01 10:00:00',"
-            " '2024-03-01 10:00:00')"
-        )
+    await execute(
+        db,
+        "INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan,"
+        " start_time) VALUES ('u1', 3, 1, 1, 'in_call', '{}', '2024-03-01 10:00:00')",
+    )
+    await execute(
+        db,
+        "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
+        " VALUES (1, 'before', 'http://panel/', '{}', '2024-03-01 10:00:00',"
+        " '2024-03-01 10:00:00')",
+    )
     families = await running.scrape()
     assert sample(families["callbackd_tasks"], status="scheduled") == 2
     assert sample(families["callbackd_tasks"], status="executed") == 1

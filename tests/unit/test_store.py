@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from daemon.models import FinishResult, QueueInput, TaskInput, TaskOutput, TaskStatus
@@ -25,6 +25,7 @@ from daemon.store.tasks import (
     _filter_sql,
     page_sql,
 )
+from tests.store_sql import execute
 
 NOW = "2024-05-01 12:00:00"
 
@@ -69,11 +70,10 @@ def _render(created: list[object]) -> str:
 
 async def _finish(db: Database, task_id: int, result: FinishResult) -> None:
     """A task as a call's end leaves it (the engine's own path needs a call)."""
-    await db.write(
-        lambda conn: conn.execute(
-            "UPDATE tasks SET status = 'finished', finish_result = ? WHERE id = ?",
-            (str(result), task_id),
-        )
+    await execute(
+        db,
+        "UPDATE tasks SET status = 'finished', finish_result = ? WHERE id = ?",
+        (str(result), task_id),
     )
 
 
@@ -92,8 +92,7 @@ async def test_reopening_a_migrated_store_keeps_its_data(tmp_path: Path) -> None
     again = await Database.open(path)
     try:
         assert await QueueRepository(again).get("acme", queue_id) is not None
-        async with again.transaction() as tx:
-            assert await schema_version(tx) == migrations()[-1][0]
+        assert await again.read(schema_version) == migrations()[-1][0]
     finally:
         await again.close()
 
@@ -219,8 +218,8 @@ async def test_ids_of_a_deleted_queue_and_its_tasks_are_never_given_again(db: Da
 async def _store_of_version(directory: Path, version: int) -> Path:
     """A store file as an older callbackd left it: migrated up to `version` only."""
     path = directory / "callbackd.db"
-    async with aiosqlite.connect(path) as old:
-        await migrate(old, migrations()[:version])
+    with closing(sqlite3.connect(path, isolation_level=None)) as old:
+        migrate(old, migrations()[:version])
     return path
 
 
@@ -350,13 +349,17 @@ async def test_a_write_the_store_refuses_is_store_unavailable_and_leaves_nothing
     db: Database,
 ) -> None:
     queue_id = await _queue(db)
+
+    def change_then_refused(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE queues SET name = 'changed' WHERE id = ?", (queue_id,))
+        # What a full disk or a locked file raises inside a write.
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
     with pytest.raises(StoreUnavailable):
-        async with db.transaction() as tx:
-            await tx.execute("UPDATE queues SET name = 'changed' WHERE id = ?", (queue_id,))
-            # What a full disk or a locked file raises inside a write.
-            await tx.execute("INSERT INTO no_such_table VALUES (1)")
+        await db.write(change_then_refused)
 
     queue = await QueueRepository(db).get("acme", queue_id)
     assert queue is not None and queue.name == "q"
-    async with db.transaction() as tx:  # the connection is usable again
-        await tx.execute("UPDATE queues SET name = 'later' WHERE id = ?", (queue_id,))
+    await execute(db, "UPDATE queues SET name = 'later' WHERE id = ?", (queue_id,))
+    queue = await QueueRepository(db).get("acme", queue_id)
+    assert queue is not None and queue.name == "later"  # the connection is usable again
