@@ -147,7 +147,7 @@ class Database:
         """True when a write transaction can be taken and committed now."""
         try:
             async with asyncio.timeout(2):
-                await self.write(lambda conn: conn.execute("SELECT 1"))
+                await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
         except (sqlite3.Error, StoreUnavailable, TimeoutError):
             return False
         return True

@@ -1,4 +1,6 @@
-"""Callback tasks in the store: bulk add (all or nothing, idempotent), list, change, cancel."""
+"""Callback tasks in the store: bulk add (all or nothing, idempotent), list, change,
+cancel; and the one writer of a task's status (`apply`, `transition`, `hold_where`),
+which writes what daemon/lifecycle.py decides."""
 
 from __future__ import annotations
 
