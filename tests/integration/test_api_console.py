@@ -11,6 +11,7 @@ import pytest
 
 from daemon.asr import GuardState
 from tests.integration.conftest import Api, assert_problem, insert_call, task, tasks_path
+from tests.store_sql import execute
 
 LEG_EVENTS = [
     {"Event": "DialBegin", "Uniqueid": "c-1-a", "DestUniqueid": "p.1", "DialString": "1105@x",
@@ -92,17 +93,19 @@ async def test_deliveries_show_state_tries_and_the_receivers_status(
     api: Api, queue: dict[str, Any]
 ) -> None:
     [made] = await api.add_tasks(queue["id"], [task()])
-    async with api.services.db.transaction() as tx:
-        await tx.executemany(
+    rows = [
+        (made["id"], "before", 1, "2024-03-01 10:00:01", 0, ""),
+        (made["id"], "after", 3, None, 0, "HTTP 503"),
+        (made["id"], "success", 6, None, 1, "no answer within 5 s"),
+    ]
+    await api.services.db.write(
+        lambda conn: conn.executemany(
             "INSERT INTO outbox (task_id, event, url, body, created, next_try, tries,"
             " delivered_at, given_up, last_error) VALUES (?, ?, 'http://h/x', '{}',"
             " '2024-03-01 10:00:00', '2024-03-01 10:00:30', ?, ?, ?, ?)",
-            [
-                (made["id"], "before", 1, "2024-03-01 10:00:01", 0, ""),
-                (made["id"], "after", 3, None, 0, "HTTP 503"),
-                (made["id"], "success", 6, None, 1, "no answer within 5 s"),
-            ],
+            rows,
         )
+    )
 
     response = await api.request("GET", tasks_path(queue["id"]) + f"{made['id']}/webhooks")
     rows = await response.json()
@@ -142,8 +145,9 @@ async def test_live_calls_and_number_search_of_the_call_history(
     )
     await insert_call(api, made[0], "ended-1", LEG_EVENTS)
     await insert_call(api, made[1], "live-1", [])
-    async with api.services.db.transaction() as tx:
-        await tx.execute("UPDATE attempts SET state = 'in_call' WHERE call_uuid = 'live-1'")
+    await execute(
+        api.services.db, "UPDATE attempts SET state = 'in_call' WHERE call_uuid = 'live-1'"
+    )
 
     async def uuids(**params: str) -> list[str]:
         calls = await api.ok("GET", "/client/acme/call_history/", params=params)
