@@ -2,14 +2,15 @@
 
 Runs, in this order: the API (bulk POST, list latency and RSS over a big store), AMI
 intake against panoramisk, events per callback on the test PBX, dispatch latency,
-callbacks/s on the test PBX (callbackd, a raw AMI client, Asterisk call files) and the
-daemon's memory with many calls up. Writes bench/out/report-<UTC timestamp>.json (every
+callbacks/s on the test PBX (callbackd, a raw AMI client, Asterisk call files), the
+daemon's memory with many calls up, and the shared PostgreSQL store beside SQLite (the
+throwaway one of tools/testpg). Writes bench/out/report-<UTC timestamp>.json (every
 benchmark's raw figures, the machine, Python, the git commit, the command) and
 report-<timestamp>.md, and prints the Markdown: one row per figure with its target and
 the alternative it is compared with. Progress and each benchmark's own printout go to
 stderr. A benchmark that fails is reported as such; the others still run.
 
-    .venv/bin/python -m bench.report [--quick] [--only api,intake,events,dispatch,pbx,live]
+    .venv/bin/python -m bench.report [--quick] [--only api,intake,events,dispatch,pbx,live,pg]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_ami, bench_api, bench_dispatch, bench_live
+from bench import bench_ami, bench_api, bench_dispatch, bench_live, bench_pg
 from bench.figures import as_data, code_version, git
 from bench.pbx import TestPbx
 from bench.report_rows import Row, markdown_table, rows_of
@@ -56,6 +57,7 @@ class Sizes:
     pbx_concurrent: int = 200
     pbx_repeat: int = 2
     live_calls: int = 500
+    pg_queries: int = 300
 
 
 # A few minutes instead of most of an hour: checks the whole pipeline, not the targets.
@@ -74,6 +76,7 @@ QUICK = Sizes(
     pbx_concurrent=50,
     pbx_repeat=1,
     live_calls=100,
+    pg_queries=60,
 )
 
 
@@ -95,6 +98,7 @@ def sections(sizes: Sizes) -> dict[str, Callable[[], Awaitable[Any]]]:
             s.pbx_calls, s.pbx_concurrent, s.pbx_repeat, log=log
         ),
         "live": lambda: bench_live.measure(s.live_calls, log),
+        "pg": lambda: bench_pg.measure(s.tasks, s.post_repeat, s.pg_queries, log=log),
     }
 
 
@@ -106,6 +110,7 @@ PRINTOUTS: dict[str, Callable[[Any], None]] = {
     "dispatch": bench_dispatch.print_fake,
     "pbx": bench_dispatch.print_pbx,
     "live": bench_live.print_figures,
+    "pg": bench_pg.print_figures,
 }
 
 

@@ -11,6 +11,7 @@ from bench.bench_ami import IntakeFigures, UserEvents
 from bench.bench_api import ApiFigures
 from bench.bench_dispatch import CONTENDERS, DispatchFigures, PbxFigures
 from bench.bench_live import LiveFigures
+from bench.bench_pg import BATCH, PgFigures
 
 MB = 1024  # the figures hold kB
 
@@ -178,6 +179,41 @@ def live_rows(f: LiveFigures) -> list[Row]:
     ]
 
 
+def pg_rows(f: PgFigures) -> list[Row]:
+    rows = [
+        Row(
+            f"Shared store: bulk add of {BATCH:,} tasks, PostgreSQL COPY (store level)",
+            f.copy_rate,
+            "tasks/s",
+            Target(">=", 5e4),
+            "the SQLite store's bulk add of the same batch",
+            f.sqlite_rate,
+        )
+    ]
+    for kind, found in f.lists.items():
+        rows.append(
+            Row(
+                f"Shared store: list p99 at {f.tasks:,} tasks, PostgreSQL: {kind}",
+                found.p99_ms,
+                "ms",
+                Target("<=", 20),
+                "the SQLite store",
+                f.sqlite_lists[kind].p99_ms,
+            )
+        )
+    rows.append(
+        Row(
+            "Shared store: claim latency p99, two hosts claiming one queue (10 a claim)",
+            f.claim_p99_ms,
+            "ms",
+            None,
+            "one host alone",
+            f.claim_alone_p99_ms,
+        )
+    )
+    return rows
+
+
 ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "api": ("Bulk submit, list queries, RSS with many tasks", api_rows),
     "intake": ("AMI event pipeline", intake_rows),
@@ -185,6 +221,7 @@ ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "dispatch": ("Dispatch latency", dispatch_rows),
     "pbx": ("Callbacks/s and CPU per callback", pbx_rows),
     "live": ("RSS with live calls", live_rows),
+    "pg": ("Shared PostgreSQL store beside SQLite", pg_rows),
 }
 
 
