@@ -197,3 +197,68 @@ def test_a_live_host_cannot_be_released_and_its_calls_stay(store: str) -> None:
     assert recovered == cluster.Recovered()
     assert (status.host_id, status.calls, status.claimed) == ("pbx-1", 1, 1)
     assert status.silent_for < TIMEOUT
+
+
+def add_webhooks(url: str, per_task: dict[int, int]) -> None:
+    with connect(url) as conn:
+        for task_id, count in per_task.items():
+            for n in range(count):
+                conn.execute(
+                    "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
+                    " VALUES (%s, %s, 'http://127.0.0.1:9/h', '{}', '', '2026-03-01 11:00:00')",
+                    (task_id, f"event-{n}"),
+                )
+
+
+def test_each_webhook_is_sent_once_and_in_order_by_whichever_host(store: str) -> None:
+    add_webhooks(store, {task: 3 for task in range(1, 21)})
+    sent: list[tuple[str, int, str]] = []
+    lock = threading.Lock()
+
+    def host(n: int) -> None:
+        with connect(store) as conn:
+            while True:
+                claims = cluster.claim_webhooks(conn, f"pbx-{n}", NOW, 4)
+                if not claims and not value(
+                    store, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"
+                ):
+                    return
+                for c in claims:
+                    with lock:
+                        sent.append((f"pbx-{n}", c.task_id, c.event))
+                    assert cluster.webhook_sent(conn, c, NOW, delivered=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(host, range(2)))
+
+    per_task: dict[int, list[str]] = {}
+    for _, task_id, event in sent:
+        per_task.setdefault(task_id, []).append(event)
+    assert len(sent) == 60
+    assert all(events == ["event-0", "event-1", "event-2"] for events in per_task.values())
+    assert {h for h, _, _ in sent} == {"pbx-0", "pbx-1"}
+
+
+def test_a_gone_hosts_webhook_goes_to_another_and_its_late_result_is_dropped(
+    store: str,
+) -> None:
+    add_webhooks(store, {1: 2})
+    with connect(store) as conn:
+        cluster.heartbeat(conn, "pbx-1", 6, LONGEST)
+        (stale,) = cluster.claim_webhooks(conn, "pbx-1", NOW, 10)
+    silence(store, "pbx-1", TIMEOUT + 1)
+
+    with connect(store) as conn:
+        recovered = cluster.recover(conn, TIMEOUT)
+        (fresh,) = cluster.claim_webhooks(conn, "pbx-2", NOW, 10)
+        late = cluster.webhook_sent(conn, stale, NOW, delivered=True)
+        held = cluster.claim_webhooks(conn, "pbx-2", NOW, 10)  # the second waits its turn
+        done = cluster.webhook_sent(conn, fresh, NOW, delivered=True)
+        (second,) = cluster.claim_webhooks(conn, "pbx-2", NOW, 10)
+
+    assert recovered == cluster.Recovered(webhooks=1)
+    assert (fresh.id, fresh.event) == (stale.id, "event-0")
+    assert not late
+    assert held == []
+    assert done
+    assert second.event == "event-1"

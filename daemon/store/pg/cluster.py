@@ -279,6 +279,81 @@ def _apply(conn: Conn, task: DictRow, event: Any, now: datetime) -> Change | Non
     return change
 
 
+# --- the webhook outbox ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookClaim:
+    id: int
+    task_id: int
+    event: str
+    url: str
+    body: str
+    tries: int
+    fence: int
+
+
+def claim_webhooks(conn: Conn, host_id: str, now: datetime, n: int) -> list[WebhookClaim]:
+    """Claim up to `n` webhooks due at `now` for this host to send: the oldest pending
+    one of each task, and only while no earlier one of that task is pending, so a task's
+    webhooks go out one at a time and in order, whichever host sends them. Rows another
+    host is claiming are skipped, not waited for."""
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT o.id FROM outbox o WHERE o.delivered_at IS NULL AND o.given_up = 0"
+            " AND o.claimed_by IS NULL AND o.next_try <= %s"
+            " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.task_id = o.task_id"
+            "   AND e.id < o.id AND e.delivered_at IS NULL AND e.given_up = 0)"
+            " ORDER BY o.next_try, o.id LIMIT %s FOR UPDATE OF o SKIP LOCKED",
+            (format_time(now), n),
+        ).fetchall()
+        if not rows:
+            return []
+        claimed = conn.execute(
+            "UPDATE outbox SET claimed_by = %s, fence = fence + 1 WHERE id = ANY(%s)"
+            " RETURNING id, task_id, event, url, body, tries, fence",
+            (host_id, [r["id"] for r in rows]),
+        ).fetchall()
+    return sorted((WebhookClaim(**r) for r in claimed), key=lambda c: c.id)
+
+
+def webhook_sent(
+    conn: Conn,
+    claim: WebhookClaim,
+    now: datetime,
+    *,
+    delivered: bool,
+    next_try: datetime | None = None,
+    error: str = "",
+    given_up: bool = False,
+) -> bool:
+    """Record a try of a claimed webhook (delivered, or to try again at `next_try`, or
+    given up) and end the claim; False, with nothing written, when the claim is stale
+    (this host was taken for gone and another host has the webhook now)."""
+    with conn.transaction():
+        if delivered:
+            row = conn.execute(
+                "UPDATE outbox SET delivered_at = %s, tries = %s, claimed_by = NULL"
+                " WHERE id = %s AND fence = %s AND claimed_by IS NOT NULL RETURNING id",
+                (format_time(now), claim.tries + 1, claim.id, claim.fence),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                "UPDATE outbox SET tries = %s, last_error = %s, next_try = %s, given_up = %s,"
+                " claimed_by = NULL WHERE id = %s AND fence = %s AND claimed_by IS NOT NULL"
+                " RETURNING id",
+                (
+                    claim.tries + 1,
+                    error,
+                    format_time(next_try or now),
+                    int(given_up),
+                    claim.id,
+                    claim.fence,
+                ),
+            ).fetchone()
+    return row is not None
+
+
 # --- recovery of gone hosts -----------------------------------------------------------------
 
 
@@ -287,13 +362,14 @@ class Recovered:
     given_back: int = 0  # claims that rang nobody, due again at once
     closed: int = 0  # attempts closed "interrupted" (or success, if bridged)
     waiting: int = 0  # attempts of gone hosts whose call may still be up
+    webhooks: int = 0  # webhooks a gone host was sending, free for the others
 
 
 def recover(conn: Conn, host_timeout: float) -> Recovered:
     """Take back what gone hosts held (by the database's clock): their claims that
     rang nobody at once, their calls once attempt_verdict allows. One host recovers at
     a time; the others find the lock taken and leave it to that one."""
-    given_back = closed = waiting = 0
+    given_back = closed = waiting = webhooks = 0
     with conn.transaction():
         lock = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (RECOVERY_LOCK,))
         locked = lock.fetchone()
@@ -332,7 +408,13 @@ def recover(conn: Conn, host_timeout: float) -> Recovered:
                     closed += _close_interrupted(conn, task, attempt, db_now)
                 else:
                     waiting += 1
-    return Recovered(given_back, closed, waiting)
+            # Sent or not, the result of its try was never stored: it is sent again,
+            # with the same webhook-id, as after a restart of a single host.
+            webhooks += conn.execute(
+                "UPDATE outbox SET claimed_by = NULL, fence = fence + 1 WHERE claimed_by = %s",
+                (host["host_id"],),
+            ).rowcount
+    return Recovered(given_back, closed, waiting, webhooks)
 
 
 def _give_back(conn: Conn, task: DictRow, attempt: DictRow) -> int:
