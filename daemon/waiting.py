@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from daemon.asr import GuardState
 from daemon.models import TaskStatus, parse_time
 
 
@@ -59,16 +60,6 @@ class Load:
 
 
 @dataclass(frozen=True)
-class AsrState:
-    """The answer-rate guard of the task's extension profile."""
-
-    tripped: bool
-    attempts: int
-    answered: int
-    min_ratio: float
-
-
-@dataclass(frozen=True)
 class Why:
     reason: Reason
     text: str
@@ -81,7 +72,7 @@ def why_waiting(
     load: Load,
     ami_ready: bool,
     now: datetime,
-    asr: AsrState | None = None,
+    asr: GuardState | None = None,  # the guard of the task's extension profile, if on
 ) -> list[Why]:
     """Every reason that keeps `task` from starting now, the one to act on first: a
     switch an operator controls, then time, then the guards and limits. A task that is
@@ -120,7 +111,7 @@ def _time_not_come(task: TaskState) -> Why:
     )
 
 
-def _held(task: TaskState, queue: QueueState, load: Load, asr: AsrState | None) -> list[Why]:
+def _held(task: TaskState, queue: QueueState, load: Load, asr: GuardState | None) -> list[Why]:
     held = []
     if task.status == TaskStatus.DELAYED_INTERVAL or queue.interval_open is False:
         opens = queue.next_open_utc or (
@@ -144,7 +135,7 @@ def _held(task: TaskState, queue: QueueState, load: Load, asr: AsrState | None) 
     return held
 
 
-def _asr_text(asr: AsrState | None) -> str:
+def _asr_text(asr: GuardState | None) -> str:
     text = "held by the ASR guard: too few answered calls on its extension profile"
     if asr is None or not asr.attempts:
         return text

@@ -18,12 +18,11 @@ from api.static import asset_routes
 from api.tasks import ONE as TASK_PATH
 from api.tasks import owned_task
 from api.tokens import tokens
-from daemon.asr import GuardState
 from daemon.ladder import Ladder, ladder
 from daemon.models import TaskStatus
 from daemon.plan import profile_for
 from daemon.store.console_reads import ConsoleReads, Delivery
-from daemon.waiting import AsrState, Load, QueueState, Reason, TaskState, why_waiting
+from daemon.waiting import Load, QueueState, Reason, TaskState, why_waiting
 
 STATIC = resources.files(__package__).joinpath("static")
 TAG = "Console"
@@ -88,7 +87,7 @@ async def task_why(request: web.Request) -> web.Response:
         ),
         svc.ami.ready,
         svc.clock.now(),
-        _asr_of(svc.asr.states().get(task.extension_id)),
+        svc.asr.states().get(task.extension_id),
     )
     answer = WhyNotRunning(
         task_id=task.id,
@@ -96,12 +95,6 @@ async def task_why(request: web.Request) -> web.Response:
         reasons=[WhyReason(reason=r.reason, text=r.text, until=r.until) for r in reasons],
     )
     return model_response(answer)
-
-
-def _asr_of(guard: GuardState | None) -> AsrState | None:
-    if guard is None:
-        return None
-    return AsrState(guard.tripped, guard.attempts, guard.answered, guard.min_ratio)
 
 
 async def task_webhooks(request: web.Request) -> web.Response:

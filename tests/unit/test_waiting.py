@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from daemon.waiting import AsrState, Load, QueueState, Reason, TaskState, why_waiting
+from daemon.asr import GuardState
+from daemon.waiting import Load, QueueState, Reason, TaskState, why_waiting
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 WAITING = TaskState(status="scheduled", attempts_made=0, next_attempt_utc="2026-03-02 11:00:00")
@@ -183,9 +184,9 @@ def test_the_text_names_the_numbers_an_operator_needs() -> None:
 
 
 def test_a_tripped_asr_guard_holds_a_due_task_and_says_by_how_much() -> None:
-    tripped = AsrState(tripped=True, attempts=40, answered=4, min_ratio=0.3)
+    tripped = GuardState(tripped=True, attempts=40, answered=4, min_ratio=0.3, min_attempts=30)
     [held] = why_waiting(WAITING, ON, ROOM, True, NOW, asr=tripped)
     assert held.reason is Reason.ASR_GUARD
     assert held.text.endswith("(4 of the last 40 attempts answered, 10%; it needs 30%)")
-    clear = AsrState(tripped=False, attempts=40, answered=30, min_ratio=0.3)
+    clear = GuardState(tripped=False, attempts=40, answered=30, min_ratio=0.3, min_attempts=30)
     assert [w.reason for w in why_waiting(WAITING, ON, ROOM, True, NOW, asr=clear)] == [Reason.DUE]
