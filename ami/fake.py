@@ -138,10 +138,6 @@ class FakeAmiServer:
 
     # Controls for tests
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
     def count(self, action: str) -> int:
         """How many actions named ``action`` arrived (answered or not)."""
         return sum(1 for a in self.actions if header(a, "Action").lower() == action.lower())

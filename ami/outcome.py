@@ -167,7 +167,6 @@ class CallTracker:
     b_answer_time: datetime | None = None
     bridged_time: datetime | None = None
     end_time: datetime | None = None
-    originate_failed: bool = False
     rejected: bool = False
 
     @property
@@ -305,11 +304,6 @@ class CallTracker:
             return [Milestone.BRIDGED]
         return []
 
-    def _on_originate_response(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
-        if header(ev, "Response") != "Success":
-            self.originate_failed = True
-        return []
-
     def _on_user_event(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
         kind = header(ev, "UserEvent")
         if kind == "CallbackdRejected":
@@ -400,7 +394,6 @@ _HANDLERS = {
     "DialBegin": CallTracker._on_dial_begin,
     "DialEnd": CallTracker._on_dial_end,
     "BridgeEnter": CallTracker._on_bridge_enter,
-    "OriginateResponse": CallTracker._on_originate_response,
     "UserEvent": CallTracker._on_user_event,
 }
 

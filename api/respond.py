@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import to_json
-
-_LIST_ADAPTERS: dict[type[BaseModel], TypeAdapter[Any]] = {}
 
 
 def model_response(model: BaseModel, status: int = 200) -> web.Response:
@@ -35,6 +34,11 @@ def _list(body: bytes, total: int) -> web.Response:
     )
 
 
+@cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
+    # Built once per model: building one costs far more than dumping a page with it.
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
 def dump_list(items: Sequence[BaseModel], model: type[BaseModel]) -> bytes:
-    adapter = _LIST_ADAPTERS.setdefault(model, TypeAdapter(list[model]))  # type: ignore[valid-type]
-    return adapter.dump_json(list(items))
+    return _list_adapter(model).dump_json(list(items))

@@ -32,7 +32,6 @@ from pydantic.networks import UrlConstraints
 from pydantic_core import InitErrorDetails, PydanticCustomError, Url, core_schema
 from typing_extensions import TypedDict
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_TASKS_PER_REQUEST = 10_000
 MAX_PAUSE = 864_000
 
@@ -81,7 +80,7 @@ _UTC_TEXT_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?")
 
 
 def format_time(moment: datetime) -> str:
-    """UTC text `YYYY-MM-DD HH:MM:SS` (TIME_FORMAT)."""
+    """UTC text `YYYY-MM-DD HH:MM:SS`, as every time in the API and the store."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "seconds")
 
 

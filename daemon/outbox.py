@@ -57,7 +57,7 @@ DEFAULT_CONCURRENCY = 16
 USER_AGENT = "callbackd"
 _ERROR_LIMIT = 200
 
-Result = Literal["delivered", "failed", "given_up", "denied"]
+Delivery = Literal["delivered", "failed", "given_up", "denied"]
 
 
 def backoff(tries: int) -> float:
@@ -411,7 +411,7 @@ class WebhookOutbox:
                 next_try=format_time(retry.next_try),
             )
 
-    def _count(self, result: Result) -> None:
+    def _count(self, result: Delivery) -> None:
         if self._metrics is None:
             return
         m = self._metrics
