@@ -54,7 +54,10 @@ class Logger(Protocol):
 
 
 @dataclass(frozen=True)
-class AmiSettings:
+class ConnectionSettings:
+    """Where the client connects, how it logs in, and its timers (plain values: the
+    daemon's `[ami]` config section is turned into these by the composition root)."""
+
     host: str
     port: int
     username: str
@@ -71,7 +74,9 @@ class AmiSettings:
     action_timeout: float = 10.0
 
     def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
-        return f"AmiSettings(host={self.host!r}, port={self.port}, username={self.username!r})"
+        return (
+            f"ConnectionSettings(host={self.host!r}, port={self.port}, username={self.username!r})"
+        )
 
 
 class AmiError(Exception):
@@ -195,7 +200,7 @@ class AmiClient:
 
     def __init__(
         self,
-        settings: AmiSettings,
+        settings: ConnectionSettings,
         *,
         logger: Logger | None = None,
         jitter: Callable[[], float] = random.random,

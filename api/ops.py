@@ -20,11 +20,11 @@ async def readyz(request: web.Request) -> web.Response:
     that is not."""
     svc = services(request)
     store_ok = await svc.db.is_writable()
-    ami_ok = svc.ami.ready
+    ami_ok = svc.ami_status.ready
     ready = Readiness(
         ready=store_ok and ami_ok,
         store="ok" if store_ok else "not writable",
-        ami="ok" if ami_ok else (svc.ami.last_error or "not logged in"),
+        ami="ok" if ami_ok else (svc.ami_status.last_error or "not logged in"),
         asr_guard={
             "default" if profile is None else str(profile): AsrGuardReport(
                 tripped=guard.tripped,

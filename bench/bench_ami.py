@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from ami.client import AmiClient, AmiSettings
+from ami.client import AmiClient, ConnectionSettings
 from ami.events import AmiEvent, header
 from ami.fake import FakeAmiServer, _Connection
 from ami.outcome import Outcome, Result
@@ -52,8 +52,8 @@ from bench.figures import Log, add_json_option, write_json
 from bench.pbx import TestPbx
 from config import Settings
 from config.settings import LogSettings
+from daemon.calls import CallEngine, NoListener
 from daemon.clock import SystemClock, now_text
-from daemon.engine import CallEngine, NoListener
 from daemon.logsetup import configure_logging
 from daemon.models import QueueInput, TaskInput, TaskStatus
 from daemon.retry import NextStep
@@ -268,7 +268,7 @@ class Run:
 
 
 async def run_callbackd(port: int, calls: int, store: str, per_call: int, log: Log) -> Run:
-    ami = AmiClient(AmiSettings("127.0.0.1", port, "callbackd", SECRET))
+    ami = AmiClient(ConnectionSettings("127.0.0.1", port, "callbackd", SECRET))
     async with attempts_store(store, calls) as (repo, records):
         tally = Tally(calls, asyncio.get_running_loop().create_future(), {})
         settings = bench_settings()

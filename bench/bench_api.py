@@ -54,7 +54,7 @@ def _callbackd() -> list[str]:
     script = Path(sys.executable).with_name("callbackd")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from daemon.cli import main; main()"]
+    return [sys.executable, "-c", "from callbackd.cli import main; main()"]
 
 
 def _free_port() -> int:

@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ami.client import AmiClient, AmiSettings, Fields, OriginateSent
+from ami.client import AmiClient, ConnectionSettings, Fields, OriginateSent
 from ami.events import AmiEvent, header, name
 from ami.originate import CallRequest, originate_fields
 from ami.outcome import Outcome, Result
@@ -53,8 +53,8 @@ from bench.figures import Log, add_json_option, percentile, write_json
 from bench.pbx import PHONES, CallWatcher, TestPbx, unquoted
 from config import Settings
 from config.settings import LogSettings
+from daemon.calls import CallEngine
 from daemon.clock import SystemClock
-from daemon.engine import CallEngine
 from daemon.logsetup import configure_logging
 from daemon.models import QueueInput, TaskInput, format_time
 from daemon.retry import NextStep
@@ -128,12 +128,18 @@ class Listener:
         if sum(self.results.values()) >= self.expected:
             self.done.set()
 
+    def ready_to_place(self) -> None:
+        self.inner.ready_to_place()
+
+    def originates_answered(self) -> None:
+        self.inner.originates_answered()
+
 
 class TimedAmi(AmiClient):
     """Notes when each Originate is written: the write happens in the same step as the
     call to originate(), before its first await."""
 
-    def __init__(self, ami: AmiSettings, expected: int) -> None:
+    def __init__(self, ami: ConnectionSettings, expected: int) -> None:
         super().__init__(ami)
         self.sent: list[tuple[str, datetime]] = []  # (call uuid, when)
         self.expected = expected
@@ -169,8 +175,7 @@ class Daemon:
         engine = CallEngine(ami, AttemptRepository(db), clock, lambda: config)
         scheduler = Scheduler(db, engine, clock, lambda: config)
         listener = Listener(EngineEvents(scheduler, lambda: None), expected)
-        engine.listener = listener
-        engine.on_ready = scheduler.wake
+        engine.listeners.add(listener)
         return cls(db, ami, engine, scheduler, listener), queue.id
 
     async def start_engine(self) -> None:
@@ -232,7 +237,7 @@ async def measure_fake(
 ) -> DispatchFigures:
     expected = due * rounds
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp, server_process() as port:
-        ami = TimedAmi(AmiSettings("127.0.0.1", port, "callbackd", SECRET), expected)
+        ami = TimedAmi(ConnectionSettings("127.0.0.1", port, "callbackd", SECRET), expected)
         config = settings(max_concurrent=pending)
         daemon, queue_id = await Daemon.open(
             Path(tmp) / "cb.db", ami, config, expected, queue_limit=10_000

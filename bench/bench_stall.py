@@ -28,8 +28,7 @@ from bench.bench_api import _task
 from bench.figures import add_json_option, percentile, write_json
 from config import Settings
 from daemon.models import CallPlan, QueueInput, TaskInput
-from daemon.runner import open_services
-from daemon.services import Services
+from daemon.services import Services, open_services
 from daemon.store.attempts import AttemptRepository, Claim
 
 TOKEN = "bench-token"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ami.client import AmiSettings
+from ami.client import ConnectionSettings
 from ami.events import AmiEvent, header, name
 from ami.protocol import FrameDecoder, encode_frame
 
@@ -48,8 +48,8 @@ class TestPbx:
         """Asterisk's /var/spool/asterisk, seen from outside the chroot."""
         return self.root / "var" / "spool" / "asterisk"
 
-    def ami(self, user: str = "callbackd") -> AmiSettings:
-        return AmiSettings(self.host, self.port, user, self.secret)
+    def ami(self, user: str = "callbackd") -> ConnectionSettings:
+        return ConnectionSettings(self.host, self.port, user, self.secret)
 
     def version(self) -> str:
         built = self.directory / "built"

@@ -39,7 +39,7 @@ def callbackd_command() -> list[str]:
     script = Path(sys.executable).with_name("callbackd")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from daemon.cli import main; main()"]
+    return [sys.executable, "-c", "from callbackd.cli import main; main()"]
 
 
 class DaemonProcess:

@@ -17,15 +17,14 @@ import re
 import secrets
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from ami.client import AmiClient, AmiError
-from ami.client import AmiSettings as ConnectionSettings
+from ami.client import AmiClient, AmiError, ConnectionSettings
 from ami.events import AmiEvent, ConnectionChange, header, name
 from ami.originate import A_CONTEXT, B_CONTEXT, REQUIRED_CONTEXTS
 from config import Settings
@@ -303,15 +302,8 @@ class _Quiet:
 
 
 def connection_settings(settings: Settings) -> ConnectionSettings:
-    ami = settings.ami
-    return ConnectionSettings(
-        host=ami.host,
-        port=ami.port,
-        username=ami.username,
-        secret=ami.secret.get_secret_value(),
-        ping_interval=ami.ping_interval,
-        reconnect_min=LOGIN_WAIT,  # one try is the answer; no reconnect storm
-    )
+    # As the daemon connects, but one try is the answer: no reconnect storm.
+    return replace(daemon_connection(settings), reconnect_min=LOGIN_WAIT)
 
 
 async def gather_ami(connection: ConnectionSettings) -> AmiFacts:

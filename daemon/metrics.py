@@ -116,5 +116,5 @@ class Metrics:
             self.tasks.labels(status=str(status)).set(counts.get(str(status), 0))
         self.calls_in_progress.set(await services.db.fetch_value(_CALLS_IN_PROGRESS))
         self.webhooks_pending.set(await services.db.fetch_value(_WEBHOOKS_PENDING))
-        self.ami_connected.set(1 if services.ami.logged_in else 0)
+        self.ami_connected.set(1 if services.ami_status.logged_in else 0)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -18,7 +18,7 @@ import structlog
 
 from config import ConfigError, Settings, load_settings
 from daemon.logsetup import REDACTOR, secrets_of
-from daemon.services import Services
+from daemon.services import LiveSettings
 
 log = structlog.get_logger("callbackd.reload")
 
@@ -65,11 +65,12 @@ def live_part(running: Settings, new: Settings) -> Settings:
 
 
 class Reloader:
-    """Re-reads `path` and hands the new settings to `services` and the listeners."""
+    """Re-reads `path` and makes the new settings the running ones (`live`), then tells
+    the listeners."""
 
-    def __init__(self, path: Path | None, services: Services) -> None:
+    def __init__(self, path: Path | None, live: LiveSettings) -> None:
         self.path = path
-        self.services = services
+        self.live = live
         self.listeners: list[Listener] = []
 
     def on_reload(self, listener: Listener) -> None:
@@ -78,9 +79,9 @@ class Reloader:
 
     def apply(self, new: Settings) -> list[str]:
         """Make `new` the running config; returns the keys that still need a restart."""
-        restart = needs_restart(self.services.settings, new)
-        effective = live_part(self.services.settings, new)
-        self.services.settings = effective
+        restart = needs_restart(self.live.settings, new)
+        effective = live_part(self.live.settings, new)
+        self.live.settings = effective
         for listener in self.listeners:
             listener(effective)
         return restart

@@ -12,12 +12,12 @@ import asyncio
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import islice
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import structlog
 
@@ -26,7 +26,6 @@ from config import Settings
 from daemon.asr import AsrGuard, Change, Profile, counts_as
 from daemon.clock import Clock, sleep_until_woken
 from daemon.destination_zone import ZoneChoice, interval_zone
-from daemon.engine import CallEngine
 from daemon.holds import (
     QueueHours,
     QueueInterval,
@@ -101,6 +100,15 @@ def _queue_interval(row: sqlite3.Row) -> QueueInterval | None:
     return QueueInterval(row["interval_id"], row["interval_timezone"], row["interval_conditions"])
 
 
+class Dialer(Protocol):
+    """What the scheduler needs from the call engine."""
+
+    @property
+    def may_start(self) -> bool: ...
+
+    async def place_many(self, records: Sequence[TaskRecord]) -> dict[int, str]: ...
+
+
 @dataclass(frozen=True)
 class Running:
     scheduler_id: int
@@ -111,7 +119,7 @@ class Scheduler:
     def __init__(
         self,
         db: Database,
-        engine: CallEngine,
+        engine: Dialer,
         clock: Clock,
         settings: Callable[[], Settings],
         metrics: Metrics | None = None,
@@ -482,4 +490,11 @@ class EngineEvents:
     ) -> None:
         self._scheduler.attempt_outcome(task_id, call_uuid, outcome)
         self._scheduler.attempt_ended(task_id)
+        self._outbox_wake()
+
+    def ready_to_place(self) -> None:
+        self._scheduler.wake()
+
+    def originates_answered(self) -> None:
+        # The webhooks held while their Originate was out may go now.
         self._outbox_wake()

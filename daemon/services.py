@@ -8,9 +8,9 @@ from typing import Protocol
 
 from config import Settings
 from daemon.asr import GuardState
-from daemon.clock import Clock
+from daemon.clock import Clock, SystemClock
 from daemon.store.calls import CallRepository
-from daemon.store.db import Database
+from daemon.store.db import Database, StoreError
 from daemon.store.intervals import IntervalRepository
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskRepository
@@ -74,29 +74,83 @@ class NoWakeup:
         return None
 
 
+class LiveSettings:
+    """The running config: every part reads it through this, so a reload (SIGHUP)
+    reaches them all at once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self) -> Settings:
+        return self.settings
+
+
 @dataclass
 class Services:
-    settings: Settings
+    live: LiveSettings
     db: Database
     clock: Clock
     queues: QueueRepository
     intervals: IntervalRepository
     tasks: TaskRepository
     calls: CallRepository
-    ami: AmiStatus = field(default_factory=NoAmi)
+    ami_status: AmiStatus = field(default_factory=NoAmi)
     call_control: CallControl = field(default_factory=NoCalls)
     scheduler: Wakeup = field(default_factory=NoWakeup)
     asr: AsrStatus = field(default_factory=NoAsr)
     outbox: Wakeup = field(default_factory=NoWakeup)
 
+    @property
+    def settings(self) -> Settings:
+        return self.live.settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self.live.settings = settings
+
     @classmethod
-    def over(cls, settings: Settings, db: Database, clock: Clock) -> Services:
+    def over(
+        cls,
+        settings: Settings | LiveSettings,
+        db: Database,
+        clock: Clock,
+        *,
+        ami_status: AmiStatus | None = None,
+        call_control: CallControl | None = None,
+        scheduler: Wakeup | None = None,
+        outbox: Wakeup | None = None,
+        asr: AsrStatus | None = None,
+    ) -> Services:
+        """The API's view over an open store and the call parts; a part not given is
+        a placeholder that does nothing (the API alone, in tests)."""
         return cls(
-            settings=settings,
+            live=settings if isinstance(settings, LiveSettings) else LiveSettings(settings),
             db=db,
             clock=clock,
             queues=QueueRepository(db, clock),
             intervals=IntervalRepository(db),
             tasks=TaskRepository(db),
             calls=CallRepository(db),
+            ami_status=ami_status or NoAmi(),
+            call_control=call_control or NoCalls(),
+            scheduler=scheduler or NoWakeup(),
+            outbox=outbox or NoWakeup(),
+            asr=asr or NoAsr(),
         )
+
+
+async def open_store(settings: Settings) -> Database:
+    """The store the daemon runs on."""
+    if settings.store.shared:
+        # Never the SQLite file behind the back of an operator who asked for the shared
+        # store: the hosts would each work queues of their own.
+        raise StoreError(
+            "store.url: this version of callbackd migrates the shared PostgreSQL store"
+            " (callbackd migrate) but runs calls on the SQLite store only; unset store.url"
+        )
+    return await Database.open(settings.store.path)
+
+
+async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
+    """Open the store and the API's view over it (tests, the API without calls)."""
+    return Services.over(settings, await open_store(settings), clock or SystemClock())

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ami.client import AmiClient, AmiSettings
+from ami.client import AmiClient, ConnectionSettings
 from ami.outcome import Outcome
 from config import Settings
+from daemon.calls import CallEngine, NoListener
 from daemon.clock import SystemClock, now_text
-from daemon.engine import CallEngine
 from daemon.models import CallRecord, QueueInput, TaskInput
 from daemon.retry import NextStep
 from daemon.store.attempts import AttemptRepository, TaskRecord
@@ -34,7 +34,7 @@ class Ended:
 
 
 @dataclass
-class Recorder:
+class Recorder(NoListener):
     """The engine's listener: resolves one future per task when its attempt ends."""
 
     ended: dict[int, asyncio.Future[Ended]] = field(default_factory=dict)
@@ -123,7 +123,7 @@ async def engine_harness(
         CLIENT, QueueInput(name="test", status="on"), now_text(SystemClock())
     )
     ami = AmiClient(
-        AmiSettings(
+        ConnectionSettings(
             host,
             port,
             username,

@@ -85,7 +85,7 @@ async def task_why(request: web.Request) -> web.Response:
             if task.extension_id is not None
             else None,
         ),
-        svc.ami.ready,
+        svc.ami_status.ready,
         svc.clock.now(),
         svc.asr.states().get(task.extension_id),
     )

@@ -15,8 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from config import Settings
-from daemon.runner import open_services
-from daemon.services import Services
+from daemon.services import Services, open_services
 from tests.stored_events import INSERT_EVENT_BATCH, event_batch
 
 TOKENS = {"acme-secret-token": "acme", "beta-secret-token": "beta", "admin-secret-token": "*"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ami.client import AmiClient, AmiSettings
+from ami.client import AmiClient, ConnectionSettings
 from ami.events import ConnectionChange
 from tests.pbx import TestPbx, fully_booted
 
@@ -46,7 +46,7 @@ class Recorder:
 async def client(testpbx: TestPbx) -> AsyncIterator[tuple[AmiClient, Recorder]]:
     recorder = Recorder(OUTAGE_RETRIES)
     # The shipped defaults, with no jitter: every wait as long as it can be.
-    settings = AmiSettings(testpbx.host, testpbx.port, testpbx.username, testpbx.secret)
+    settings = ConnectionSettings(testpbx.host, testpbx.port, testpbx.username, testpbx.secret)
     ami = AmiClient(settings, logger=recorder, jitter=lambda: 0.0)
     await ami.start()
     try:

@@ -53,7 +53,7 @@ class AmiSeen:
 async def test_readyz_is_ready_only_when_calls_can_be_placed(
     api: Api, ami: AmiSeen, status: int, body: dict[str, Any]
 ) -> None:
-    api.services.ami = ami
+    api.services.ami_status = ami
 
     response = await api.request("GET", "/readyz", client=None)
 
@@ -73,7 +73,7 @@ class GuardsSeen:
 
 
 async def test_readyz_shows_each_answer_rate_guard_and_stays_ready(api: Api) -> None:
-    api.services.ami = AmiSeen(ready=True, last_error=None)
+    api.services.ami_status = AmiSeen(ready=True, last_error=None)
     api.services.asr = GuardsSeen()
 
     response = await api.request("GET", "/readyz", client=None)

@@ -33,7 +33,7 @@ from daemon.models import (
     QueueInput,
     TaskInput,
 )
-from daemon.runner import open_services
+from daemon.services import open_services
 from tests.integration.conftest import TOKEN_OF, settings_for, task
 
 # The app serves the document it builds from the route table; building it here as well

@@ -16,7 +16,7 @@ from ami.client import (
     AmiClient,
     AmiNotConnected,
     AmiOriginateUnknown,
-    AmiSettings,
+    ConnectionSettings,
     Down,
     login_refusal,
     reconnect_delay,
@@ -36,7 +36,7 @@ ORIGINATE: AmiEvent = {
 }
 
 
-def settings(fake: FakeAmiServer, **overrides: float | str) -> AmiSettings:
+def settings(fake: FakeAmiServer, **overrides: float | str) -> ConnectionSettings:
     values: dict[str, object] = {
         "host": fake.host,
         "port": fake.port,
@@ -47,7 +47,7 @@ def settings(fake: FakeAmiServer, **overrides: float | str) -> AmiSettings:
         "action_timeout": 2.0,
     }
     values.update(overrides)
-    return AmiSettings(**values)  # type: ignore[arg-type]
+    return ConnectionSettings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -445,7 +445,9 @@ async def test_connection_refused_is_one_error_line_and_one_info_line_per_retry(
             retried.set()
         return 0.0
 
-    ami = AmiClient(AmiSettings("127.0.0.1", port, "u", "s", reconnect_min=0.001), jitter=jitter)
+    ami = AmiClient(
+        ConnectionSettings("127.0.0.1", port, "u", "s", reconnect_min=0.001), jitter=jitter
+    )
     with capture_logs() as logs:
         await ami.start()
         async with asyncio.timeout(BOUND):

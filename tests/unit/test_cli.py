@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from callbackd.cli import _parser, main
 from config import ExtensionProfile, Settings
-from daemon.cli import _parser, main
 from daemon.logsetup import reset_logging
 from daemon.store.db import Database
 from tests.stored_events import INSERT_EVENT_BATCH, event_batch

@@ -329,7 +329,7 @@ def test_a_list_or_table_from_the_environment_that_is_not_json_is_one_line(
     assert "\n" not in message
 
 
-CLI = "from daemon.cli import main; main()"
+CLI = "from callbackd.cli import main; main()"
 
 
 def _check_config(path: Path) -> subprocess.CompletedProcess[str]:

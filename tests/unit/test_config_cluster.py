@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_settings
-from daemon.runner import open_services
+from daemon.services import open_services
 from daemon.store.db import StoreError
 
 URL = "postgresql://callbackd:Pa55-word@db.example:5432/callbackd"

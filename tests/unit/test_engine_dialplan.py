@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ami.client import AmiClient, AmiSettings
+from ami.client import AmiClient, ConnectionSettings
 from ami.fake import FakeAmiServer
 from config import Settings
+from daemon.calls import CallEngine
 from daemon.clock import SystemClock
-from daemon.engine import CallEngine
 from daemon.store.attempts import AttemptRepository
 from daemon.store.db import Database
 
@@ -18,7 +18,7 @@ from daemon.store.db import Database
 async def test_missing_dialplan_contexts_keep_the_engine_not_ready(tmp_path: Path) -> None:
     async with FakeAmiServer(secret="s3cret-for-tests", contexts=["callbackd-a"]) as fake:
         db = await Database.open(tmp_path / "cb.db")
-        ami = AmiClient(AmiSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
+        ami = AmiClient(ConnectionSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
         engine = CallEngine(ami, AttemptRepository(db), SystemClock(), lambda: Settings())
         await ami.start()
         running = asyncio.create_task(engine.run())

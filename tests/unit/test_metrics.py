@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from config import Settings
 from daemon.metrics import Metrics
-from daemon.runner import open_services
-from daemon.services import Services
+from daemon.services import Services, open_services
 from tests.store_sql import execute
 
 FAMILIES = {

@@ -16,8 +16,7 @@ from config import Settings, load_settings
 from config.settings import LogSettings
 from daemon import logsetup
 from daemon.reload import Reloader, live_part, needs_restart
-from daemon.runner import open_services
-from daemon.services import Services
+from daemon.services import Services, open_services
 
 BASE = """
 [api]
@@ -76,7 +75,7 @@ def edit(config: Path, old: str, new: str) -> None:
 async def test_live_keys_take_effect_and_listeners_hear_of_it(
     config: Path, services: Services, log_output: io.StringIO
 ) -> None:
-    reloader = Reloader(config, services)
+    reloader = Reloader(config, services.live)
     heard: list[Settings] = []
     reloader.on_reload(heard.append)
     edit(config, '"token-old-12345" = "acme"', '"token-new-67890" = "beta"')
@@ -103,7 +102,7 @@ async def test_restart_only_keys_keep_their_running_value_and_are_named(
     edit(config, 'host = "127.0.0.1"', 'host = "10.0.0.5"')
     edit(config, 'level = "info"', 'level = "debug"')
 
-    assert await Reloader(config, services).reload()
+    assert await Reloader(config, services.live).reload()
 
     now = services.settings
     assert now.api.listen == before.api.listen
@@ -129,7 +128,7 @@ async def test_a_bad_config_keeps_the_running_one_and_logs_one_line(
 ) -> None:
     before = services.settings
     heard: list[Settings] = []
-    reloader = Reloader(config, services)
+    reloader = Reloader(config, services.live)
     reloader.on_reload(heard.append)
     edit(config, old, new)
     edit(config, '"token-old-12345" = "acme"', '"token-new-67890" = "beta"')
@@ -149,7 +148,7 @@ async def test_a_missing_config_file_keeps_the_running_config(
 ) -> None:
     before = services.settings
     await asyncio.to_thread(config.unlink)
-    assert not await Reloader(config, services).reload()
+    assert not await Reloader(config, services.live).reload()
     assert services.settings is before
 
 
@@ -157,7 +156,7 @@ async def test_new_secrets_are_redacted_even_before_they_are_live(
     config: Path, services: Services, log_output: io.StringIO
 ) -> None:
     edit(config, "ami-old-secret", "ami-new-secret")  # ami.* needs a restart
-    assert await Reloader(config, services).reload()
+    assert await Reloader(config, services.live).reload()
     structlog.get_logger("callbackd").info("will use ami-new-secret after a restart")
     assert "ami-new-secret" not in logged(log_output)
 

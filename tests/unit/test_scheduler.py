@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from ami.client import AmiClient, AmiSettings
+from ami.client import AmiClient, ConnectionSettings
 from ami.events import AmiEvent, header
 from ami.fake import FakeAmiServer
 from config import Settings
+from daemon.calls import CallEngine, NoListener
+from daemon.calls.gate import REFUSAL_PAUSE
 from daemon.clock import FakeClock, now_text
-from daemon.engine import NOT_PERMITTED_PAUSE, CallEngine
 from daemon.models import (
     AttemptSummary,
     QueueInput,
@@ -79,7 +80,7 @@ class World:
     async def hang_up(self, call_uuid: str) -> None:
         """End a call the way Asterisk would, and wait until the engine closed it."""
         ended = asyncio.Event()
-        self.engine.listener = EndSignal(self.engine.listener, call_uuid, ended)
+        self.engine.listeners.add(EndSignal(NoListener(), call_uuid, ended))
         await self.fake.push_events(
             [{"Event": "Hangup", "Uniqueid": call_uuid, "Linkedid": call_uuid, "Cause": "16"}]
         )
@@ -88,7 +89,7 @@ class World:
 
 
 @dataclass
-class EndSignal:
+class EndSignal(NoListener):
     """Passes the engine's reports on, and sets `ended` when a call has ended (the one
     named, or any with call_uuid None)."""
 
@@ -138,10 +139,10 @@ async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
     async with FakeAmiServer(secret="s3cret-for-tests", originate_script=call_stays_up) as fake:
         db = await Database.open(tmp_path / "cb.db")
         clock = FakeClock(T0)
-        ami = AmiClient(AmiSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
+        ami = AmiClient(ConnectionSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
         engine = CallEngine(ami, AttemptRepository(db), clock, lambda: config)
         scheduler = Scheduler(db, engine, clock, lambda: config)
-        engine.listener = EngineEvents(scheduler, lambda: None)
+        engine.listeners.add(EngineEvents(scheduler, lambda: None))
         await ami.start()
         running = asyncio.create_task(engine.run())
         try:
@@ -311,7 +312,7 @@ async def test_nothing_starts_and_no_attempt_is_used_while_ami_is_not_logged_in(
     async with FakeAmiServer(secret="the-right-one") as fake:
         db = await Database.open(tmp_path / "cb.db")
         clock = FakeClock(T0)
-        ami = AmiClient(AmiSettings(fake.host, fake.port, "callbackd", "a-wrong-secret"))
+        ami = AmiClient(ConnectionSettings(fake.host, fake.port, "callbackd", "a-wrong-secret"))
         engine = CallEngine(ami, AttemptRepository(db), clock, lambda: config)
         scheduler = Scheduler(db, engine, clock, lambda: config)
         await ami.start()
@@ -348,7 +349,7 @@ async def test_a_cancel_before_the_originate_is_sent_rings_nobody(world: World) 
     queue_id = await world.queue(status="on")
     await world.add(queue_id, 1)
     ended = asyncio.Event()
-    world.engine.listener = CancelOnStart(world.engine.listener, None, ended, world.engine)
+    world.engine.listeners.add(CancelOnStart(NoListener(), None, ended, world.engine))
 
     await world.scheduler.dispatch_due()
     async with asyncio.timeout(5):
@@ -371,7 +372,7 @@ async def test_a_cancel_while_ami_is_down_hangs_the_call_up_once_ami_is_back(
         {"Channel": "Local/s@callbackd-a-1;1", "Uniqueid": call_uuid, "Linkedid": call_uuid}
     ]
     ended = asyncio.Event()
-    world.engine.listener = EndSignal(world.engine.listener, call_uuid, ended)
+    world.engine.listeners.add(EndSignal(NoListener(), call_uuid, ended))
     secret = world.fake.secret
     world.fake.secret = "changed-while-the-link-is-down"
     logins = world.fake.count("Login")
@@ -404,7 +405,7 @@ async def test_a_call_found_gone_after_a_reconnect_is_closed_as_interrupted(
     await world.scheduler.dispatch_due()
     [originate] = world.originated()
     ended = asyncio.Event()
-    world.engine.listener = EndSignal(world.engine.listener, None, ended)
+    world.engine.listeners.add(EndSignal(NoListener(), None, ended))
 
     await world.fake.drop_connections()  # the PBX lists no channel of the call any more
     async with asyncio.timeout(10):
@@ -420,8 +421,8 @@ async def test_an_originate_refused_while_asterisk_stops_uses_no_attempt(world: 
     queue_id = await world.queue(status="on")
     await world.add(queue_id, 1, url_before="http://127.0.0.1:9/before")
     world.fake.originate_error = "Asterisk is shutting down"
-    probe = HeldProbe(world.engine.listener, world.engine)
-    world.engine.listener = probe
+    probe = HeldProbe(NoListener(), world.engine)
+    world.engine.listeners.add(probe)
 
     await world.scheduler.dispatch_due()
 
@@ -465,7 +466,7 @@ async def test_an_originate_not_permitted_burns_no_task_and_is_tried_again_later
     assert len(world.originated()) == 3  # paused: nothing is sent meanwhile
 
     world.fake.originate_error = None  # the operator fixed manager.conf
-    await world.clock.advance(NOT_PERMITTED_PAUSE.total_seconds())
+    await world.clock.advance(REFUSAL_PAUSE.total_seconds())
     await world.engine.watch()
     # Tasks may be tried again, but /readyz names the problem until an Originate passes.
     assert world.engine.may_start and not world.engine.ready

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import json
 import os
 import sqlite3
@@ -17,16 +15,11 @@ import sys
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 from config import ConfigError, Settings, load_settings
 from daemon.logsetup import configure_logging, secrets_of
 
-if TYPE_CHECKING:
-    from daemon.runner import PartsFactory
-
 DEFAULT_CONFIG = "/etc/callbackd/callbackd.toml"
-ASSEMBLY = "daemon.assembly"
 
 DESCRIPTION = """\
 Callback daemon for Asterisk: call A, then B, and bridge them.
@@ -123,19 +116,12 @@ def _fail(message: str) -> SystemExit:
     return SystemExit(1)
 
 
-def _build_parts() -> PartsFactory | None:
-    """`daemon.assembly.build_parts` once the call engine is assembled, else None."""
-    if importlib.util.find_spec(ASSEMBLY) is None:
-        return None
-    return cast("PartsFactory", importlib.import_module(ASSEMBLY).build_parts)
-
-
 def _run(settings: Settings, config: Path) -> None:
-    from daemon.runner import serve
+    from callbackd.serve import serve
     from daemon.store.db import StoreError
 
     try:
-        asyncio.run(serve(settings, _build_parts(), config_path=config))
+        asyncio.run(serve(settings, config_path=config))
     except StoreError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:  # typically the listen address is taken
