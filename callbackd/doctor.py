@@ -27,6 +27,7 @@ import psycopg
 from ami.client import AmiClient, AmiError, ConnectionSettings
 from ami.events import AmiEvent, ConnectionChange, header, name
 from ami.originate import A_CONTEXT, B_CONTEXT, REQUIRED_CONTEXTS
+from callbackd.compose import connection_settings as daemon_connection
 from config import Settings
 from daemon.store.pg.schema import CONNECT_TIMEOUT_S, schema_version
 from daemon.store.pg.schema import migrations as shared_migrations

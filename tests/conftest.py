@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from typing import Protocol, TypeVar
 
 import pytest
 
+from config.settings import LogSettings
+from daemon import logsetup
 from daemon.logsetup import reset_logging
 from tests.pbx import SipFarEnd, TestPbx, TestPbxError
 from tests.pg import TestPg, TestPgError
@@ -21,6 +24,21 @@ def restored_logging() -> Iterator[None]:
     yield
     reset_logging()
     root.setLevel(level)
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """The daemon's log lines as JSON, for `logged` to read."""
+    out = io.StringIO()
+    logsetup.configure_logging(LogSettings(format="json"), stream=out, env={})
+    yield out
+    logsetup.reset_logging()
+
+
+def logged(out: io.StringIO) -> str:
+    """What reached `out`: lines are written by the log writer thread."""
+    assert logsetup.flush_logs()
+    return out.getvalue()
 
 
 class _Service(Protocol):

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from callbackd.serve import _cleanup
-from tests.unit.test_reload import logged
+from tests.conftest import logged
 
 ROOT = Path(__file__).resolve().parents[2]
 # Each package and the packages it must never import: api -> daemon -> ami, config

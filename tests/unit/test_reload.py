@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import structlog
 
 from config import Settings, load_settings
-from config.settings import LogSettings
-from daemon import logsetup
 from daemon.reload import Reloader, live_part, needs_restart
 from daemon.services import Services, open_services
+from tests.conftest import logged
 
 BASE = """
 [api]
@@ -36,20 +35,6 @@ timeout = 5
 level = "info"
 format = "json"
 """
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    logsetup.configure_logging(LogSettings(format="json"), stream=out, env={})
-    yield out
-    logsetup.reset_logging()
-
-
-def logged(out: io.StringIO) -> str:
-    """What reached `out`: lines are written by the log writer thread."""
-    assert logsetup.flush_logs()
-    return out.getvalue()
 
 
 @pytest.fixture
