@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from daemon.models import TaskStatus
+from daemon.store.db import StoreUnavailable
 from daemon.store.pg.backend import PgDatabase
 from daemon.store.queries import q
 from daemon.store.tasks import ChangeOutcome, TaskFilter, TaskRepository
+from tests.pg import TestPg
 
 pytestmark = pytest.mark.pg
 NOW = "2026-01-01 00:00:00"
@@ -83,3 +85,17 @@ async def test_the_stores_own_queries_and_code_run_on_it(store: PgDatabase) -> N
     assert cancelled.outcome is ChangeOutcome.CHANGED
     assert total == 1
     assert page[0]["finish_comment"] == "cancelled"
+
+
+async def test_a_postgresql_restart_fails_a_write_whole_and_the_next_one_reconnects(
+    store: PgDatabase, testpg: TestPg
+) -> None:
+    await store.write(_add_one)
+    await asyncio.to_thread(testpg.restart)
+
+    with pytest.raises(StoreUnavailable):
+        await store.write(_add_one)
+    after = await store.write(_add_one)
+
+    assert after == 2  # the failed write kept nothing
+    assert await store.fetch_value("SELECT n FROM counter") == 2
