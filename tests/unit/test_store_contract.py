@@ -1,6 +1,7 @@
 """The contract every store backend must keep (daemon/store/backend.py), run against each
-backend there is: today the embedded SQLite store on a real file. A new backend (the
-shared PostgreSQL store) is one more entry in BACKENDS and must pass all of it."""
+backend there is: the embedded SQLite store on a real file, and the shared PostgreSQL
+store on the throwaway PostgreSQL of tools/testpg. A new backend is one more entry in
+BACKENDS and must pass all of it."""
 
 from __future__ import annotations
 
@@ -17,22 +18,32 @@ from daemon.lifecycle import Claimed
 from daemon.models import QueueInput, QueueUpdate, TaskInput, TaskStatus, parse_time
 from daemon.store.backend import StoreBackend
 from daemon.store.db import Database
+from daemon.store.pg.backend import PgDatabase
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import ChangeOutcome, IdempotentRequest, TaskRepository, transition
 
 NOW = "2026-01-01 00:00:00"
 
 
-async def _sqlite(directory: Path) -> Database:
+async def _sqlite(request: pytest.FixtureRequest) -> Database:
+    directory: Path = request.getfixturevalue("tmp_path")
     return await Database.open(directory / "contract.db")
 
 
-BACKENDS: dict[str, Callable[[Path], Awaitable[Database]]] = {"sqlite": _sqlite}
+async def _postgres(request: pytest.FixtureRequest) -> Database:
+    backend: Any = await PgDatabase.open(request.getfixturevalue("pg_url"))
+    return backend  # the same interface; the tests use it through Database's
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Awaitable[Database]]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    backend = await BACKENDS[request.param](tmp_path)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    backend = await BACKENDS[request.param](request)
     await backend.write(lambda conn: conn.execute("CREATE TABLE counter (n INTEGER)"))
     await backend.write(lambda conn: conn.execute("INSERT INTO counter VALUES (0)"))
     yield backend

@@ -2,8 +2,10 @@
 functions as the SQLite store's `Database`, on psycopg connections each owned by a
 thread of its own (daemon/store/pg/dbapi.py lets those functions run unchanged).
 
-Writes go through one writer connection, one transaction at a time, committed before
-`write` returns (synchronous_commit as the server has it: on, by default). Reads run on
+Writes go through one writer connection with the SQLite store's group commit (writes
+that come while one is committed share the next transaction, each in a savepoint of
+its own), committed before `write` returns (synchronous_commit as the server has it:
+on, by default). Reads run on
 a few reader connections, each inside a REPEATABLE READ READ ONLY transaction begun
 when the read starts: one snapshot, taken after every write that returned before.
 A lost connection makes the write fail as `StoreUnavailable` (nothing of it is kept)
@@ -18,7 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from daemon.store.db import StoreError, StoreUnavailable
+from daemon.store.backend import StoreError, StoreUnavailable
+from daemon.store.group_commit import GroupCommit
 from daemon.store.pg.connection import CONNECT_TIMEOUT_S
 from daemon.store.pg.dbapi import Connection, Params
 from daemon.store.pg.schema import migrate_store
@@ -64,18 +67,6 @@ class Worker:
         self._executor.shutdown(wait=True)
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN")
-    try:
-        result = work(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
 def _in_snapshot(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
@@ -90,7 +81,7 @@ class PgDatabase:
 
     def __init__(self, writer: Worker, readers: Sequence[Worker]) -> None:
         self._writer = writer
-        self._write_lock = asyncio.Lock()
+        self._commit = GroupCommit(writer.run)
         self._all_readers = tuple(readers)
         self._readers: asyncio.Queue[Worker] = asyncio.Queue()
         for reader in readers:
@@ -104,20 +95,17 @@ class PgDatabase:
         return cls(Worker("store-writer", url), workers)
 
     async def close(self) -> None:
-        async with self._write_lock:
-            await self._writer.close()
+        await self._commit.drain()
+        await self._writer.close()
         for reader in self._all_readers:
             await reader.close()
 
     async def write(self, work: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
-        """Run `work` in one transaction on the writer's connection and return what it
-        returns once committed; if it raises, nothing it did is kept. StoreUnavailable:
-        the database cannot be reached or refused the commit; nothing is kept."""
-        async with self._write_lock:
-            try:
-                return await self._writer.run(lambda conn: _in_transaction(conn, work))
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"the store refused a write: {exc}") from exc
+        """As the SQLite store's `Database.write`: `work` runs in a savepoint of the next
+        transaction (one of its own if `alone`) and its result is returned once
+        committed; if it raises, nothing it did is kept. StoreUnavailable: the database
+        cannot be reached or refused the commit; nothing is kept."""
+        return await self._commit.write(work, alone=alone)
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         reader = await self._readers.get()
