@@ -11,6 +11,7 @@ from api.errors import Problem
 
 ADMIN = "*"
 ME = "@me"
+REALM = "callbackd"
 
 
 class TokenTable:
@@ -33,13 +34,27 @@ class TokenTable:
         return found
 
 
+def challenge(invalid_token: bool) -> str:
+    """The `WWW-Authenticate` value of a 401 (RFC 6750 §3): a request that carried no
+    bearer token gets the bare challenge, one whose token is wrong also the error."""
+    value = f'Bearer realm="{REALM}"'
+    if invalid_token:
+        value += ', error="invalid_token", error_description="the token is not valid"'
+    return value
+
+
 def bearer_client(request: web.Request, tokens: TokenTable) -> str:
     """The client bound to the request's token ('*' for an admin token)."""
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
-    client = tokens.client_of(presented.strip()) if scheme.lower() == "bearer" else None
+    bearer = scheme.lower() == "bearer"
+    client = tokens.client_of(presented.strip()) if bearer else None
     if client is None:
-        raise Problem(401, "a valid 'Authorization: Bearer <token>' header is required")
+        raise Problem(
+            401,
+            "a valid 'Authorization: Bearer <token>' header is required",
+            headers={"WWW-Authenticate": challenge(invalid_token=bearer)},
+        )
     return client
 
 

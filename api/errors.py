@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -25,18 +25,25 @@ class Problem(Exception):
     """An error answer; raise it anywhere in a handler, the middleware renders it."""
 
     def __init__(
-        self, status: int, detail: str, *, errors: Sequence[dict[str, Any]] | None = None
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
         return web.Response(
             status=self.status,
             text=json.dumps(problem_body(self.status, self.detail, self.errors)),
             content_type=PROBLEM_TYPE,
+            headers=self.headers,
         )
 
 

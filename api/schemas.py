@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
 
-from daemon.models import MAX_TASKS_PER_REQUEST, FinishResult, TaskInput, TaskOutput, TaskStatus
+from daemon.models import (
+    MAX_TASKS_PER_REQUEST,
+    FinishResult,
+    TaskInput,
+    TaskOutput,
+    TaskStatus,
+    format_time,
+)
+from daemon.timetext import FORMS, parse_utc_input
 
 
 class TasksCreate(BaseModel):
@@ -63,7 +72,30 @@ class TaskListQuery(Paging):
     ] = None
 
 
-TIME_FILTER = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
+# A query string turns an unescaped '+' into a space: `?since=2026-03-01T09:30+03:00`
+# arrives as "2026-03-01T09:30 03:00". A space before a trailing offset was a '+'.
+_PLUS_AS_SPACE = re.compile(r"(T[0-9:.]+) ([0-9]{2}(?::?[0-9]{2})?)$")
+
+
+def _time_filter(value: Any) -> str:
+    """A filter's time in the form the store compares: UTC `YYYY-MM-DD HH:MM:SS`."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be 'YYYY-MM-DD', {FORMS}")
+    text = _PLUS_AS_SPACE.sub(r"\1+\2", value.strip())
+    return format_time(parse_utc_input(text, bare_date=True))
+
+
+TimeFilter = Annotated[
+    str,
+    BeforeValidator(_time_filter),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "examples": ["2026-03-01", "2026-03-01 09:30", "2026-03-01T09:30:00+03:00"],
+        }
+    ),
+]
+TIME_FILTER_FORMS = f"'YYYY-MM-DD' or {FORMS}"
 
 
 class CallListQuery(Paging):
@@ -72,12 +104,12 @@ class CallListQuery(Paging):
     ] = None
     # [0-9], not \d: the regex engine's \d also takes other scripts' digits.
     since: Annotated[
-        Annotated[str, Field(pattern=TIME_FILTER)] | None,
-        Field(description="Calls started at or after this UTC time, 'YYYY-MM-DD[ HH:MM[:SS]]'."),
+        TimeFilter | None,
+        Field(description=f"Calls started at or after this time: {TIME_FILTER_FORMS}."),
     ] = None
     until: Annotated[
-        Annotated[str, Field(pattern=TIME_FILTER)] | None,
-        Field(description="Calls started before this UTC time, 'YYYY-MM-DD[ HH:MM[:SS]]'."),
+        TimeFilter | None,
+        Field(description=f"Calls started before this time: {TIME_FILTER_FORMS}."),
     ] = None
     state: Annotated[
         Literal["live", "ended"] | None,

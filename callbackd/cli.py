@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
+import structlog
+
 from config import ConfigError, Settings, load_settings
+from config.warnings import config_warnings
 from daemon.logsetup import configure_logging, secrets_of
 
 DEFAULT_CONFIG = "/etc/callbackd/callbackd.toml"
@@ -27,7 +30,8 @@ Callback daemon for Asterisk: call A, then B, and bridge them.
 commands:
   run           run the daemon (API, scheduler, call engine) until SIGTERM;
                 SIGHUP reloads the config
-  check-config  validate the config file and exit (0 = good, 2 = bad, one line why)
+  check-config  validate the config file and exit (0 = good, also with warnings;
+                2 = bad, one line why)
   migrate       create or upgrade the store (the SQLite file, or the PostgreSQL of
                 store.url), then exit (run also does this for SQLite)
   call          print the attempt timeline of a task id or call uuid from the store,
@@ -69,7 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         return cmd
 
     command("run", "Run the daemon until SIGTERM; SIGHUP reloads the config.")
-    command("check-config", "Validate the config file and exit: 0 when it is good.")
+    command(
+        "check-config",
+        "Validate the config file and exit: 0 when it is good (warnings, such as an "
+        "empty AMI secret or no API tokens, are printed but do not fail it), 2 when not.",
+    )
     command("migrate", "Create or upgrade the store to the current schema, then exit.")
     call = command(
         "call",
@@ -196,11 +204,18 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         raise SystemExit(run(settings))
     configure_logging(settings.log, secrets_of(settings))
+    warnings = config_warnings(settings)
     if args.command == "check-config":
-        print(f"{args.config}: ok")
+        # Warnings do not fail the check: the daemon would start with them.
+        for warning in warnings:
+            print(f"{args.config}: warning: {warning}", file=sys.stderr)
+        counted = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})"
+        print(f"{args.config}: ok{counted if warnings else ''}")
     elif args.command == "migrate":
         _migrate(settings)
     elif args.command == "cluster":
         _cluster(settings, args.action, args.host)
     elif args.command == "run":
+        for warning in warnings:
+            structlog.get_logger("callbackd").warning("config warning", problem=warning)
         _run(settings, args.config)

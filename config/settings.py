@@ -65,6 +65,18 @@ RingTimeout = Annotated[int, Field(ge=1, le=600)]
 CallerIdNumber = Annotated[str, Field(pattern=r"^(\+?[0-9*#]{1,32})?$")]
 
 
+MIN_TOKEN_LENGTH = 8
+
+
+def token_problem(token: str, client: str) -> str | None:
+    """Why an API token entry is refused, wherever it comes from; None if it is good."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"every token must be at least {MIN_TOKEN_LENGTH} characters"
+    if not client:
+        return "every token must name a client id or '*'"
+    return None
+
+
 class ApiSettings(_Section):
     listen: str = "127.0.0.1:8080"
     tokens: dict[str, str] = Field(default_factory=dict)
@@ -86,10 +98,9 @@ class ApiSettings(_Section):
     @classmethod
     def _tokens_are_long_enough(cls, value: dict[str, str]) -> dict[str, str]:
         for token, client in value.items():
-            if len(token) < 8:
-                raise ValueError("every token must be at least 8 characters")
-            if not client:
-                raise ValueError("every token must name a client id or '*'")
+            problem = token_problem(token, client)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @property
@@ -307,37 +318,45 @@ class Settings(BaseSettings):
         return self
 
 
-def _read_secret_file(path: Path, key: str) -> str:
+def _read_secret_file(path: Path, source: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"config error: {key}: cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(f"config error: {source}: cannot read {path}: {exc.strerror}") from exc
 
 
-def _load_tokens_file(path: Path, key: str) -> dict[str, str]:
-    """A tokens file holds `token client_id` pairs, one per line; '#' starts a comment."""
+def _load_tokens_file(path: Path, source: str) -> dict[str, str]:
+    """A tokens file holds `token client_id` pairs, one per line; '#' starts a comment.
+    Each token is checked here, so a bad one is blamed on this file and its line, not
+    on the config file the tokens are merged into."""
     tokens: dict[str, str] = {}
-    for lineno, line in enumerate(_read_secret_file(path, key).splitlines(), 1):
+    for lineno, line in enumerate(_read_secret_file(path, source).splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 2:
-            raise ConfigError(f"config error: {key}: {path}:{lineno}: expected 'TOKEN CLIENT_ID'")
+        problem = "expected 'TOKEN CLIENT_ID'" if len(parts) != 2 else token_problem(*parts)
+        if problem is not None:
+            raise ConfigError(f"config error: {source}: {path}:{lineno}: {problem}")
         tokens[parts[0]] = parts[1]
     return tokens
 
 
-def _secret_path(
+def _secret_source(
     sect: dict[str, Any], section: str, file_key: str, credential: str, creds_dir: str | None
-) -> str | None:
-    """Where a secret file is: named in the environment (which wins over the file, as
-    for every key), in the config file, or else a systemd credential of that name."""
+) -> tuple[Path, str] | None:
+    """Where a secret file is, and what named it (for the operator's error line): the
+    environment (which wins over the file, as for every key), the config file, or else
+    a systemd credential of that name."""
+    key = f"{section}.{file_key}"
     variable = _env_name((section, file_key))
-    path = (os.environ[variable] if variable else None) or sect.get(file_key)
-    if path is None and creds_dir and (Path(creds_dir) / credential).is_file():
-        path = str(Path(creds_dir) / credential)
-    return path
+    if variable and os.environ[variable]:
+        return Path(os.environ[variable]), variable
+    if sect.get(file_key) is not None:
+        return Path(sect[file_key]), key
+    if creds_dir and (Path(creds_dir) / credential).is_file():
+        return Path(creds_dir) / credential, f"systemd credential {credential}"
+    return None
 
 
 def _apply_secret_files(raw: dict[str, Any]) -> dict[str, Any]:
@@ -345,16 +364,13 @@ def _apply_secret_files(raw: dict[str, Any]) -> dict[str, Any]:
     creds_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     for cred_name, (section, key) in CREDENTIAL_FILES.items():
         sect = raw.setdefault(section, {})
-        path = _secret_path(sect, section, f"{key}_file", cred_name, creds_dir)
-        if path is not None:
-            sect[key] = _read_secret_file(Path(path), f"{section}.{key}_file")
+        found = _secret_source(sect, section, f"{key}_file", cred_name, creds_dir)
+        if found is not None:
+            sect[key] = _read_secret_file(*found)
     api = raw.setdefault("api", {})
-    tokens_path = _secret_path(api, "api", "tokens_file", TOKENS_CREDENTIAL, creds_dir)
-    if tokens_path is not None:
-        api["tokens"] = {
-            **api.get("tokens", {}),
-            **_load_tokens_file(Path(tokens_path), "api.tokens_file"),
-        }
+    found = _secret_source(api, "api", "tokens_file", TOKENS_CREDENTIAL, creds_dir)
+    if found is not None:
+        api["tokens"] = {**api.get("tokens", {}), **_load_tokens_file(*found)}
     return raw
 
 

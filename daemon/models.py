@@ -32,6 +32,8 @@ from pydantic.networks import UrlConstraints
 from pydantic_core import InitErrorDetails, PydanticCustomError, Url, core_schema
 from typing_extensions import TypedDict
 
+from daemon.timetext import FORMS, parse_utc_input
+
 MAX_TASKS_PER_REQUEST = 10_000
 MAX_PAUSE = 864_000
 
@@ -76,7 +78,6 @@ WAITING_STATUSES = (
 
 # isoformat/fromisoformat are C fast paths; strftime/strptime cost several times more,
 # and these run for every task of a 10,000-task POST.
-_UTC_TEXT_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?")
 
 
 def format_time(moment: datetime) -> str:
@@ -121,23 +122,8 @@ def _start_time(value: Any) -> Any:
     if value is None or isinstance(value, datetime):
         return value
     if not isinstance(value, str):
-        raise ValueError("must be a string 'YYYY-MM-DD HH:MM[:SS]' (UTC) or ISO 8601")
-    text = value.strip()
-    if _UTC_TEXT_RE.fullmatch(text):
-        try:
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        except ValueError:
-            raise ValueError("is not a valid date and time") from None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError("must be 'YYYY-MM-DD HH:MM[:SS]' (UTC) or ISO 8601 with offset") from None
-    if parsed.tzinfo is None:
-        raise ValueError("an ISO 8601 time needs an offset, e.g. +03:00 or Z")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:59-01:00 is past the last datetime in UTC
-        raise ValueError("is out of range once converted to UTC") from None
+        raise ValueError(f"must be a string {FORMS}")
+    return parse_utc_input(value)
 
 
 # The same rules as JSON Schema patterns, so the OpenAPI document states them in a

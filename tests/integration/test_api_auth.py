@@ -139,6 +139,33 @@ async def test_missing_or_wrong_token_is_unauthorized_on_every_client_route(
     assert (await api.ok("GET", queue_path(acme_data["scheduler_id"])))["task_count"] == 1
 
 
+INVALID = (
+    'Bearer realm="callbackd", error="invalid_token", error_description="the token is not valid"'
+)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "challenge"),
+    [
+        (None, 'Bearer realm="callbackd"'),
+        ("Basic YWNtZTphY21lLXNlY3JldC10b2tlbg==", 'Bearer realm="callbackd"'),
+        ("acme-secret-token", 'Bearer realm="callbackd"'),
+        ("Bearer wrong-token-123", INVALID),
+        ("bearer acme-secret-toke", INVALID),
+        ("Bearer ", INVALID),
+    ],
+)
+async def test_a_401_says_how_to_authenticate_in_www_authenticate(
+    api: Api, authorization: str | None, challenge: str
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await api.request(
+        "GET", "/client/acme/task_scheduler/", client=None, headers=headers
+    )
+    await assert_problem(response, 401)
+    assert response.headers.getall("WWW-Authenticate") == [challenge]
+
+
 async def test_bearer_scheme_is_case_insensitive(api: Api) -> None:
     response = await api.request(
         "GET",

@@ -108,6 +108,35 @@ async def test_call_list_filters_by_task_and_time_and_pages(
         await assert_problem(bad, 422)
 
 
+async def test_call_list_time_filters_take_iso_8601_with_an_offset_or_z(
+    api: Api, queue: dict[str, Any]
+) -> None:
+    [made] = await api.add_tasks(queue["id"], [task()])
+    await insert_call(api, made, "c-iso", EVENTS)
+    await execute(
+        api.services.db,
+        "UPDATE attempts SET start_time = '2024-03-02 09:00:00' WHERE call_uuid = 'c-iso'",
+    )
+
+    async def listed(query: str) -> list[str]:
+        # Written into the URL as a user would type it: the '+' unescaped.
+        response = await api.request("GET", "/client/acme/call_history/?" + query)
+        assert response.status == 200, await response.text()
+        return [c["call_uuid"] for c in await response.json()]
+
+    assert await listed("since=2024-03-02T09:00:00Z") == ["c-iso"]
+    assert await listed("since=2024-03-02T12:00:00%2B03:00") == ["c-iso"]
+    assert await listed("since=2024-03-02T12:00:01+03:00") == []
+    assert await listed("until=2024-03-02T04:00:01-05:00") == ["c-iso"]
+    assert await listed("since=2024-03-02 09:00&until=2024-03-02T09:00:01Z") == ["c-iso"]
+
+    bad = await api.request("GET", "/client/acme/call_history/?since=2024-03-02T09:00:00")
+    problem = await assert_problem(bad, 422)
+    [issue] = problem["errors"]
+    assert issue["field"] == "since"
+    assert "offset" in issue["message"]
+
+
 async def test_unknown_call_is_not_found(api: Api) -> None:
     for call_uuid in ("nope", "x" * 65):
         response = await api.request("GET", f"/client/acme/call_history/{call_uuid}")

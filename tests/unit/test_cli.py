@@ -15,7 +15,8 @@ import pytest
 from pydantic import BaseModel
 
 from callbackd.cli import _parser, main
-from config import ExtensionProfile, Settings
+from config import ExtensionProfile, Settings, load_settings
+from config.warnings import config_warnings
 from daemon.logsetup import reset_logging
 from daemon.store.db import Database
 from tests.stored_events import INSERT_EVENT_BATCH, event_batch
@@ -137,7 +138,7 @@ def test_config_flag_defaults_from_callbackd_config(
     config = write_config(tmp_path, tmp_path / "x.db")
     monkeypatch.setenv("CALLBACKD_CONFIG", str(config))
     code, out, _ = run(capsys, "check-config")
-    assert (code, out.strip()) == (0, f"{config}: ok")
+    assert (code, out.strip()) == (0, f"{config}: ok (2 warnings)")
 
 
 def test_check_config_names_the_bad_key_in_one_line(
@@ -250,11 +251,53 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "callbackd.example.to
 
 
 def test_the_example_config_passes_check_config(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials(tmp_path)))
     code, out, err = run(capsys, "check-config", "--config", str(EXAMPLE))
     assert (code, out.strip(), err) == (0, f"{EXAMPLE}: ok", "")
+
+
+def credentials(tmp_path: Path) -> Path:
+    """A systemd credentials directory with the AMI secret and one API token."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "ami_secret").write_text("ami-secret-from-credential")
+    (creds / "api_tokens").write_text("panel-token-0123 acme\n")
+    return creds
+
+
+def test_check_config_warns_of_an_empty_ami_secret_and_no_tokens_but_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = write_config(tmp_path, tmp_path / "x.db")
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert (code, out) == (0, f"{config}: ok (2 warnings)\n")
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{config}: warning: ami.secret is empty")
+    assert lines[1].startswith(f"{config}: warning: no API tokens")
+
+
+@pytest.mark.parametrize(
+    ("extra", "warned"),
+    [
+        ("", ["ami.secret is empty", "no API tokens"]),
+        ('[ami]\nsecret = "s3cret-x"\n', ["no API tokens"]),
+        ('[api.tokens]\n"panel-token-0123" = "acme"\n', ["ami.secret is empty"]),
+        ('[ami]\nsecret = "s3cret-x"\n[api.tokens]\n"panel-token-0123" = "acme"\n', []),
+    ],
+)
+def test_config_warnings_name_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, warned: list[str]
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    settings = load_settings(write_config(tmp_path, tmp_path / "x.db", extra))
+    found = config_warnings(settings)
+    assert len(found) == len(warned)
+    for line, start in zip(found, warned, strict=True):
+        assert line.startswith(start)
 
 
 def test_the_example_config_shows_every_key_of_the_settings() -> None:

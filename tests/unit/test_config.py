@@ -256,6 +256,43 @@ def test_systemd_credentials_directory_supplies_secrets_and_tokens(
     assert settings.api.tokens["cred-token-123"] == "gamma"
 
 
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("short gamma", "every token must be at least 8 characters"),
+        ("cred-token-123", "expected 'TOKEN CLIENT_ID'"),
+    ],
+)
+def test_a_bad_token_in_the_credential_is_blamed_on_the_credential_not_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, problem: str
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "api_tokens").write_text(f"good-token-123 beta\n{line}\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    config = _write(tmp_path, GOOD)
+
+    message = _error(config)
+
+    assert message == (
+        f"config error: systemd credential api_tokens: {creds / 'api_tokens'}:2: {problem}"
+    )
+    assert str(config) not in message
+
+
+def test_a_bad_token_in_a_tokens_file_named_by_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = tmp_path / "env.tokens"
+    tokens.write_text("tiny beta\n")
+    monkeypatch.setenv("CALLBACKD_API__TOKENS_FILE", str(tokens))
+
+    message = _error(_write(tmp_path, GOOD))
+
+    assert message.startswith(f"config error: CALLBACKD_API__TOKENS_FILE: {tokens}:1: ")
+    assert "tiny" not in message
+
+
 def test_secret_file_named_in_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
