@@ -358,15 +358,21 @@ async def _probe(client: AmiClient) -> list[AmiEvent]:
     events: list[AmiEvent] = []
     try:
         async with asyncio.timeout(PROBE_WAIT):
-            while True:
+            while not _probe_over(events):
                 event = await client.events.get()
                 if isinstance(event, ConnectionChange) or not _of_probe(event, probe_id):
                     continue
                 events.append(event)
-                if name(event) == "OriginateResponse":
-                    return events
     except TimeoutError:
-        return events
+        pass
+    return events
+
+
+def _probe_over(events: list[AmiEvent]) -> bool:
+    """The Originate answered and every channel of the probe hung up: Asterisk sends
+    the OriginateResponse and the last Hangup in either order."""
+    names = [name(event) for event in events]
+    return "OriginateResponse" in names and names.count("Hangup") >= names.count("Newchannel")
 
 
 def _of_probe(event: AmiEvent, probe_id: str) -> bool:
