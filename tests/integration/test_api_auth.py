@@ -35,7 +35,15 @@ async def acme_data(api: Api) -> dict[str, Any]:
     queue = await api.new_queue()
     [made] = await api.add_tasks(queue["id"], [task()])
     await insert_call(api, made, CALL_UUID, [{"Event": "Hangup", "Cause": "16"}])
-    return {"scheduler_id": queue["id"], "task_id": made["id"], "call_uuid": CALL_UUID}
+    interval = await api.ok(
+        "POST", "/client/acme/interval/", 201, json={"name": "days", "timezone": "UTC"}
+    )
+    return {
+        "scheduler_id": queue["id"],
+        "task_id": made["id"],
+        "call_uuid": CALL_UUID,
+        "interval_id": interval["id"],
+    }
 
 
 async def test_another_clients_ids_are_not_found_with_every_verb(
