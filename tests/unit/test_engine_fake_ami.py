@@ -123,6 +123,9 @@ CALLS = [
         Result.SUCCESS,
         {"callback_params": {"extended_a_numbers": ["1105"]}},
     ),
+    # Over the SIP trunk: a 603 Decline from A, then one from B (cause 21).
+    Call("sip_a_declined.ami", "6030001", "2100001", Result.A_REJECTED),
+    Call("sip_b_declined.ami", "2000001", "6030001", Result.B_REJECTED),
 ]
 
 
