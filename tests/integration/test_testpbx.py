@@ -1,12 +1,15 @@
-"""The test PBX is up and carries the dialplan callbackd needs."""
+"""The test PBX is up and carries the dialplan callbackd needs, and its SIP far end."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.pbx import TestPbx, ami_action, pbx_ports
+from tests.pbx import FAREND_SCRIPT, SipFarEnd, TestPbx, ami_action, pbx_ports
 
 pytestmark = pytest.mark.pbx
 
@@ -43,3 +46,23 @@ async def test_the_pjsip_trunk_dials_the_far_end_on_the_ports_of_this_pbx(
 
     assert f"sip:farend@127.0.0.1:{ports['FAREND_PORT']}" in endpoint
     assert f"127.0.0.1:{ports['SIP_PORT']}" in transports
+
+
+def test_a_far_end_whose_port_is_taken_says_so_and_does_not_start(
+    sip_farend: SipFarEnd, tmp_path: Path
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        env = os.environ | {
+            "CALLBACKD_TESTPBX_DIR": str(tmp_path),
+            "CALLBACKD_TESTPBX_FAREND_PORT": str(port),
+        }
+
+        done = subprocess.run(
+            [str(FAREND_SCRIPT), "start"], env=env, capture_output=True, text=True, check=False
+        )
+
+    assert done.returncode == 1
+    assert f"UDP 127.0.0.1:{port} is in use" in done.stderr
+    assert not (tmp_path / "farend" / "sipp.pid").exists()
