@@ -85,6 +85,12 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "seconds")
 
 
+def format_event_time(moment: datetime) -> str:
+    """UTC text `YYYY-MM-DD HH:MM:SS.mmm`: when an AMI event was received. Milliseconds,
+    because a call's events come many to the second."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "milliseconds")
+
+
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
@@ -794,6 +800,14 @@ class CallRecord(AttemptSummary):
         Field(
             description="With ?events=1: the AMI events of the call in arrival order, "
             "each as its header names and values; null without it."
+        ),
+    ] = None
+    events_received_at: Annotated[
+        list[str] | None,
+        Field(
+            description="With ?events=1: when callbackd received each of `events`, in "
+            "the same order, UTC 'YYYY-MM-DD HH:MM:SS.mmm' (whole seconds for events "
+            "stored before callbackd kept milliseconds); null without it."
         ),
     ] = None
 

@@ -14,7 +14,7 @@ from daemon.calls.active import ActiveCall, Calls
 from daemon.calls.ending import CallEnder
 from daemon.calls.listener import AttemptListener
 from daemon.calls.writes import CallWrites
-from daemon.models import format_time
+from daemon.models import format_event_time
 from daemon.store.attempts import Answer, AttemptRepository, StoredEvent
 
 
@@ -55,7 +55,7 @@ class EventRouter:
     def _text(self, at: datetime) -> str:
         # The events of one read share their arrival time: format it once.
         if at is not self._last_time:
-            self._last_time, self._last_text = at, format_time(at)
+            self._last_time, self._last_text = at, format_event_time(at)
         return self._last_text
 
     def on_milestone(self, call: ActiveCall, milestone: Milestone, at: datetime) -> None:

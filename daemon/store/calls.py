@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ami.events import parse_headers
 from daemon.models import CallPlan, CallRecord, parse_time
 from daemon.store.db import Database
 from daemon.store.queries import q
+
+TimedEvent = tuple[str, dict[str, str]]  # (received_at, headers)
 
 
 def event_headers(stored: str) -> dict[str, str]:
@@ -23,13 +26,21 @@ def event_headers(stored: str) -> dict[str, str]:
     raise ValueError(f"a stored event is a JSON {type(value).__name__}")
 
 
+async def timed_events(db: Database, call_uuid: str) -> list[TimedEvent]:
+    """The call's events in arrival order, each with the time it was received."""
+    rows = await db.fetch_all(q("select_call_events"), {"call_uuid": call_uuid})
+    return [(row["received_at"], event_headers(row["event"])) for row in rows]
+
+
 def _seconds_between(start: str | None, end: str | None) -> int | None:
     if start is None or end is None:
         return None
     return int((parse_time(end) - parse_time(start)).total_seconds())
 
 
-def call_from_row(row: sqlite3.Row, events: list[dict[str, str]] | None = None) -> CallRecord:
+def call_from_row(row: sqlite3.Row, events: Sequence[TimedEvent] | None = None) -> CallRecord:
+    """The call record of an attempt row; `events` (with their receive times) only when
+    asked for, as two lists: `events` keeps the header form clients read."""
     plan = CallPlan.model_validate_json(row["plan"])
     return CallRecord(
         call_uuid=row["call_uuid"],
@@ -57,7 +68,8 @@ def call_from_row(row: sqlite3.Row, events: list[dict[str, str]] | None = None) 
         b_hangup_cause=row["b_hangup_cause"],
         result=row["result"],
         result_comment=row["result_comment"],
-        events=events,
+        events=None if events is None else [headers for _, headers in events],
+        events_received_at=None if events is None else [at for at, _ in events],
     )
 
 
@@ -83,9 +95,8 @@ class CallRepository:
         events = await self.events(call_uuid) if with_events else None
         return call_from_row(row, events)
 
-    async def events(self, call_uuid: str) -> list[dict[str, str]]:
-        rows = await self._db.fetch_all(q("select_call_events"), {"call_uuid": call_uuid})
-        return [event_headers(row["event"]) for row in rows]
+    async def events(self, call_uuid: str) -> list[TimedEvent]:
+        return await timed_events(self._db, call_uuid)
 
     async def of_task(self, task_id: int) -> list[CallRecord]:
         rows = await self._db.fetch_all(q("select_attempts_of_task"), {"task_id": task_id})

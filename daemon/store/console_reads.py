@@ -10,10 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ami.events import AmiEvent
-from daemon.store.calls import event_headers
+from daemon.store.calls import TimedEvent, timed_events
 from daemon.store.db import Database
-from daemon.store.queries import q
 
 _DELIVERIES = """SELECT id, event, url, created, next_try, tries, delivered_at, given_up,
                         last_error
@@ -74,10 +72,9 @@ class ConsoleReads:
     async def deliveries(self, task_id: int) -> list[Delivery]:
         return [_delivery(row) for row in await self._db.fetch_all(_DELIVERIES, (task_id,))]
 
-    async def timed_events(self, call_uuid: str) -> list[tuple[str, AmiEvent]]:
+    async def timed_events(self, call_uuid: str) -> list[TimedEvent]:
         """The call's events in arrival order, each with the time it was received."""
-        rows = await self._db.fetch_all(q("select_call_events"), {"call_uuid": call_uuid})
-        return [(row["received_at"], event_headers(row["event"])) for row in rows]
+        return await timed_events(self._db, call_uuid)
 
     async def running(self, scheduler_id: int, extension_id: int | None) -> tuple[int, int, int]:
         """Calls in progress now: in the queue, on the whole PBX, and on the extension

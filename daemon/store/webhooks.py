@@ -61,7 +61,9 @@ def _outbox_row(
     task = task_from_row(task_row)
     attempt = None
     if attempt_row is not None:
-        attempt = call_from_row(attempt_row).model_dump(mode="json", exclude={"events"})
+        attempt = call_from_row(attempt_row).model_dump(
+            mode="json", exclude={"events", "events_received_at"}
+        )
     body = json.dumps(
         {"event": str(event), "task": task.model_dump(mode="json"), "attempt": attempt},
         separators=(",", ":"),

@@ -149,8 +149,11 @@ async def insert_call(
     call_uuid: str,
     events: list[dict[str, str]],
     attempt_no: int = 1,
+    received: list[str] | None = None,
 ) -> None:
-    """Write an ended attempt and its AMI events as the call engine would."""
+    """Write an ended attempt and its AMI events as the call engine would, received at
+    the times `received` (default: all at the attempt's start)."""
+    times = received or ["2024-03-01 10:00:00"] * len(events)
     plan = {
         "a_numbers": [task_row["a_number"]],
         "b_number": task_row["b_number"],
@@ -179,7 +182,7 @@ async def insert_call(
         )
         tx.execute(
             INSERT_EVENT_BATCH,
-            event_batch(call_uuid, len(events), [("2024-03-01 10:00:00", ev) for ev in events]),
+            event_batch(call_uuid, len(events), list(zip(times, events, strict=True))),
         )
         tx.execute("UPDATE tasks SET cdr = ? WHERE id = ?", (call_uuid, task_row["id"]))
 

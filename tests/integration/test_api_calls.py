@@ -62,8 +62,28 @@ async def test_events_come_in_arrival_order_on_request(api: Api, queue: dict[str
         assert call["events"] == EVENTS
     without = await api.ok("GET", "/client/acme/call_history/call-2", params={"events": "0"})
     assert without["events"] is None
+    assert without["events_received_at"] is None
     bad = await api.request("GET", "/client/acme/call_history/call-2", params={"events": "yes"})
     await assert_problem(bad, 422)
+
+
+async def test_each_event_comes_with_the_time_it_was_received(
+    api: Api, queue: dict[str, Any]
+) -> None:
+    [made] = await api.add_tasks(queue["id"], [task()])
+    # The first as stored before milliseconds were kept.
+    received = [
+        "2024-03-01 10:00:00",
+        "2024-03-01 10:00:07.125",
+        "2024-03-01 10:00:12.004",
+        "2024-03-01 10:01:12.990",
+    ]
+    await insert_call(api, made, "call-t", EVENTS, received=received)
+
+    call = await api.ok("GET", "/client/acme/call_history/call-t", params={"events": "1"})
+
+    assert call["events"] == EVENTS  # the header form clients read is unchanged
+    assert call["events_received_at"] == received
 
 
 async def test_task_attempts_and_cdr_show_its_calls(api: Api, queue: dict[str, Any]) -> None:

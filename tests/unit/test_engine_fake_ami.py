@@ -22,7 +22,7 @@ from ami.events import AmiEvent, header, name
 from ami.fake import FakeAmiServer
 from ami.outcome import Result
 from ami.protocol import MAX_FRAME_BYTES, FrameDecoder, split_blocks
-from daemon.models import TaskStatus
+from daemon.models import CallRecord, TaskStatus
 from daemon.store.attempts import AttemptRepository
 from daemon.store.calls import CallRepository
 from daemon.store.db import StoreUnavailable
@@ -33,6 +33,7 @@ from tests.stored_events import COUNT_STORED_EVENTS
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 SECRET = "fake-ami-secret"
 END_WITHIN = 10.0
+RECEIVED_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}")
 
 
 @dataclass
@@ -194,6 +195,14 @@ async def test_garbage_and_oversized_frames_between_a_calls_events_change_nothin
     assert world.fake.logins == 1  # nothing of it broke the link
 
 
+def assert_received_in_order_to_the_millisecond(record: CallRecord) -> None:
+    """Each stored event has the time it was received, with milliseconds."""
+    assert record.events is not None and record.events_received_at is not None
+    assert len(record.events_received_at) == len(record.events)
+    assert all(RECEIVED_MS.fullmatch(at) for at in record.events_received_at)
+    assert record.events_received_at == sorted(record.events_received_at)
+
+
 @pytest.mark.parametrize(("seed", "chunk"), [(1, None), (2, 97), (3, 1021)])
 async def test_interleaved_calls_and_strangers_each_get_only_their_own_events(
     world: World, seed: int, chunk: int | None
@@ -215,6 +224,7 @@ async def test_interleaved_calls_and_strangers_each_get_only_their_own_events(
         record = await world.harness.record(call_uuid)
         assert record.result == str(call.result)
         assert record.events == stored_of(call_uuid, frames), call.file
+        assert_received_in_order_to_the_millisecond(record)
     assert await stored_event_count(world) == sum(
         len(stored_of(call_uuid, frames))
         for (_, _, call_uuid), frames in zip(placed, ours, strict=True)
