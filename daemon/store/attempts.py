@@ -278,11 +278,10 @@ class _Ending:
         )
         if cursor.rowcount != 1:
             return Ended(closed=False, step=None)
-        applied = transition(conn, self.task_id, AttemptEnded(outcome, self.ended), self.ended)
-        if applied is None:
+        change = transition(conn, self.task_id, AttemptEnded(outcome, self.ended), self.ended)
+        if change is None:
             # A task finished meanwhile (cancelled) already has its `after` webhook.
             return Ended(closed=True, step=None)
-        change, _ = applied
         if change.status is TaskStatus.FINISHED:
             when = _opt_time(outcome.end_time) or format_time(self.ended)
             enqueue_webhook_now(conn, WebhookEvent.AFTER, self.task_id, self.call_uuid, when)

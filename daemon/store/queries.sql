@@ -108,6 +108,15 @@ FROM (SELECT key, value,
 -- name: select_task
 SELECT * FROM tasks WHERE id = :id AND scheduler_id = :scheduler_id;
 
+-- name: select_task_state
+-- What the lifecycle needs of a task, its params aside (daemon/store/tasks.py read_state).
+SELECT status, attempts_made, caller_attempts, invalid_numbers, next_attempt
+FROM tasks WHERE id = :id;
+
+-- name: select_task_state_and_params
+SELECT status, attempts_made, caller_attempts, invalid_numbers, next_attempt, params
+FROM tasks WHERE id = :id;
+
 -- name: select_task_by_id
 SELECT * FROM tasks WHERE id = :id;
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic_core import to_json
 
 from daemon.lifecycle import (
+    AttemptEnded,
     Cancelled,
     Change,
     Edited,
@@ -296,39 +297,62 @@ def _page(
     return rows, total
 
 
-def task_state(row: sqlite3.Row) -> TaskState:
-    """What the lifecycle needs of a stored task."""
-    params = _INPUT_DEFAULTS | json.loads(row["params"])
-    extended = params.get("callback_params", {}).get("extended_a_numbers", ())
+_RULE_DEFAULTS = RetryRules(
+    try_count=_INPUT_DEFAULTS["try_count"],
+    try_again_pause=_INPUT_DEFAULTS["try_again_pause"],
+    try_count_caller=_INPUT_DEFAULTS["try_count_caller"],
+    try_again_pause_caller=_INPUT_DEFAULTS["try_again_pause_caller"],
+)
+
+
+def task_state(row: sqlite3.Row, *, with_rules: bool = True) -> TaskState:
+    """What the lifecycle needs of a stored task; its retry rules and A numbers only
+    `with_rules` (an ended attempt needs them, nothing else does)."""
+    invalid = row["invalid_numbers"]
+    rules, a_numbers = _RULE_DEFAULTS, ()
+    if with_rules:
+        # Stored params hold only the fields the client gave: the rest are defaults.
+        params = json.loads(row["params"])
+        get = params.get
+        rules = RetryRules(
+            try_count=get("try_count", _RULE_DEFAULTS.try_count),
+            try_again_pause=get("try_again_pause", _RULE_DEFAULTS.try_again_pause),
+            try_count_caller=get("try_count_caller", _RULE_DEFAULTS.try_count_caller),
+            try_again_pause_caller=get(
+                "try_again_pause_caller", _RULE_DEFAULTS.try_again_pause_caller
+            ),
+        )
+        extended = get("callback_params", {}).get("extended_a_numbers", ())
+        a_numbers = (params["a_number"], *extended)
     return TaskState(
         status=TaskStatus(row["status"]),
         attempts_made=row["attempts_made"],
         caller_attempts=row["caller_attempts"],
-        invalid_numbers=tuple(json.loads(row["invalid_numbers"])),
+        invalid_numbers=() if invalid == "[]" else tuple(json.loads(invalid)),
         next_attempt=row["next_attempt"],
-        rules=RetryRules(
-            try_count=params["try_count"],
-            try_again_pause=params["try_again_pause"],
-            try_count_caller=params["try_count_caller"],
-            try_again_pause_caller=params["try_again_pause_caller"],
-        ),
-        a_numbers=(params["a_number"], *extended),
+        rules=rules,
+        a_numbers=a_numbers,
     )
 
 
-def read_state(conn: sqlite3.Connection, task_id: int) -> TaskState | None:
-    row = conn.execute(q("select_task_by_id"), {"id": task_id}).fetchone()
-    return None if row is None else task_state(row)
+def read_state(
+    conn: sqlite3.Connection, task_id: int, *, with_rules: bool = False
+) -> TaskState | None:
+    # Without the rules, the params are not read: a claim costs one narrow row.
+    query = q("select_task_state_and_params") if with_rules else q("select_task_state")
+    row = conn.execute(query, {"id": task_id}).fetchone()
+    return None if row is None else task_state(row, with_rules=with_rules)
 
 
 @cache
-def _change_sql(columns: tuple[str, ...]) -> str:
+def _change_sql(columns: tuple[str, ...], returning: bool) -> str:
     # Guarded by the state the change was decided from: a task that moved on meanwhile
     # is left alone.
     assignments = ", ".join(f"{name} = :{name}" for name in columns)
     return (
         f"UPDATE tasks SET {assignments} WHERE id = :id"  # noqa: S608 - names from lifecycle
-        " AND status = :from_status AND attempts_made = :from_attempts RETURNING *"
+        " AND status = :from_status AND attempts_made = :from_attempts"
+        + (" RETURNING *" if returning else "")
     )
 
 
@@ -338,34 +362,40 @@ def apply(
     state: TaskState,
     event: Event,
     now: datetime,
+    *,
+    returning: bool = False,
     **more: object,
-) -> tuple[Change, sqlite3.Row] | None:
+) -> tuple[Change, sqlite3.Row | None] | None:
     """Write what `event` changes of the task in `state` (read in this transaction),
-    with `more` columns the change carries (a PUT's new params); returns the change and
-    the task as written, or None if the event does not apply (or the task is gone).
-    Every change of a task's status goes through here."""
+    with `more` columns the change carries (a PUT's new params); returns the change and,
+    if `returning`, the task as written; None if the event does not apply (or the task
+    is gone). Every change of a task's status goes through here."""
     change = next_state(state, event, now)
     if change is None:
         return None
     values = change.values() | more
-    row = conn.execute(
-        _change_sql(tuple(values)),
+    cursor = conn.execute(
+        _change_sql(tuple(values), returning),
         {
             **values,
             "id": task_id,
             "from_status": str(state.status),
             "from_attempts": state.attempts_made,
         },
-    ).fetchone()
-    return None if row is None else (change, row)
+    )
+    if returning:
+        row = cursor.fetchone()
+        return None if row is None else (change, row)
+    return (change, None) if cursor.rowcount == 1 else None
 
 
 def transition(
-    conn: sqlite3.Connection, task_id: int, event: Event, now: datetime, **more: object
-) -> tuple[Change, sqlite3.Row] | None:
-    """`apply` to the task as it is stored now."""
-    state = read_state(conn, task_id)
-    return None if state is None else apply(conn, task_id, state, event, now, **more)
+    conn: sqlite3.Connection, task_id: int, event: Event, now: datetime
+) -> Change | None:
+    """`apply` to the task as it is stored now; the change written, or None."""
+    state = read_state(conn, task_id, with_rules=isinstance(event, AttemptEnded))
+    applied = None if state is None else apply(conn, task_id, state, event, now)
+    return None if applied is None else applied[0]
 
 
 def hold_where(
@@ -396,10 +426,10 @@ def _cancel(scheduler_id: int, task_id: int, now: datetime, conn: sqlite3.Connec
     row = conn.execute(q("select_task"), {"id": task_id, "scheduler_id": scheduler_id}).fetchone()
     if row is None:
         return Changed(ChangeOutcome.NOT_FOUND)
-    applied = apply(conn, task_id, task_state(row), Cancelled(), now)
-    if applied is None:
+    applied = apply(conn, task_id, task_state(row), Cancelled(), now, returning=True)
+    if applied is None or applied[1] is None:
         return Changed(ChangeOutcome.WRONG_STATE, task_from_row(row))
-    _, written = applied
+    written = applied[1]
     enqueue_webhook_now(conn, WebhookEvent.AFTER, task_id, written["cdr"] or None, format_time(now))
     return Changed(ChangeOutcome.CHANGED, task_from_row(written))
 
@@ -416,11 +446,12 @@ def _update(
         task_state(row),
         Edited(task.start_time_utc),
         now,
+        returning=True,
         name=task.name,
         params=task.stored_params(),
         start_time=format_time(task.start_time_utc) if task.start_time_utc else None,
     )
-    if applied is None:
+    if applied is None or applied[1] is None:
         return Changed(ChangeOutcome.WRONG_STATE, task_from_row(row))
     return Changed(ChangeOutcome.CHANGED, task_from_row(applied[1]))
 
