@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from ami.client import AmiClient, AmiError, ConnectionSettings
+from ami.dialplan import dialplan_problem, missing_contexts
 from ami.events import AmiEvent, ConnectionChange, header, name
 from ami.originate import A_CONTEXT, B_CONTEXT, REQUIRED_CONTEXTS
 from callbackd.compose import connection_settings as daemon_connection
@@ -36,7 +37,6 @@ from daemon.store.queries import migrations
 from daemon.store.schema import refusal
 
 MANAGER_SNIPPET = "config/asterisk/manager_callbackd.conf"
-DIALPLAN_SNIPPET = "config/asterisk/extensions_callbackd.conf"
 RELOAD_MANAGER = f"(see {MANAGER_SNIPPET}), then 'manager reload' on the PBX"
 # The actions callbackd sends, and the write class each needs.
 ACTIONS = {
@@ -163,15 +163,10 @@ def rights_check(facts: AmiFacts) -> Check:
 
 
 def dialplan_check(facts: AmiFacts) -> Check:
-    missing = facts.missing_contexts or ()
-    if not missing:
+    problem = dialplan_problem(facts.missing_contexts or ())
+    if problem is None:
         return Check("dialplan", True, f"contexts {', '.join(REQUIRED_CONTEXTS)} loaded")
-    return Check(
-        "dialplan",
-        False,
-        f"context(s) {', '.join(missing)} not loaded: include {DIALPLAN_SNIPPET} in "
-        "extensions.conf and run 'dialplan reload'",
-    )
+    return Check("dialplan", False, problem)
 
 
 def event_checks(facts: AmiFacts, allowed: frozenset[str]) -> list[Check]:
@@ -313,9 +308,12 @@ async def gather_ami(connection: ConnectionSettings) -> AmiFacts:
     try:
         if not await client.wait_logged_in(LOGIN_WAIT):
             return AmiFacts(logged_in=False, error=client.last_error)
-        frames = await client.action({"Action": "ListCommands"})
+        try:
+            frames = await client.action({"Action": "ListCommands"})
+            missing = tuple(await missing_contexts(client))
+        except AmiError as exc:  # the link went down between login and the checks
+            return AmiFacts(logged_in=False, error=f"the AMI link was lost ({exc})")
         commands = frozenset(frames[0]) - {"Response", "ActionID"}
-        missing = tuple([c for c in REQUIRED_CONTEXTS if not await _has_context(client, c)])
         facts = AmiFacts(logged_in=True, commands=commands, missing_contexts=missing)
         if "Originate" not in commands or missing:
             return facts
@@ -330,14 +328,6 @@ async def gather_ami(connection: ConnectionSettings) -> AmiFacts:
 
 def _with(facts: AmiFacts, **changes: Any) -> AmiFacts:
     return AmiFacts(**{**facts.__dict__, **changes})
-
-
-async def _has_context(client: AmiClient, context: str) -> bool:
-    try:
-        await client.action({"Action": "ShowDialPlan", "Context": context})
-    except AmiError:
-        return False
-    return True
 
 
 async def _probe(client: AmiClient) -> list[AmiEvent]:
@@ -360,19 +350,20 @@ async def _probe(client: AmiClient) -> list[AmiEvent]:
         async with asyncio.timeout(PROBE_WAIT):
             while not _probe_over(events):
                 event = await client.events.get()
-                if isinstance(event, ConnectionChange) or not _of_probe(event, probe_id):
-                    continue
-                events.append(event)
+                if not isinstance(event, ConnectionChange) and _of_probe(event, probe_id):
+                    events.append(event)
     except TimeoutError:
-        pass
+        pass  # what arrived is what the checks judge
     return events
 
 
 def _probe_over(events: list[AmiEvent]) -> bool:
-    """The Originate answered and every channel of the probe hung up: Asterisk sends
-    the OriginateResponse and the last Hangup in either order."""
-    names = [name(event) for event in events]
-    return "OriginateResponse" in names and names.count("Hangup") >= names.count("Newchannel")
+    """The probe's Originate is answered and every channel it made has hung up: the
+    OriginateResponse may come before the last DialEnd and Hangup, or after them."""
+    made = {header(e, "Uniqueid") for e in events if name(e) == "Newchannel"}
+    gone = {header(e, "Uniqueid") for e in events if name(e) == "Hangup"}
+    answered = any(name(e) == "OriginateResponse" for e in events)
+    return answered and bool(made) and made <= gone
 
 
 def _of_probe(event: AmiEvent, probe_id: str) -> bool:

@@ -15,8 +15,8 @@ from enum import StrEnum
 
 import structlog
 
-from ami.client import AmiActionError, AmiClient
-from ami.originate import REQUIRED_CONTEXTS
+from ami.client import AmiClient
+from ami.dialplan import dialplan_problem, missing_contexts
 from daemon import notify
 
 log = structlog.get_logger("callbackd.engine")
@@ -146,18 +146,7 @@ class OriginateGate:
     async def check_dialplan(self, ami: AmiClient) -> None:
         """Look for callbackd's dialplan contexts; a hold for a missing dialplan ends
         as soon as they are found (no need to wait out the pause)."""
-        missing = []
-        for context in REQUIRED_CONTEXTS:
-            try:
-                await ami.action({"Action": "ShowDialPlan", "Context": context})
-            except AmiActionError:
-                missing.append(context)
-        error = None
-        if missing:
-            error = (
-                f"dialplan context(s) {', '.join(missing)} not loaded on the PBX: include "
-                "config/asterisk/extensions_callbackd.conf and run 'dialplan reload'"
-            )
+        error = dialplan_problem(await missing_contexts(ami))
         if error is not None and error != self.dialplan_error:
             log.error("dialplan check failed", error=error)  # once, not at every recheck
             notify.status(f"not ready: {error}")

@@ -13,6 +13,7 @@ from callbackd.doctor import (
     PROBE_EVENTS,
     AmiFacts,
     StoreFacts,
+    _probe_over,
     ami_checks,
     event_checks,
     filtered_events,
@@ -184,3 +185,32 @@ def test_every_check_is_one_line_starting_with_its_verdict() -> None:
 
     assert [line.split()[0] for line in lines] == ["ok", "ok", "ok", "skip", "skip"]
     assert all("\n" not in line for line in lines)
+
+
+def _channel_event(event: str, uniqueid: str) -> AmiEvent:
+    return {"Event": event, "Uniqueid": uniqueid, "Linkedid": "doctor-1"}
+
+
+@pytest.mark.parametrize(
+    ("names", "over"),
+    [
+        # The OriginateResponse may come before the last channel's hang-up: not over yet.
+        ([("Newchannel", "p"), ("Newchannel", "p;2"), ("OriginateResponse", "p")], False),
+        (
+            [
+                ("Newchannel", "p"),
+                ("Newchannel", "p;2"),
+                ("Hangup", "p;2"),
+                ("OriginateResponse", "p"),
+                ("Hangup", "p"),
+            ],
+            True,
+        ),
+        ([("Newchannel", "p"), ("Hangup", "p")], False),  # not answered yet
+        ([("OriginateResponse", "p")], False),  # no channel seen (yet)
+    ],
+)
+def test_the_probe_is_over_once_answered_and_every_channel_is_gone(
+    names: list[tuple[str, str]], over: bool
+) -> None:
+    assert _probe_over([_channel_event(e, u) for e, u in names]) is over
