@@ -160,6 +160,15 @@ async def test_the_console_shows_queues_calls_and_reasons_only_to_their_client(
         assert "waits for its start time, 2099-01-01 08:00:00 UTC" in await tab.page.inner_text(
             "#why"
         )
+        # A task that has not started can be changed from its page.
+        await tab.page.get_by_role("button", name="Edit task").click()
+        await tab.page.get_by_label("Attempts in total").fill("3")
+        await tab.page.get_by_label("Start time (UTC, YYYY-MM-DD HH:MM)").fill("2098-06-01 09:30")
+        await tab.page.get_by_role("button", name="Save").click()
+        await tab.page.wait_for_selector("#notice:text('changed')")
+        await tab.page.wait_for_selector("#why:text('2098-06-01 09:30:00 UTC')")
+        changed = await acme.task(later)
+        assert (changed["try_count"], changed["start_time_utc"]) == (3, "2098-06-01 09:30:00")
         await tab.open(f"#/task/{weekend['id']}/{outside_hours['id']}", "#why")
         # Both reasons, the switch first.
         why = await tab.page.inner_text("#why")
