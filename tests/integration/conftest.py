@@ -15,7 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from config import Settings
+from daemon.clock import SystemClock
 from daemon.services import Services, open_services
+from daemon.store.pg.backend import PgDatabase
 from tests.stored_events import INSERT_EVENT_BATCH, event_batch
 
 TOKENS = {"acme-secret-token": "acme", "beta-secret-token": "beta", "admin-secret-token": "*"}
@@ -114,13 +116,34 @@ def settings_for(tmp_path: Path, **sections: Any) -> Settings:
 ApiFactory = Callable[..., Awaitable[Api]]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A module with BOTH_STORES = True runs each of its API tests on the SQLite store and
+    # again on the shared PostgreSQL store (tools/testpg).
+    if "api_factory" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_STORES", False):
+        metafunc.parametrize("store_kind", ["sqlite", "postgres"])
+
+
 @pytest.fixture
-async def api_factory(tmp_path: Path) -> AsyncIterator[ApiFactory]:
+def store_kind() -> str:
+    return "sqlite"
+
+
+async def _services(request: pytest.FixtureRequest, kind: str, settings: Settings) -> Services:
+    if kind == "sqlite":
+        return await open_services(settings)
+    db: Any = await PgDatabase.open(request.getfixturevalue("pg_url"))
+    return Services.over(settings, db, SystemClock())
+
+
+@pytest.fixture
+async def api_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, store_kind: str
+) -> AsyncIterator[ApiFactory]:
     """Start an API with extra settings, e.g. `await api_factory(api={"max_body_bytes": 2048})`."""
     started: list[tuple[TestClient[Any, Any], Services]] = []
 
     async def start(**sections: Any) -> Api:
-        services = await open_services(settings_for(tmp_path, **sections))
+        services = await _services(request, store_kind, settings_for(tmp_path, **sections))
         http: TestClient[Any, Any] = TestClient(TestServer(create_app(services), host="127.0.0.1"))
         await http.start_server()
         started.append((http, services))

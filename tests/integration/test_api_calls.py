@@ -7,6 +7,9 @@ from typing import Any
 from tests.integration.conftest import Api, assert_problem, insert_call, task, tasks_path
 from tests.store_sql import execute
 
+# Each test runs on the SQLite store and on the shared PostgreSQL store.
+BOTH_STORES = True
+
 EVENTS = [
     {"Event": "OriginateResponse", "Response": "Success"},
     {"Event": "DialEnd", "DialStatus": "ANSWER"},

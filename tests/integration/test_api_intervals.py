@@ -8,6 +8,9 @@ from zoneinfo import ZoneInfo
 
 from tests.integration.conftest import Api, assert_problem, queue_path
 
+# Each test runs on the SQLite store and on the shared PostgreSQL store.
+BOTH_STORES = True
+
 INTERVALS = "/client/acme/interval/"
 PAST = {"start_datetime": "2020-01-01 00:00:00", "end_datetime": "2020-01-02 00:00:00"}
 

@@ -6,6 +6,9 @@ from typing import Any
 
 from tests.integration.conftest import Api, assert_problem, queue_path, task, tasks_path
 
+# Each test runs on the SQLite store and on the shared PostgreSQL store.
+BOTH_STORES = True
+
 
 async def test_a_new_queue_is_off_with_defaults_and_empty_counters(api: Api) -> None:
     created = await api.new_queue(name="sales", comment="spring campaign")

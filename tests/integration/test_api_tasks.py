@@ -7,6 +7,9 @@ from typing import Any
 from tests.integration.conftest import Api, assert_problem, queue_path, task, tasks_path
 from tests.store_sql import execute
 
+# Each test runs on the SQLite store and on the shared PostgreSQL store.
+BOTH_STORES = True
+
 
 async def _count(api: Api, queue_id: int, client: str = "acme") -> int:
     response = await api.request("GET", tasks_path(queue_id, client), client=client)

@@ -99,3 +99,16 @@ async def test_a_postgresql_restart_fails_a_write_whole_and_the_next_one_reconne
 
     assert after == 2  # the failed write kept nothing
     assert await store.fetch_value("SELECT n FROM counter") == 2
+
+
+async def test_values_compare_as_sqlite_compares_them(store: PgDatabase) -> None:
+    # A JSON field is text here, a number in SQLite; a NUL cannot be stored here at all.
+    await store.write(lambda conn: conn.execute("CREATE TABLE docs (body TEXT)"))
+    await store.write(lambda conn: conn.execute("INSERT INTO docs VALUES ('{\"ext\": 101}')"))
+
+    by_number = await store.fetch_value(
+        "SELECT count(*) FROM docs WHERE body ->> '$.ext' = ?", (101,)
+    )
+    by_nul = await store.fetch_value("SELECT count(*) FROM docs WHERE body = ?", ("a\x00",))
+
+    assert (by_number, by_nul) == (1, 0)

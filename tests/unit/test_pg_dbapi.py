@@ -28,6 +28,11 @@ from daemon.store.pg.dbapi import Row, translate
             "SELECT t.params ->> '$.extension_id'",
             "SELECT (t.params::jsonb ->> 'extension_id')",
         ),
+        (
+            "EXISTS (SELECT 1 FROM json_each(a.plan, '$.x.y') WHERE value LIKE ?)",
+            "EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.plan::jsonb #> '{x,y}')"
+            " AS json_each (value) WHERE value LIKE %s)",
+        ),
     ],
 )
 def test_sqlite_spellings_become_postgresql(sqlite: str, postgresql: str) -> None:

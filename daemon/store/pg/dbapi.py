@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.adapt import Dumper
 
 from daemon.store.queries import parse_named_queries, queries
 
@@ -34,8 +35,42 @@ _REWRITES = (
     (re.compile(r"(?<=[\s(])\+(?=[a-z_])"), ""),
     # `params ->> '$.field'`: SQLite's JSON path on a text column.
     (re.compile(r"([\w.]+) ->> '\$\.(\w+)'"), r"(\1::jsonb ->> '\2')"),
+    # `FROM json_each(params, '$.a.b') WHERE value ...`: the array's elements as text.
+    (
+        re.compile(r"json_each\(([\w.]+), '\$\.([\w.]+)'\)"),
+        lambda m: (
+            f"jsonb_array_elements_text({m[1]}::jsonb #> '{{{m[2].replace('.', ',')}}}')"
+            " AS json_each (value)"
+        ),
+    ),
 )
 _TOKEN = re.compile(r"--[^\n]*|'(?:[^']|'')*'|::|:(\w+)|\?|%")
+
+
+class _IntAsUnknown(Dumper):
+    """Integers sent untyped, as SQLite takes a value: `text_column = 101` compares as
+    text and `int_column = 101` as a number, where a typed bigint would make PostgreSQL
+    refuse the first (the store compares JSON fields, text here, with ints)."""
+
+    oid = 0
+
+    def dump(self, obj: Any) -> bytes:
+        return str(obj).encode()
+
+
+def _without_nul(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL. Nothing stored holds one (the API refuses control
+    # characters), so a value that does matches nothing either way; U+FFFD keeps it
+    # matching nothing without the driver's error.
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
+def _params(params: Params) -> Params:
+    if isinstance(params, Mapping):
+        return {key: _without_nul(value) for key, value in params.items()}
+    return [_without_nul(value) for value in params]
 
 
 class Row(tuple[Any, ...]):
@@ -134,6 +169,7 @@ class Connection:
             )
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
+        conn.adapters.register_dumper(int, _IntAsUnknown)
         return cls(conn)
 
     @property
@@ -146,14 +182,14 @@ class Connection:
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         try:
-            return Cursor(self._conn.execute(translate(sql).encode(), params))
+            return Cursor(self._conn.execute(translate(sql).encode(), _params(params)))
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
         cursor = self._conn.cursor()
         try:
-            cursor.executemany(translate(sql).encode(), rows)
+            cursor.executemany(translate(sql).encode(), [_params(row) for row in rows])
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
         return Cursor(cursor)

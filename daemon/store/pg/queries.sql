@@ -90,3 +90,11 @@ WHERE o.delivered_at IS NULL AND o.given_up = 0
                     AND e.delivered_at IS NULL AND e.given_up = 0)
 ORDER BY o.next_try, o.id
 LIMIT :n;
+
+-- name: select_recent_attempts
+-- The extension id as the number SQLite's ->> gives for a JSON number.
+SELECT a.call_uuid, a.end_time, a.a_answer_time, a.result,
+       (t.params::jsonb ->> 'extension_id')::bigint AS extension_id
+FROM attempts a JOIN tasks t ON t.id = a.task_id
+WHERE a.start_time >= :since AND a.state = 'ended' AND a.end_time IS NOT NULL
+ORDER BY a.end_time;
