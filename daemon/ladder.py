@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from ami.events import AmiEvent, header, name
 from ami.outcome import CallTracker, Milestone
-from daemon.models import parse_time
+from daemon.models import format_event_time, parse_time
 
 StepKind = Literal["dialled", "ringing", "answered", "not_answered", "bridged", "hung_up"]
 RINGING_STATES = frozenset({"RINGING", "PROGRESS"})
@@ -29,8 +29,11 @@ RINGING_STATES = frozenset({"RINGING", "PROGRESS"})
 class LadderStep(BaseModel):
     """One step of a leg, as an AMI event told it."""
 
-    at: str = Field(description="When the event arrived (UTC, whole seconds).")
-    offset: int = Field(description="Seconds since the call's first event.")
+    at: str = Field(
+        description="When the event arrived, UTC 'YYYY-MM-DD HH:MM:SS.mmm' (whole seconds "
+        "for events stored before callbackd kept milliseconds)."
+    )
+    offset: float = Field(description="Seconds since the call's first event.")
     kind: StepKind = Field(description="What happened.")
     text: str = Field(description="The step in plain words, with status and cause.")
 
@@ -46,11 +49,11 @@ class Leg(BaseModel):
     dial_status: str | None = Field(description="Dial()'s status: ANSWER, BUSY, NOANSWER, ...")
     hangup_cause: int | None = Field(description="The Q.850 cause of its hang-up.")
     hangup_cause_text: str = Field(description="The cause in Asterisk's words.")
-    post_dial_delay: int | None = Field(
+    post_dial_delay: float | None = Field(
         description="Seconds from dialling to ringing; null without a ringing event."
     )
-    time_to_answer: int | None = Field(description="Seconds from dialling to the answer.")
-    talk_time: int | None = Field(description="Seconds from the bridge to its hang-up.")
+    time_to_answer: float | None = Field(description="Seconds from dialling to the answer.")
+    talk_time: float | None = Field(description="Seconds from the bridge to its hang-up.")
     steps: list[LadderStep] = Field(description="Its steps in arrival order.")
 
 
@@ -83,7 +86,7 @@ class _Draft:
     answered: datetime | None = None
     bridged: datetime | None = None
     hung_up: datetime | None = None
-    hung_up_seq: int = 0  # arrival order: received times are whole seconds
+    hung_up_seq: int = 0  # arrival order: events of one read share their time
     steps: list[tuple[datetime, StepKind, str]] = field(default_factory=list)
 
 
@@ -193,14 +196,14 @@ def _first_to_hang_up(drafts: Iterable[_Draft]) -> Literal["A", "B"] | None:
     return min(bridged, key=lambda d: d.hung_up_seq).side
 
 
-def _seconds(start: datetime | None, end: datetime | None) -> int | None:
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
-    return int((end - start).total_seconds())
+    return round((end - start).total_seconds(), 3)
 
 
 def _text(moment: datetime | None) -> str | None:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else None
+    return format_event_time(moment) if moment else None
 
 
 def _leg(draft: _Draft, first: datetime | None) -> Leg:

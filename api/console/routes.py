@@ -110,7 +110,7 @@ async def call_ladder(request: web.Request) -> web.Response:
     record = await svc.calls.get(client, call_uuid, False) if len(call_uuid) <= MAX_UUID else None
     if record is None:
         raise Problem(404, "no such call")
-    events = await ConsoleReads(svc.db).timed_events(call_uuid)
+    events = await svc.calls.events(call_uuid)
     return model_response(ladder(call_uuid, record.b_number, events))
 
 

@@ -1,5 +1,5 @@
-"""Read-only views of the store for the operator console: a task's webhook deliveries,
-a call's events with their arrival times, and how many calls each limit holds now.
+"""Read-only views of the store for the operator console: a task's webhook deliveries
+and how many calls each limit holds now.
 Nothing here writes; the queries are the console's own, so they sit beside it."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from daemon.store.calls import TimedEvent, timed_events
 from daemon.store.db import Database
 
 _DELIVERIES = """SELECT id, event, url, created, next_try, tries, delivered_at, given_up,
@@ -71,10 +70,6 @@ class ConsoleReads:
 
     async def deliveries(self, task_id: int) -> list[Delivery]:
         return [_delivery(row) for row in await self._db.fetch_all(_DELIVERIES, (task_id,))]
-
-    async def timed_events(self, call_uuid: str) -> list[TimedEvent]:
-        """The call's events in arrival order, each with the time it was received."""
-        return await timed_events(self._db, call_uuid)
 
     async def running(self, scheduler_id: int, extension_id: int | None) -> tuple[int, int, int]:
         """Calls in progress now: in the queue, on the whole PBX, and on the extension

@@ -10,6 +10,7 @@ import pytest
 
 from ami.events import AmiEvent, parse_headers
 from daemon.ladder import Ladder, ladder
+from daemon.models import format_event_time
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -63,7 +64,7 @@ def test_times_are_counted_from_the_events_arrival() -> None:
     dialled, ringing, answered = a.steps[:3]
     assert a.post_dial_delay == ringing.offset - dialled.offset
     assert a.time_to_answer == answered.offset - dialled.offset
-    assert drawing.started_at == "2026-03-02 12:00:00"
+    assert drawing.started_at == "2026-03-02 12:00:00.000"
     assert drawing.event_count == len(recorded("success.ami")[1])
 
 
@@ -132,3 +133,19 @@ def test_dial_state_ringing_alone_gives_the_post_dial_delay() -> None:
         assert [s.kind for s in leg.steps][:2] == ["dialled", "ringing"]
         ringing = leg.steps[1]
         assert leg.post_dial_delay == ringing.offset - leg.steps[0].offset > 0
+
+
+def test_milliseconds_of_the_arrival_times_are_kept() -> None:
+    call_uuid, events = recorded("success.ami")
+    start = T0 + timedelta(milliseconds=250)
+    timed = [
+        (format_event_time(start + timedelta(milliseconds=150 * i)), ev)
+        for i, ev in enumerate(events)
+    ]
+    a = ladder(call_uuid, "1102", timed).legs[0]
+    dialled, ringing = a.steps[:2]
+    assert re.fullmatch(r"2026-03-02 12:00:\d\d\.\d\d0", dialled.at)
+    assert a.post_dial_delay == round(ringing.offset - dialled.offset, 3)
+    # A whole number of the 150 ms between two events, not rounded to seconds.
+    assert a.post_dial_delay is not None and round(a.post_dial_delay * 1000) % 150 == 0
+    assert dialled.offset % 1 != 0 or ringing.offset % 1 != 0

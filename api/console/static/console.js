@@ -34,7 +34,8 @@ function h(tag, attrs, ...children) {
 }
 
 const dash = (v) => (v === null || v === undefined || v === "" ? "—" : String(v));
-const secs = (v) => (v === null || v === undefined ? "—" : `${v} s`);
+// Whole seconds as they are; fractions (the ladder keeps milliseconds) to a tenth.
+const secs = (v) => (v === null || v === undefined ? "—" : `${Number.isInteger(v) ? v : v.toFixed(1)} s`);
 const enc = encodeURIComponent;
 
 function badge(text, kind) {
@@ -430,13 +431,13 @@ function ladderView(drawing) {
     seg("ring", dialled.offset, ringEnd.offset, "ringing");
     if (answered) seg("up", answered.offset, (bridged || end).offset, "answered, waiting for the other leg");
     if (bridged) seg("talk", bridged.offset, end.offset, "connected");
-    const marks = leg.steps.map((s) => h("div", { class: "mark", title: `${s.text} (+${s.offset} s)`, "data-at": s.offset }));
+    const marks = leg.steps.map((s) => h("div", { class: "mark", title: `${s.text} (+${secs(s.offset)})`, "data-at": s.offset }));
     const track = h("div", { class: "track", role: "img",
-      "aria-label": `${leg.side} leg ${leg.number}: ${leg.steps.map((s) => `${s.text} at +${s.offset} s`).join("; ")}` }, segs, marks);
+      "aria-label": `${leg.side} leg ${leg.number}: ${leg.steps.map((s) => `${s.text} at +${secs(s.offset)}`).join("; ")}` }, segs, marks);
     return h("div", { class: "leg" },
       h("div", { class: "lane" }, h("span", { class: "who" }, `${leg.side} ${leg.number}`), track),
       h("ol", { class: "steps", "aria-label": `Steps of the ${leg.side} leg ${leg.number}` },
-        leg.steps.map((s) => h("li", { "data-kind": s.kind }, h("span", { class: "t" }, `+${s.offset} s ${s.at.slice(11)}`), `${leg.side}: ${s.text}`))),
+        leg.steps.map((s) => h("li", { "data-kind": s.kind }, h("span", { class: "t" }, `+${secs(s.offset)} ${s.at.slice(11)}`), `${leg.side}: ${s.text}`))),
       h("p", { class: "muted" },
         `caller ID shown: ${leg.caller_id_number || "default"}${leg.caller_id_name ? ` “${leg.caller_id_name}”` : ""}`,
         ` · dial status ${dash(leg.dial_status)}`,
@@ -447,7 +448,7 @@ function ladderView(drawing) {
   const box = h("div", { class: "ladder" },
     h("div", { class: "legend", "aria-hidden": "true" },
       h("span", { class: "l-ring" }, "ringing"), h("span", { class: "l-up" }, "answered, waiting"),
-      h("span", { class: "l-talk" }, "connected"), h("span", {}, `scale: ${span} s`)), lanes);
+      h("span", { class: "l-talk" }, "connected"), h("span", {}, `scale: ${secs(span)}`)), lanes);
   // Positions are set through the CSSOM: the page's policy allows no inline styles.
   for (const el of box.querySelectorAll(".seg")) {
     el.style.left = pct(Number(el.dataset.from));
