@@ -4,13 +4,15 @@ Runs, in this order: the API (bulk POST, list latency and RSS over a big store),
 intake against panoramisk, events per callback on the test PBX, dispatch latency,
 callbacks/s on the test PBX (callbackd, a raw AMI client, Asterisk call files), the
 daemon's memory with many calls up, and the shared PostgreSQL store beside SQLite (the
-throwaway one of tools/testpg). Writes bench/out/report-<UTC timestamp>.json (every
+throwaway one of tools/testpg), and dispatch with calling hours (many queues on their
+own intervals beside the same without). Writes bench/out/report-<UTC timestamp>.json (every
 benchmark's raw figures, the machine, Python, the git commit, the command) and
 report-<timestamp>.md, and prints the Markdown: one row per figure with its target and
 the alternative it is compared with. Progress and each benchmark's own printout go to
 stderr. A benchmark that fails is reported as such; the others still run.
 
-    .venv/bin/python -m bench.report [--quick] [--only api,intake,events,dispatch,pbx,live,pg]
+    .venv/bin/python -m bench.report [--quick]
+        [--only api,intake,events,dispatch,pbx,live,pg,intervals]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_ami, bench_api, bench_dispatch, bench_live, bench_pg
+from bench import bench_ami, bench_api, bench_dispatch, bench_intervals, bench_live, bench_pg
 from bench.figures import as_data, code_version, git
 from bench.pbx import TestPbx
 from bench.report_rows import Row, markdown_table, rows_of
@@ -58,6 +60,8 @@ class Sizes:
     pbx_repeat: int = 2
     live_calls: int = 500
     pg_queries: int = 300
+    interval_queues: int = 1_000
+    interval_held: int = 100_000
 
 
 # A few minutes instead of most of an hour: checks the whole pipeline, not the targets.
@@ -77,6 +81,8 @@ QUICK = Sizes(
     pbx_repeat=1,
     live_calls=100,
     pg_queries=60,
+    interval_queues=100,
+    interval_held=10_000,
 )
 
 
@@ -99,6 +105,9 @@ def sections(sizes: Sizes) -> dict[str, Callable[[], Awaitable[Any]]]:
         ),
         "live": lambda: bench_live.measure(s.live_calls, log),
         "pg": lambda: bench_pg.measure(s.tasks, s.post_repeat, s.pg_queries, log=log),
+        "intervals": lambda: bench_intervals.measure(
+            s.interval_queues, s.interval_held, s.due, s.rounds, s.spacing, log=log
+        ),
     }
 
 
@@ -111,6 +120,7 @@ PRINTOUTS: dict[str, Callable[[Any], None]] = {
     "pbx": bench_dispatch.print_pbx,
     "live": bench_live.print_figures,
     "pg": bench_pg.print_figures,
+    "intervals": bench_intervals.print_figures,
 }
 
 

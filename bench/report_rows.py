@@ -10,6 +10,7 @@ from typing import Any, Literal
 from bench.bench_ami import IntakeFigures, UserEvents
 from bench.bench_api import ApiFigures
 from bench.bench_dispatch import CONTENDERS, DispatchFigures, PbxFigures
+from bench.bench_intervals import IntervalFigures
 from bench.bench_live import LiveFigures
 from bench.bench_pg import BATCH, PgFigures
 
@@ -214,6 +215,33 @@ def pg_rows(f: PgFigures) -> list[Row]:
     return rows
 
 
+def interval_rows(f: IntervalFigures) -> list[Row]:
+    ours, theirs = f.with_intervals, f.without
+    setting = (
+        f"{f.queues:,} queues each on its own interval, half closed, {f.held:,} due tasks "
+        f"held; {ours.dispatch.due:,} due at once"
+    )
+    alternative = "the same queues and tasks without intervals"
+    return [
+        Row(
+            f"Dispatch latency p99, first in line ({setting})",
+            ours.dispatch.first_p99_ms,
+            "ms",
+            Target("<=", 50),
+            alternative,
+            theirs.dispatch.first_p99_ms,
+        ),
+        Row(
+            f"Daemon CPU per callback with calling hours ({setting})",
+            ours.cpu_ms,
+            "ms",
+            Target("<=", 1.0, of_ratio=True),
+            alternative,
+            theirs.cpu_ms,
+        ),
+    ]
+
+
 ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "api": ("Bulk submit, list queries, RSS with many tasks", api_rows),
     "intake": ("AMI event pipeline", intake_rows),
@@ -222,6 +250,7 @@ ROWS: dict[str, tuple[str, Callable[[Any], list[Row]]]] = {
     "pbx": ("Callbacks/s and CPU per callback", pbx_rows),
     "live": ("RSS with live calls", live_rows),
     "pg": ("Shared PostgreSQL store beside SQLite", pg_rows),
+    "intervals": ("Dispatch with calling hours", interval_rows),
 }
 
 
