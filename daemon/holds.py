@@ -1,15 +1,20 @@
 """Why a due task waits instead of starting: its queue's calling hours are closed
 (`delayed_interval`) or the answer-rate guard of its profile tripped (`delayed_asr`).
 The decisions are pure; `QueueHours` remembers each queue's open/closed state until it
-changes, so a pass of the scheduler evaluates no interval that has not changed.
+changes, so a pass of the scheduler evaluates no interval that has not changed, and
+`HoursGate` sorts the due rows of one pass into those whose hours are open and those
+to hold.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from daemon.asr import GuardState, Profile
@@ -45,8 +50,7 @@ def profile_key(profile: Profile) -> int | str:
     return "" if profile is None else profile
 
 
-@dataclass(frozen=True)
-class QueueInterval:
+class QueueInterval(NamedTuple):
     """A queue's calling hours as the scheduler reads them with the queue limits."""
 
     interval_id: int
@@ -65,15 +69,11 @@ def _hours_in(timezone: str, conditions: str, zone: str) -> Hours:
     return Hours(ZoneInfo(zone), stored_hours(timezone, conditions).conditions)
 
 
-def task_hours(
-    interval: QueueInterval, a_number: str, by_destination: bool, now: datetime
+def destination_hours(
+    interval: QueueInterval, a_number: str, now: datetime
 ) -> tuple[ZoneChoice, State]:
-    """The zone that decides for one task and the hours' state in it."""
-    choice = (
-        destination_zone(a_number, interval.timezone)
-        if by_destination
-        else interval_zone(interval.timezone)
-    )
+    """The zone that decides for a task by its A number, and the hours' state in it."""
+    choice = destination_zone(a_number, interval.timezone)
     hours = _hours_in(interval.timezone, interval.conditions, choice.zone)
     return choice, state(hours, now)
 
@@ -119,3 +119,41 @@ class QueueHours:
         for gone in self._seen.keys() - present:
             del self._seen[gone]
         return HoursLook(closed, changed, closing)
+
+
+@dataclass
+class HoursGate:
+    """Calling hours at the moment rows would be claimed: the queues' intervals, which
+    of them are closed, and the rows held for them in this pass."""
+
+    intervals: dict[int, QueueInterval]
+    closed: dict[int, State]
+    by_destination: bool
+    now: datetime
+    held: list[tuple[int, Held]] = field(default_factory=list)
+
+    def admit(self, row: sqlite3.Row) -> tuple[bool, ZoneChoice | None]:
+        """Whether the row's calling hours are open (else it is held), and the zone
+        that decided and why (None for a queue without an interval)."""
+        queue_id = row["scheduler_id"]
+        interval = self.intervals.get(queue_id)
+        if interval is None:
+            return True, None
+        closed = self.closed.get(queue_id)
+        if closed is not None:
+            self.held.append((row["id"], interval_hold(closed.until, interval.timezone)))
+            return False, None
+        if not self.by_destination:
+            return True, interval_zone(interval.timezone)
+        a_number = json.loads(row["params"])["a_number"]
+        choice, hours = destination_hours(interval, a_number, self.now)
+        if not hours.open:
+            self.held.append((row["id"], interval_hold(hours.until, choice.zone)))
+        return hours.open, choice
+
+
+def queue_interval(row: sqlite3.Row) -> QueueInterval | None:
+    """A queue's interval from a row of select_queue_limits."""
+    if row["interval_id"] is None:
+        return None
+    return QueueInterval(row["interval_id"], row["interval_timezone"], row["interval_conditions"])

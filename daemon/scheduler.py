@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import islice
@@ -25,17 +25,15 @@ from ami.outcome import Outcome
 from config import Settings
 from daemon.asr import AsrGuard, Change, Profile, counts_as
 from daemon.clock import Clock, sleep_until_woken
-from daemon.destination_zone import ZoneChoice, interval_zone
 from daemon.holds import (
+    HoursGate,
     QueueHours,
     QueueInterval,
     asr_hold,
     interval_hold,
     profile_key,
-    task_hours,
+    queue_interval,
 )
-from daemon.intervals import State
-from daemon.lifecycle import Held
 from daemon.metrics import Metrics
 from daemon.models import TaskStatus, format_time, parse_time
 from daemon.plan import profile_for
@@ -63,41 +61,13 @@ class Page(NamedTuple):
     open_queues: frozenset[int] = frozenset()  # queues on, open and not full
 
 
-@dataclass
-class HoursGate:
-    """Calling hours at the moment rows would be claimed: the queues' intervals, which
-    of them are closed, and the rows held for them in this pass."""
+@dataclass(frozen=True)
+class QueueView:
+    """What one dispatch knows of the queues that are on."""
 
-    intervals: dict[int, QueueInterval]
-    closed: dict[int, State]
-    by_destination: bool
-    now: datetime
-    held: list[tuple[int, Held]] = field(default_factory=list)
-
-    def admit(self, row: sqlite3.Row) -> tuple[bool, ZoneChoice | None]:
-        """Whether the row's calling hours are open (else it is held), and the zone
-        that decided and why (None for a queue without an interval)."""
-        queue_id = row["scheduler_id"]
-        interval = self.intervals.get(queue_id)
-        if interval is None:
-            return True, None
-        closed = self.closed.get(queue_id)
-        if closed is not None:
-            self.held.append((row["id"], interval_hold(closed.until, interval.timezone)))
-            return False, None
-        if not self.by_destination:
-            return True, interval_zone(interval.timezone)
-        a_number = json.loads(row["params"])["a_number"]
-        choice, hours = task_hours(interval, a_number, True, self.now)
-        if not hours.open:
-            self.held.append((row["id"], interval_hold(hours.until, choice.zone)))
-        return hours.open, choice
-
-
-def _queue_interval(row: sqlite3.Row) -> QueueInterval | None:
-    if row["interval_id"] is None:
-        return None
-    return QueueInterval(row["interval_id"], row["interval_timezone"], row["interval_conditions"])
+    queues: dict[int, int]  # id -> concurrent_task_limit
+    open_limits: dict[int, int]  # the same without the queues whose hours are closed
+    gate: HoursGate
 
 
 class Dialer(Protocol):
@@ -222,10 +192,11 @@ class Scheduler:
     async def dispatch_due(self) -> datetime | None:
         """Start what is due and fits; return when to look again (None: when woken)."""
         held = await self._guard_look()
+        view = await self._queue_view()
         page = Page(started=0, read=0, more=True, after=None)
         read = 0
         while self._engine.may_start and not self._paused:
-            page = await self._dispatch_batch(page.after, whole=page.read > page.started)
+            page = await self._dispatch_batch(view, page.after, whole=page.read > page.started)
             read += page.read
             # Rows held back by an extension limit are paged past, up to DUE_BATCH
             # rows a round when none of them starts; rows held for their calling hours
@@ -305,9 +276,10 @@ class Scheduler:
             counter.labels(profile=name).inc()
             self._metrics.asr_guard_tripped.labels(profile=name).set(1 if change.tripped else 0)
 
-    async def _dispatch_batch(self, after: DueKey | None, whole: bool) -> Page:
-        """One pass over the oldest due tasks, after `after` if given; a `whole` page
-        follows one whose rows were held back."""
+    async def _queue_view(self) -> QueueView:
+        """The queues switched on, with their limits and calling hours, read once per
+        dispatch: with a thousand queues on intervals, reading them for every page of
+        due rows cost more CPU per call than the intervals themselves."""
         settings = self._settings()
         now = self._clock.now()
         on = [
@@ -316,11 +288,18 @@ class Scheduler:
             if row["status"] == "on"
         ]
         queues = {row["id"]: row["concurrent_task_limit"] for row in on}
-        intervals = {row["id"]: _queue_interval(row) for row in on}
-        gate = await self._hours(intervals, settings, now)
+        gate = await self._hours({row["id"]: queue_interval(row) for row in on}, settings, now)
         # A closed queue's rows are read only to be held (as they come due); its calls
         # in progress do not make it full.
         open_limits = {qid: limit for qid, limit in queues.items() if qid not in gate.closed}
+        return QueueView(queues, open_limits, gate)
+
+    async def _dispatch_batch(self, view: QueueView, after: DueKey | None, whole: bool) -> Page:
+        """One pass over the oldest due tasks, after `after` if given; a `whole` page
+        follows one whose rows were held back."""
+        settings = self._settings()
+        now = self._clock.now()
+        queues, open_limits, gate = view.queues, view.open_limits, view.gate
         room = settings.calls.max_concurrent - len(self.running)
         full = self._full(open_limits, settings)
         skipped = [*full.extensions, *(profile_key(p) for p in self._asr_held or ())]
@@ -351,13 +330,15 @@ class Scheduler:
             if not self._engine.may_start:
                 break
         # What the calls just started filled waits too, beyond the rows read.
+        held = len(gate.held)
         await self._due.hold_tasks(gate.held)
+        gate.held.clear()
         full = self._full(open_limits, settings)
         await self._hold(blocked, full, set(open_limits), now)
         more = 0 < len(rows) == limit and len(self.running) < settings.calls.max_concurrent
         last = (rows[-1]["next_attempt"], rows[-1]["id"]) if rows else after
         open_queues = frozenset(open_limits.keys() - full.queues)
-        return Page(started, len(rows), more, last, len(gate.held), open_queues)
+        return Page(started, len(rows), more, last, held, open_queues)
 
     async def _hours(
         self, intervals: dict[int, QueueInterval | None], settings: Settings, now: datetime
