@@ -175,11 +175,10 @@ class Scheduler:
     async def load_asr_window(self) -> None:
         """The answer-rate windows rebuilt from the attempts stored, so a restart does
         not forget a collapsed trunk (one read of the last window's attempts)."""
-        settings = self._settings()
-        configs = [self.asr.config(p) for p in (None, *settings.extensions)]
-        windows = [cfg.window for cfg in configs if cfg.min_ratio > 0]
-        if not windows:
+        guarded = self.asr.guarded()
+        if not guarded:
             return
+        windows = [self.asr.config(p).window for p in guarded]
         now = self._clock.now()
         # Started up to an hour before the window and ended in it still count.
         since = format_time(now - timedelta(seconds=max(windows) + 3600))
@@ -188,6 +187,19 @@ class Scheduler:
             self.asr.record(
                 row["extension_id"], row["call_uuid"], parse_time(row["end_time"]), counted
             )
+        # What the rebuilt windows say is shown, not counted again as trips or clears.
+        for profile, guard in self.asr.states().items():
+            if self._metrics is not None:
+                name = _profile_name(profile)
+                self._metrics.asr_guard_tripped.labels(profile=name).set(int(guard.tripped))
+            if guard.tripped:
+                log.warning(
+                    "answer-rate guard tripped before the start",
+                    profile=_profile_name(profile),
+                    attempts=guard.attempts,
+                    answered=guard.answered,
+                    min_ratio=guard.min_ratio,
+                )
 
     async def dispatch_due(self) -> datetime | None:
         """Start what is due and fits; return when to look again (None: when woken)."""
