@@ -517,9 +517,13 @@ def _strict_text(pattern: str, kind: type[time] | type[date] | type[datetime], f
         if not isinstance(value, str) or not compiled.fullmatch(value):
             raise ValueError(f"must be '{form}'")
         try:
-            return kind.fromisoformat(value)
+            parsed = kind.fromisoformat(value)
         except ValueError:
             raise ValueError(f"is not a valid {form}") from None
+        # Far from the ends of the calendar: zone and day arithmetic stays in range.
+        if not isinstance(parsed, time) and not 1970 <= parsed.year <= 9998:
+            raise ValueError("must be in the years 1970 to 9998")
+        return parsed
 
     return BeforeValidator(parse)
 

@@ -213,6 +213,16 @@ INVALID = [
         "not be before",
     ),
     ({"start_dow": "2", "end_dow": 3}, "start_dow", "integer"),
+    (
+        {"start_datetime": "9998-12-31 23:00:00", "end_datetime": "9999-12-31 23:59:59"},
+        "end_datetime",
+        "years 1970 to 9998",
+    ),
+    (
+        {"sched_active_days": 1, "sched_skip_days": 1, "sched_start_date": "0001-01-01"},
+        "sched_start_date",
+        "years 1970 to 9998",
+    ),
     ({"weekday": 2}, "weekday", "not permitted"),
 ]
 
