@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ami.client import AmiSettings
+from ami.client import ConnectionSettings
 from bench.bench_ami import SECRET, server_process
 from bench.bench_dispatch import (
     CLIENT,
@@ -99,15 +99,14 @@ async def measure_run(
 ) -> Run:
     expected = due * rounds
     with tempfile.TemporaryDirectory(prefix="bench-intervals-") as tmp, server_process() as port:
-        ami = TimedAmi(AmiSettings("127.0.0.1", port, "callbackd", SECRET), expected)
+        ami = TimedAmi(ConnectionSettings("127.0.0.1", port, "callbackd", SECRET), expected)
         config = settings(max_concurrent=expected + held)
         db = await Database.open(Path(tmp) / "cb.db")
         clock = SystemClock()
         engine = CallEngine(ami, AttemptRepository(db), clock, lambda: config)
         scheduler = Scheduler(db, engine, clock, lambda: config)
         listener = Listener(EngineEvents(scheduler, lambda: None), expected)
-        engine.listener = listener
-        engine.on_ready = scheduler.wake
+        engine.listeners.add(listener)
         daemon = Daemon(db, ami, engine, scheduler, listener)
         try:
             built = time.perf_counter()
