@@ -10,8 +10,17 @@ from typing import Any
 import pytest
 
 from daemon.asr import GuardState
-from tests.integration.conftest import Api, assert_problem, insert_call, task, tasks_path
+from tests.integration.conftest import (
+    Api,
+    ApiFactory,
+    assert_problem,
+    insert_call,
+    task,
+    tasks_path,
+)
 from tests.store_sql import execute
+
+BOTH_STORES = True
 
 LEG_EVENTS = [
     {"Event": "DialBegin", "Uniqueid": "c-1-a", "DestUniqueid": "p.1", "DialString": "1105@x",
@@ -220,3 +229,29 @@ async def test_a_task_of_a_profile_whose_asr_guard_tripped_says_so(api: Api) -> 
 
     [guard] = [r for r in why["reasons"] if r["reason"] == "asr_guard"]
     assert "4 of the last 40 attempts answered, 10%; it needs 30%" in guard["text"]
+
+
+async def test_a_full_queue_and_a_full_extension_profile_are_named_with_their_counts(
+    api_factory: ApiFactory,
+) -> None:
+    api = await api_factory(extensions={101: {"max_concurrent": 1}})
+    queue = await api.new_queue(status="on", concurrent_task_limit=2)
+    other = await api.new_queue(name="other", status="on")
+    in_call = await api.add_tasks(queue["id"], [task(), task(extension_id=101)])
+    [waiting] = await api.add_tasks(queue["id"], [task(extension_id=101)])
+    [elsewhere] = await api.add_tasks(other["id"], [task(extension_id=101)])
+    ids = ", ".join(str(t["id"]) for t in in_call)
+    await execute(api.services.db, f"UPDATE tasks SET status = 'executed' WHERE id IN ({ids})")
+
+    async def reasons(made: dict[str, Any]) -> list[str]:
+        why = await api.ok("GET", tasks_path(made["scheduler_id"]) + f"{made['id']}/why")
+        return [r["text"] for r in why["reasons"] if r["reason"].endswith("_limit")]
+
+    assert await reasons(waiting) == [
+        "its queue is at its concurrency limit: 2 of 2 calls",
+        "extension profile 101 is at its concurrency limit: 1 of 1 calls",
+    ]
+    # The profile's limit holds across queues; the other queue has room.
+    assert await reasons(elsewhere) == [
+        "extension profile 101 is at its concurrency limit: 1 of 1 calls"
+    ]
