@@ -22,6 +22,7 @@ from config import Settings
 from daemon import housekeeping
 from daemon.calls import CallEngine
 from daemon.clock import Clock, SystemClock
+from daemon.membership import Membership
 from daemon.metrics import Metrics
 from daemon.outbox import WebhookOutbox
 from daemon.scheduler import EngineEvents, Scheduler
@@ -56,6 +57,7 @@ AMI_LINK = web.AppKey("ami_link", AmiClient)
 ENGINE = web.AppKey("engine", CallEngine)
 OUTBOX = web.AppKey("outbox", WebhookOutbox)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+MEMBERSHIP: web.AppKey[Membership | None] = web.AppKey("membership")
 
 
 def connection_settings(settings: Settings) -> ConnectionSettings:
@@ -74,6 +76,14 @@ async def build(settings: Settings, clock: Clock | None = None) -> web.Applicati
     clock = clock or SystemClock()
     live = LiveSettings(settings)
     db = await open_store(settings)
+    membership = Membership(settings, clock) if settings.store.shared else None
+    if membership is not None:
+        # Before the engine reconciles: a second host on one store is refused here.
+        try:
+            await asyncio.to_thread(membership.join)
+        except BaseException:
+            await db.close()
+            raise
     metrics = Metrics()
 
     ami = AmiClient(connection_settings(settings))
@@ -106,6 +116,7 @@ async def build(settings: Settings, clock: Clock | None = None) -> web.Applicati
     app[ENGINE] = engine
     app[OUTBOX] = outbox
     app[SCHEDULER] = scheduler
+    app[MEMBERSHIP] = membership
     app.cleanup_ctx.extend(PARTS)
     return app
 
@@ -119,6 +130,17 @@ async def _stop(task: asyncio.Task[None]) -> None:
 async def store_part(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[STORE].close()
+
+
+async def membership_part(app: web.Application) -> AsyncIterator[None]:
+    """With the shared store: heartbeats and the recovery of gone hosts."""
+    membership = app[MEMBERSHIP]
+    if membership is None:
+        yield
+        return
+    task = app[SUPERVISOR].watch(asyncio.create_task(membership.run(), name="cluster"))
+    yield
+    await _stop(task)
 
 
 async def outbox_part(app: web.Application) -> AsyncIterator[None]:
@@ -158,4 +180,12 @@ async def housekeeping_part(app: web.Application) -> AsyncIterator[None]:
     await _stop(task)
 
 
-PARTS = [store_part, outbox_part, ami_part, engine_part, scheduler_part, housekeeping_part]
+PARTS = [
+    store_part,
+    membership_part,
+    outbox_part,
+    ami_part,
+    engine_part,
+    scheduler_part,
+    housekeeping_part,
+]

@@ -4,13 +4,13 @@ the narrow views of the call engine that other parts need."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from config import Settings
 from daemon.asr import GuardState
 from daemon.clock import Clock, SystemClock
 from daemon.store.calls import CallRepository
-from daemon.store.db import Database, StoreError
+from daemon.store.db import Database
 from daemon.store.intervals import IntervalRepository
 from daemon.store.queues import QueueRepository
 from daemon.store.tasks import TaskRepository
@@ -140,14 +140,16 @@ class Services:
 
 
 async def open_store(settings: Settings) -> Database:
-    """The store the daemon runs on."""
+    """The store the daemon runs on: the SQLite file, or the shared PostgreSQL store of
+    store.url (whose connections name this host, cluster.host_id)."""
     if settings.store.shared:
-        # Never the SQLite file behind the back of an operator who asked for the shared
-        # store: the hosts would each work queues of their own.
-        raise StoreError(
-            "store.url: this version of callbackd migrates the shared PostgreSQL store"
-            " (callbackd migrate) but runs calls on the SQLite store only; unset store.url"
+        from daemon.store.pg.backend import PgDatabase  # psycopg only when it is used
+
+        shared = await PgDatabase.open(
+            settings.store.url.get_secret_value(), settings.cluster.resolved_host_id()
         )
+        # The same interface (daemon/store/backend.py, the contract suite checks it).
+        return cast(Database, shared)
     return await Database.open(settings.store.path)
 
 

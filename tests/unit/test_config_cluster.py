@@ -95,13 +95,15 @@ def test_an_empty_host_id_is_the_machine_hostname(tmp_path: Path) -> None:
     assert unnamed.resolved_host_id(lambda: "pbx-7") == "pbx-7"
 
 
-async def test_a_host_given_store_url_does_not_quietly_run_on_its_sqlite_file(
+async def test_a_host_given_store_url_never_falls_back_to_its_sqlite_file(
     tmp_path: Path,
 ) -> None:
-    text = f'[store]\npath = "{tmp_path / "db.sqlite"}"\nurl = "{URL}"\n'
+    # Nothing listens on port 1: the shared store cannot be reached.
+    url = "postgresql://callbackd:Pa55-word@127.0.0.1:1/callbackd"
+    text = f'[store]\npath = "{tmp_path / "db.sqlite"}"\nurl = "{url}"\n'
     settings = load_settings(_config(tmp_path, text))
 
-    with pytest.raises(StoreError, match=r"store\.url: ") as refused:
+    with pytest.raises(StoreError, match=r"^cannot open the store ") as refused:
         await open_services(settings)
 
     assert "Pa55-word" not in str(refused.value)

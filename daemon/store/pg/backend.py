@@ -33,15 +33,16 @@ READERS = 2
 class Worker:
     """One connection on one thread of its own, opened (again) when needed."""
 
-    def __init__(self, name: str, url: str) -> None:
+    def __init__(self, name: str, url: str, host_id: str) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._url = url
+        self._host_id = host_id
         self._conn: Connection | None = None
         self._closed = False
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.broken:
-            self._conn = Connection.open(self._url, CONNECT_TIMEOUT_S)
+            self._conn = Connection.open(self._url, CONNECT_TIMEOUT_S, self._host_id)
         return self._conn
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -88,11 +89,12 @@ class PgDatabase:
             self._readers.put_nowait(reader)
 
     @classmethod
-    async def open(cls, url: str, readers: int = READERS) -> PgDatabase:
-        """Connect and migrate (StoreError, without the password, when it cannot)."""
+    async def open(cls, url: str, host_id: str = "", readers: int = READERS) -> PgDatabase:
+        """Connect and migrate (StoreError, without the password, when it cannot);
+        `host_id` is the host whose attempts this store writes and reconciles."""
         await asyncio.to_thread(migrate_store, url)
-        workers = [Worker(f"store-reader-{i}", url) for i in range(readers)]
-        return cls(Worker("store-writer", url), workers)
+        workers = [Worker(f"store-reader-{i}", url, host_id) for i in range(readers)]
+        return cls(Worker("store-writer", url, host_id), workers)
 
     async def close(self) -> None:
         await self._commit.drain()

@@ -51,6 +51,31 @@ def heartbeat(conn: Conn, host_id: str, schema_version: int, longest_call: int) 
     return cast(datetime, row["now"])
 
 
+# pg_advisory_xact_lock key of joining: two hosts starting at once join one at a time.
+JOIN_LOCK = 0x6A6F696E  # "join"
+
+
+def join(
+    conn: Conn, host_id: str, schema_version: int, longest_call: int, host_timeout: float
+) -> list[str]:
+    """Register this host with a first heartbeat, unless another host is alive (heard
+    from within host_timeout): then nothing is written and the live hosts are
+    returned. This version runs one host per store at a time; the others wait."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (JOIN_LOCK,))
+        alive = [
+            row["host_id"]
+            for row in conn.execute(
+                "SELECT host_id FROM hosts WHERE host_id != %s"
+                " AND last_heartbeat >= now() - make_interval(secs => %s) ORDER BY host_id",
+                (host_id, host_timeout),
+            ).fetchall()
+        ]
+        if not alive:
+            heartbeat(conn, host_id, schema_version, longest_call)
+    return alive
+
+
 @dataclass(frozen=True)
 class HostStatus:
     host_id: str

@@ -35,6 +35,7 @@ _REWRITES = (
     (re.compile(r"(?<=[\s(])\+(?=[a-z_])"), ""),
     # `params ->> '$.field'`: SQLite's JSON path on a text column.
     (re.compile(r"([\w.]+) ->> '\$\.(\w+)'"), r"(\1::jsonb ->> '\2')"),
+    (re.compile(r"\bjson_array_length\(([\w.]+)\)"), r"jsonb_array_length(\1::jsonb)"),
     # `FROM json_each(params, '$.a.b') WHERE value ...`: the array's elements as text.
     (
         re.compile(r"json_each\(([\w.]+), '\$\.([\w.]+)'\)"),
@@ -162,11 +163,14 @@ class Connection:
         self._conn = conn
 
     @classmethod
-    def open(cls, url: str, connect_timeout: int) -> Connection:
+    def open(cls, url: str, connect_timeout: int, host_id: str = "") -> Connection:
+        """`host_id` is this session's `callbackd.host_id`: the host the attempts it
+        writes belong to, and whose attempts it reconciles."""
         try:
             conn = psycopg.connect(
                 url, autocommit=True, row_factory=_row_factory, connect_timeout=connect_timeout
             )
+            conn.execute("SELECT set_config('callbackd.host_id', %s, false)", (host_id,))
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
         conn.adapters.register_dumper(int, _IntAsUnknown)

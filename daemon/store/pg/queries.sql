@@ -98,3 +98,17 @@ SELECT a.call_uuid, a.end_time, a.a_answer_time, a.result,
 FROM attempts a JOIN tasks t ON t.id = a.task_id
 WHERE a.start_time >= :since AND a.state = 'ended' AND a.end_time IS NOT NULL
 ORDER BY a.end_time;
+
+-- name: insert_attempt
+-- The attempt names the host whose PBX places its call (the session's callbackd.host_id).
+INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan, start_time,
+                      host_id)
+VALUES (:call_uuid, :task_id, :attempt_no, :scheduler_id, 'originating', :plan, :now,
+        coalesce(current_setting('callbackd.host_id', true), ''));
+
+-- name: select_live_attempts
+-- A host reconciles the calls of its own PBX only; the others' are theirs, or the
+-- recovery's once their host is gone.
+SELECT * FROM attempts
+WHERE state != 'ended' AND host_id = coalesce(current_setting('callbackd.host_id', true), '')
+ORDER BY start_time;
