@@ -191,11 +191,12 @@ class CallTracker:
     def restore(
         self, a_answered_at: datetime | None, a_number: str | None, bridged_at: datetime | None
     ) -> None:
-        """Start from what was stored of the call by an earlier run of the daemon."""
-        if a_answered_at is not None:
+        """Start from what was stored of the call by an earlier run of the daemon, where
+        its replayed events did not tell it already."""
+        if a_answered_at is not None and self.answered_a is None:
             self.answered_a = _Leg(number=a_number or "")
             self.a_answer_time = a_answered_at
-        if bridged_at is not None:
+        if bridged_at is not None and self.bridged_time is None:
             self.bridged_time = bridged_at
 
     def catch_up(self, listed: Iterable[AmiEvent], at: datetime) -> list[Milestone]:

@@ -167,7 +167,12 @@ class NoStore(AttemptRepository):
         return None
 
     async def mark_bridged(
-        self, call_uuid: str, task_id: int, at: datetime, answer: Answer | None = None
+        self,
+        call_uuid: str,
+        task_id: int,
+        at: datetime,
+        answer: Answer | None = None,
+        events: Sequence[StoredEvent] = (),
     ) -> None:
         return None
 

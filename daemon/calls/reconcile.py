@@ -77,6 +77,9 @@ class Reconciler:
                     # Cancelled while the link was down: its hang-up never got through.
                     for uid in sorted(present):
                         await self._hang_up_channel(uid)
+            elif call.tracker.ended:
+                # Its end was among the stored events: the result is known.
+                self._ender.close(call, now)
             else:
                 call.log().warning("call gone without its end; closing it as interrupted")
                 call.interrupted = True
@@ -93,8 +96,12 @@ class Reconciler:
         call = follow(
             self._calls, live.call_uuid, live.task_id, live.attempt_no, dial_strings, profile
         )
-        call.next_seq = await self._attempts.next_event_seq(live.call_uuid)
         call.tracker.b_number = live.plan.b_number
+        # The stored events tell the dial statuses and causes seen so far; the attempt
+        # row adds what may have been stored before its events (the answer, the bridge).
+        for ev, received in await self._attempts.stored_events(live.call_uuid):
+            call.tracker.feed(ev, received)
+        call.next_seq = await self._attempts.next_event_seq(live.call_uuid)
         call.tracker.restore(
             parse_time(live.a_answer_time) if live.a_answer_time else None,
             live.answered_a_number,

@@ -72,12 +72,17 @@ class EventRouter:
             # stored yet: after a crash, a call found gone counts as a success only if
             # its bridge was stored.
             answer, call.unsaved_answer = call.unsaved_answer, None
-            self._writes.spawn(self._bridged(call, at, answer))
+            # The events so far go with it; they stay buffered too, and the next flush
+            # skips them as stored (buffers are only cut by the flush that took them).
+            self._writes.spawn(self._bridged(call, at, answer, list(call.pending_events)))
         elif milestone is Milestone.ENDED:
             self._ender.close(call, at)
 
-    async def _bridged(self, call: ActiveCall, at: datetime, answer: Answer | None) -> None:
+    async def _bridged(
+        self, call: ActiveCall, at: datetime, answer: Answer | None, events: list[StoredEvent]
+    ) -> None:
         await self._writes.stored(
-            call, lambda: self._attempts.mark_bridged(call.call_uuid, call.task_id, at, answer)
+            call,
+            lambda: self._attempts.mark_bridged(call.call_uuid, call.task_id, at, answer, events),
         )
         await self._listener.call_bridged(call.task_id, call.call_uuid)

@@ -18,8 +18,9 @@ from pydantic_core import to_json
 from ami.events import AmiEvent, RawEvent
 from ami.outcome import Outcome
 from daemon.lifecycle import AttemptEnded, Claimed, GivenBack
-from daemon.models import CallPlan, TaskInput, TaskStatus, format_time
+from daemon.models import CallPlan, TaskInput, TaskStatus, format_time, parse_time
 from daemon.retry import NextStep, Progress
+from daemon.store.calls import event_headers
 from daemon.store.db import Database
 from daemon.store.queries import q
 from daemon.store.tasks import apply, read_state, transition
@@ -131,12 +132,24 @@ class AttemptRepository:
         await self._db.write(lambda conn: conn.execute(q("mark_attempt_answered"), params))
 
     async def mark_bridged(
-        self, call_uuid: str, task_id: int, at: datetime, answer: Answer | None = None
+        self,
+        call_uuid: str,
+        task_id: int,
+        at: datetime,
+        answer: Answer | None = None,
+        events: Sequence[StoredEvent] = (),
     ) -> None:
         """Record the bridge and queue the task's `success` webhook with it; with the
-        `answer` of A (when and which number), when that is not stored yet."""
+        `answer` of A (when and which number), when that is not stored yet, and the
+        call's `events` so far: a daemon killed while A and B talk finds on its restart
+        what the legs did (their dial statuses, their channels)."""
         answered = _answer(call_uuid, answer) if answer is not None else None
-        await self._db.write(partial(_bridged, call_uuid, task_id, format_time(at), answered))
+
+        def write(conn: sqlite3.Connection) -> None:
+            _insert_events(events, conn)
+            _bridged(call_uuid, task_id, format_time(at), answered, conn)
+
+        await self._db.write(write)
 
     async def end(
         self,
@@ -164,6 +177,11 @@ class AttemptRepository:
             )
             for row in rows
         ]
+
+    async def stored_events(self, call_uuid: str) -> list[tuple[AmiEvent, datetime]]:
+        """The call's stored events with the time each was received, in arrival order."""
+        rows = await self._db.fetch_all(q("select_call_events"), {"call_uuid": call_uuid})
+        return [(event_headers(row["event"]), parse_time(row["received_at"])) for row in rows]
 
     async def next_event_seq(self, call_uuid: str) -> int:
         return int(await self._db.fetch_value(q("max_event_seq"), {"call_uuid": call_uuid})) + 1

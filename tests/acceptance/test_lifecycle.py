@@ -328,6 +328,9 @@ async def test_kill_9_while_a_and_b_talk_follows_the_call_and_rings_nobody_twice
     assert attempt["state"] == "ended"
     assert attempt["bridged_time_gmt"] is not None
     assert attempt["end_time_gmt"] is not None
+    # What the events said of the legs before the kill is kept, the causes of the end too.
+    assert (attempt["a_dial_status"], attempt["b_dial_status"]) == ("ANSWER", "ANSWER")
+    assert (attempt["a_hangup_cause"], attempt["b_hangup_cause"]) == (16, 16)
     assert sorted(monitor.rang(tag_of(task))) == ["1012", "1112"]
     assert len(monitor.matching(is_call_event(call_uuid, "OriginateResponse"))) == 1
     assert len(monitor.matching(is_call_event(call_uuid + "-a", "DialBegin"))) == 1

@@ -11,7 +11,8 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from structlog.testing import capture_logs
 
 from ami.events import AmiEvent, header, name
 from ami.fake import FakeAmiServer
-from ami.outcome import Result
+from ami.outcome import Result, decide
 from ami.protocol import MAX_FRAME_BYTES, FrameDecoder, split_blocks
 from daemon.models import CallRecord, TaskStatus
 from daemon.store.attempts import AttemptRepository
@@ -34,6 +35,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
 SECRET = "fake-ami-secret"
 END_WITHIN = 10.0
 RECEIVED_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}")
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -249,23 +251,24 @@ async def test_the_engine_still_places_and_decides_calls_after_the_hostile_input
     assert ended.outcome.invalid_numbers == (second.a_number,)
 
 
+def channels_up(frames: Sequence[bytes], call_uuid: str) -> list[AmiEvent]:
+    """What CoreShowChannels lists after `frames`: the channels still up."""
+    live: dict[str, str] = {}
+    for ev in decoded(frames):
+        if name(ev) == "Newchannel":
+            live[header(ev, "Uniqueid")] = header(ev, "Channel")
+        elif name(ev) == "Hangup":
+            live.pop(header(ev, "Uniqueid"))
+    return [{"Channel": chan, "Uniqueid": uid, "Linkedid": call_uuid} for uid, chan in live.items()]
+
+
 async def test_a_frame_cut_by_a_dropped_link_is_lost_alone_and_the_call_followed(
     world: World,
 ) -> None:
     call = CALLS[0]
     task_id, call_uuid = await place(world, call)
     frames, cut = split_at_the_bridge(call, call_uuid)
-    events = decoded(frames)
-    live: dict[str, str] = {}
-    for ev in events[:cut]:
-        if name(ev) == "Newchannel":
-            live[header(ev, "Uniqueid")] = header(ev, "Channel")
-        elif name(ev) == "Hangup":
-            live.pop(header(ev, "Uniqueid"))
-    # What CoreShowChannels lists after the new login: the channels still up.
-    world.fake.channels = [
-        {"Channel": chan, "Uniqueid": uid, "Linkedid": call_uuid} for uid, chan in live.items()
-    ]
+    world.fake.channels = channels_up(frames[:cut], call_uuid)
 
     await world.fake.push_raw(b"".join(frames[:cut]) + frames[cut][:40])
     await world.fake.drop_connections()
@@ -278,6 +281,36 @@ async def test_a_frame_cut_by_a_dropped_link_is_lost_alone_and_the_call_followed
     assert world.fake.count("Originate") == 1
     record = await world.harness.record(call_uuid)
     assert record.events == stored_of(call_uuid, frames[:cut] + frames[cut + 1 :])
+
+
+async def test_a_call_adopted_after_a_restart_keeps_its_dial_statuses_and_causes(
+    tmp_path: Path,
+) -> None:
+    # The daemon is stopped while A and B talk; the next run follows the call to its
+    # end, and its record has what the stored events said of the legs.
+    call = CALLS[0]
+    path = tmp_path / "cb.db"
+    async with FakeAmiServer(secret=SECRET, originate_script=originate_says_nothing) as fake:
+        harness = partial(engine_harness, path, fake.host, fake.port, "callbackd", SECRET)
+        async with harness(phone_settings()) as first:
+            # Stopped as by SIGKILL, without a drain: what the bridge's write stored
+            # (it is on disk once `talking` returns) is all the next run has.
+            task_id, call_uuid, frames, cut = await talking(World(fake, first), call)
+        fake.channels = channels_up(frames[:cut], call_uuid)
+        async with harness(phone_settings()) as second:
+            second.recorder.expect(task_id)
+            await fake.push_raw(b"".join(frames[cut:]))
+            ended = await second.wait_end(task_id, END_WITHIN)
+            record = await second.record(call_uuid)
+
+    whole = decide(call_uuid, {"1105@phones": "1105"}, ((ev, T0) for ev in decoded(frames)))
+    assert ended.outcome.result is Result.SUCCESS
+    assert (record.a_dial_status, record.b_dial_status) == ("ANSWER", "ANSWER")
+    assert (record.a_hangup_cause, record.b_hangup_cause) == (
+        whole.a_hangup_cause,
+        whole.b_hangup_cause,
+    )
+    assert record.a_hangup_cause is not None and record.b_hangup_cause is not None
 
 
 async def test_a_bridge_is_on_disk_with_the_answer_before_the_call_ends(world: World) -> None:
