@@ -783,6 +783,20 @@ class AttemptSummary(BaseModel):
     result_comment: Annotated[
         str, Field(description="The outcome in plain words, as finish_comment says it.")
     ]
+    pbx_refusal: Annotated[
+        str | None,
+        Field(
+            description="What Asterisk answered to the attempt's Originate when it refused "
+            'it, in its own words (e.g. "Extension does not exist."); null otherwise.'
+        ),
+    ] = None
+    cancel_time_gmt: Annotated[
+        UtcTime | None,
+        Field(
+            description="When the task was cancelled while this attempt's call was up "
+            "(the call was then hung up); null otherwise."
+        ),
+    ] = None
     interval_zone: Annotated[
         str | None,
         Field(description="The time zone the queue's calling hours were read in; null: none."),

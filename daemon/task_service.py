@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import structlog
+
 from daemon.clock import now_text
 from daemon.services import Services
 from daemon.store.tasks import Changed, ChangeOutcome
+
+log = structlog.get_logger("callbackd.tasks")
 
 
 async def cancel_task(services: Services, scheduler_id: int, task_id: int) -> Changed:
@@ -17,7 +21,9 @@ async def cancel_task(services: Services, scheduler_id: int, task_id: int) -> Ch
     if changed.outcome is not ChangeOutcome.CHANGED:
         return changed
     # Also when it was waiting a moment ago: the scheduler may have just started it.
-    await services.call_control.hang_up_task(task_id)
+    in_call = await services.call_control.hang_up_task(task_id)
+    # With the call's `after` webhook to come once it has ended (its end is logged too).
+    log.info("task cancelled", task_id=task_id, scheduler_id=scheduler_id, call_hung_up=in_call)
     services.scheduler.wake()
     services.outbox.wake()
     return changed

@@ -32,6 +32,7 @@ _TASK = """SELECT id, scheduler_id, status, finish_result, finish_comment, attem
                   next_attempt FROM tasks WHERE id = ?"""
 _ATTEMPTS_OF_TASK = "SELECT * FROM attempts WHERE task_id = ? ORDER BY attempt_no"
 _ATTEMPT = "SELECT * FROM attempts WHERE call_uuid = ?"
+_GIVEN_BACK = "SELECT time, refusal, count FROM given_back WHERE task_id = ?"
 
 
 _STEP_WORDS = {
@@ -100,6 +101,10 @@ def attempt_lines(call: CallRecord) -> Iterator[str]:
         f"  dial status A {_or_dash(call.a_dial_status)} B {_or_dash(call.b_dial_status)}"
         f"  hangup cause A {_or_dash(call.a_hangup_cause)} B {_or_dash(call.b_hangup_cause)}"
     )
+    if call.pbx_refusal:
+        yield f"  the PBX refused the Originate: {call.pbx_refusal}"
+    if call.cancel_time_gmt:
+        yield f"  cancelled {call.cancel_time_gmt}: the task was cancelled and its call hung up"
 
 
 def _task_line(row: sqlite3.Row) -> str:
@@ -113,12 +118,25 @@ def _task_line(row: sqlite3.Row) -> str:
     return "  ".join(parts)
 
 
+def _given_back(conn: sqlite3.Connection, task_id: int) -> list[str]:
+    """The task's attempts given back because the PBX could not take calls: they
+    rang nobody and used no try, so they have no attempt of their own."""
+    row = conn.execute(_GIVEN_BACK, (task_id,)).fetchone()
+    if row is None:
+        return []
+    return [
+        f"given back {row['count']} time(s), no try used; the last at {row['time']}: "
+        f"the PBX refused the Originate ({row['refusal']})"
+    ]
+
+
 def _events(conn: sqlite3.Connection, call: CallRecord) -> list[str]:
     """The call's events, each marked with the step of the engine's decision it made
     (the same pure tracker replays them), and the decision at the end."""
     rows = conn.execute(q("select_call_events"), {"call_uuid": call.call_uuid}).fetchall()
     if not rows:
-        return ["  no AMI events recorded"]
+        why = f": the PBX refused the Originate ({call.pbx_refusal})" if call.pbx_refusal else ""
+        return [f"  no AMI events recorded{why}"]
     tracker = CallTracker(call.call_uuid, {}, call.b_number)
     lines = [f"  AMI events ({len(rows)}), with the engine's decisions:"]
     for row in rows:
@@ -136,6 +154,8 @@ def _events(conn: sqlite3.Connection, call: CallRecord) -> list[str]:
         lines.append(f"  decision: {call.result} (the stored events alone say {decided.result})")
     else:
         lines.append(f"  decision: {_or_dash(call.result)}: {call.result_comment}")
+    if call.cancel_time_gmt:
+        lines[-1] += f"; the task was cancelled at {call.cancel_time_gmt}"
     return lines
 
 
@@ -152,6 +172,8 @@ def timeline(conn: sqlite3.Connection, ident: str) -> list[str]:
             raise TimelineError(f"no call {ident} in the store")
         task = conn.execute(_TASK, (attempts[0]["task_id"],)).fetchone()
     lines = [_task_line(task)] if task is not None else []
+    if task is not None:
+        lines.extend(_given_back(conn, task["id"]))
     if not attempts:
         lines.append("no attempts yet")
     for row in attempts:

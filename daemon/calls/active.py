@@ -43,6 +43,9 @@ class ActiveCall:
     # Set by a cancel: a channel of this call that appears from now on is hung up, and
     # an Originate not sent yet is not sent at all.
     cancelled: bool = False
+    cancel_time: datetime | None = None  # set by a cancel of a call that was up
+    # What Asterisk answered to the Originate when it refused it for this call alone.
+    refusal: str | None = None
     # Set when the call was found gone without the events of its end (link down,
     # daemon restarted, Asterisk restarted): its result is not known.
     interrupted: bool = False

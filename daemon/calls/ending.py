@@ -14,7 +14,7 @@ from daemon.calls.writes import CallWrites
 from daemon.clock import Clock
 from daemon.metrics import Metrics
 from daemon.models import format_time
-from daemon.store.attempts import AttemptRepository
+from daemon.store.attempts import AttemptNotes, AttemptRepository
 
 
 class CallEnder:
@@ -49,10 +49,12 @@ class CallEnder:
             result = Result.CANCELLED if call.cancelled else Result.INTERRUPTED
             outcome = replace(outcome, result=result, comment=COMMENTS[result])
         end = outcome.end_time or self._clock.now()
+        notes = AttemptNotes(refusal=call.refusal, cancel_time=call.cancel_time)
         events, call.pending_events = call.pending_events, []
         # The store decides the task's next state (daemon/lifecycle.py) in the same write.
         ended = await self._writes.stored(
-            call, lambda: self._attempts.end(call.call_uuid, call.task_id, outcome, end, events)
+            call,
+            lambda: self._attempts.end(call.call_uuid, call.task_id, outcome, end, events, notes),
         )
         self._calls.pop(call.call_uuid, None)
         step = ended.step

@@ -118,10 +118,11 @@ class Placer:
                 call.log().info(
                     "originate refused; attempt given back", reason=exc.message, refusal=refusal
                 )
-                await self._give_back(record, call)
+                await self._give_back(record, call, exc.message)
                 return False
             call.log().warning("originate refused", reason=exc.message)
             call.tracker.rejected = True
+            call.refusal = exc.message
             self._ender.close(call, self._clock.now())
         except AmiSentButUnanswered:
             # It may ring: never resend. Reconcile or the watchdog settles it.
@@ -129,12 +130,15 @@ class Placer:
         call.log().info("originate sent", a_numbers=request.a_numbers, b_number=request.b_number)
         return True
 
-    async def _give_back(self, record: TaskRecord, call: ActiveCall) -> None:
-        """Undo a claim whose Originate rang nobody: no attempt is used."""
+    async def _give_back(
+        self, record: TaskRecord, call: ActiveCall, refusal: str | None = None
+    ) -> None:
+        """Undo a claim whose Originate rang nobody: no attempt is used. `refusal`:
+        what the PBX answered, kept with the task."""
         self._calls.pop(call.call_uuid)
         now = self._clock.now()
         await self._writes.stored(
-            call, lambda: self._attempts.release(record.id, call.call_uuid, now)
+            call, lambda: self._attempts.release(record.id, call.call_uuid, now, refusal)
         )
         await self._listener.attempt_withdrawn(record.id)
 
@@ -143,6 +147,10 @@ class Placer:
         calls = [c for c in self._calls.values() if c.task_id == task_id and not c.closing]
         for call in calls:
             call.cancelled = True
+            call.cancel_time = self._clock.now()
+            call.log().info(
+                "task cancelled; hanging up its call", channels=len(call.tracker.live_channels)
+            )
             for uid in sorted(call.tracker.live_channels | {call.call_uuid}):
                 await self.hang_up_channel(uid)
         return bool(calls)

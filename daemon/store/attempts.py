@@ -105,6 +105,18 @@ def _opt_time(moment: datetime | None) -> str | None:
     return format_time(moment) if moment else None
 
 
+@dataclass(frozen=True)
+class AttemptNotes:
+    """What the engine knows of an attempt besides its outcome: Asterisk's words when
+    it refused the Originate, and when the task was cancelled during the call."""
+
+    refusal: str | None = None
+    cancel_time: datetime | None = None
+
+
+NO_NOTES = AttemptNotes()
+
+
 class AttemptRepository:
     """The engine's writes: the store's group commit lets the claims of a scheduler
     pass, the bridges and ends of calls that happen close together share transactions."""
@@ -122,10 +134,13 @@ class AttemptRepository:
         held (a task no longer waiting is skipped)."""
         return await self._db.write(partial(_claim, claims, now))
 
-    async def release(self, task_id: int, call_uuid: str, now: datetime) -> None:
+    async def release(
+        self, task_id: int, call_uuid: str, now: datetime, refusal: str | None = None
+    ) -> None:
         """Undo a claim whose Originate was certainly never sent: no attempt is used,
-        and its `before` webhook is withdrawn."""
-        await self._db.write(partial(_release, task_id, call_uuid, now))
+        and its `before` webhook is withdrawn. `refusal`: what the PBX answered, kept
+        as the task's latest give-back."""
+        await self._db.write(partial(_release, task_id, call_uuid, now, refusal))
 
     async def mark_answered(self, call_uuid: str, at: datetime, number: str | None) -> None:
         params = _answer(call_uuid, (at, number))
@@ -158,10 +173,11 @@ class AttemptRepository:
         outcome: Outcome,
         ended: datetime,
         events: Sequence[StoredEvent],
+        notes: AttemptNotes = NO_NOTES,
     ) -> Ended:
         """Close the attempt with its outcome and move the task on as the lifecycle
         decides, atomically. A second close of the same attempt changes nothing."""
-        return await self._db.write(_Ending(call_uuid, task_id, outcome, ended, events))
+        return await self._db.write(_Ending(call_uuid, task_id, outcome, ended, events, notes))
 
     async def live(self) -> list[LiveAttempt]:
         rows = await self._db.fetch_all(q("select_live_attempts"))
@@ -223,11 +239,27 @@ def _claim(claims: Sequence[Claim], now: datetime, conn: sqlite3.Connection) -> 
     return claimed
 
 
-def _release(task_id: int, call_uuid: str, now: datetime, conn: sqlite3.Connection) -> None:
+def _release(
+    task_id: int, call_uuid: str, now: datetime, refusal: str | None, conn: sqlite3.Connection
+) -> None:
     conn.execute(q("withdraw_start_webhook"), {"task_id": task_id, "call_uuid": call_uuid})
     conn.execute(q("delete_unsent_attempt"), {"call_uuid": call_uuid})
     previous = conn.execute(q("select_last_call_of_task"), {"task_id": task_id}).fetchone()
-    transition(conn, task_id, GivenBack(previous[0] if previous else ""), now)
+    previous_call = previous[0] if previous else ""
+    when = format_time(now)
+    if refusal is not None:
+        conn.execute(q("note_given_back"), {"task_id": task_id, "time": when, "refusal": refusal})
+    if transition(conn, task_id, GivenBack(previous_call), now) is None and _finished(
+        conn, task_id
+    ):
+        # Cancelled while its Originate was out: the cancel left the `after` webhook to
+        # the attempt's end, and this is its end.
+        enqueue_webhook_now(conn, WebhookEvent.AFTER, task_id, previous_call or None, when)
+
+
+def _finished(conn: sqlite3.Connection, task_id: int) -> bool:
+    state = read_state(conn, task_id)
+    return state is not None and state.status is TaskStatus.FINISHED
 
 
 def _answer(call_uuid: str, answer: Answer) -> dict[str, str | None]:
@@ -269,6 +301,7 @@ class _Ending:
     outcome: Outcome
     ended: datetime
     events: Sequence[StoredEvent]
+    notes: AttemptNotes
 
     def __call__(self, conn: sqlite3.Connection) -> Ended:
         outcome = self.outcome
@@ -292,13 +325,19 @@ class _Ending:
                 "b_hangup_cause": outcome.b_hangup_cause,
                 "result": str(outcome.result),
                 "result_comment": outcome.comment,
+                "refusal": self.notes.refusal,
+                "cancel_time": _opt_time(self.notes.cancel_time),
             },
         )
         if cursor.rowcount != 1:
             return Ended(closed=False, step=None)
         change = transition(conn, self.task_id, AttemptEnded(outcome, self.ended), self.ended)
         if change is None:
-            # A task finished meanwhile (cancelled) already has its `after` webhook.
+            if _finished(conn, self.task_id):
+                # Cancelled during the call: its `after` webhook waited for the end, to
+                # carry the ended attempt.
+                when = _opt_time(outcome.end_time) or format_time(self.ended)
+                enqueue_webhook_now(conn, WebhookEvent.AFTER, self.task_id, self.call_uuid, when)
             return Ended(closed=True, step=None)
         if change.status is TaskStatus.FINISHED:
             when = _opt_time(outcome.end_time) or format_time(self.ended)

@@ -68,6 +68,8 @@ def call_from_row(row: sqlite3.Row, events: Sequence[TimedEvent] | None = None) 
         b_hangup_cause=row["b_hangup_cause"],
         result=row["result"],
         result_comment=row["result_comment"],
+        pbx_refusal=row["refusal"],
+        cancel_time_gmt=row["cancel_time"],
         events=None if events is None else [headers for _, headers in events],
         events_received_at=None if events is None else [at for at, _ in events],
     )

@@ -213,8 +213,14 @@ UPDATE attempts SET state = 'ended', a_answer_time = coalesce(a_answer_time, :a_
                     answered_a_number = coalesce(:answered_a_number, answered_a_number),
                     a_dial_status = :a_dial_status, b_dial_status = :b_dial_status,
                     a_hangup_cause = :a_hangup_cause, b_hangup_cause = :b_hangup_cause,
-                    result = :result, result_comment = :result_comment
+                    result = :result, result_comment = :result_comment,
+                    refusal = :refusal, cancel_time = :cancel_time
 WHERE call_uuid = :call_uuid AND state != 'ended';
+
+-- name: note_given_back
+INSERT INTO given_back (task_id, time, refusal) VALUES (:task_id, :time, :refusal)
+ON CONFLICT (task_id) DO UPDATE
+SET time = excluded.time, refusal = excluded.refusal, count = given_back.count + 1;
 
 -- name: select_live_attempts
 SELECT * FROM attempts WHERE state != 'ended' ORDER BY start_time;

@@ -430,7 +430,11 @@ def _cancel(scheduler_id: int, task_id: int, now: datetime, conn: sqlite3.Connec
     if applied is None or applied[1] is None:
         return Changed(ChangeOutcome.WRONG_STATE, task_from_row(row))
     written = applied[1]
-    enqueue_webhook_now(conn, WebhookEvent.AFTER, task_id, written["cdr"] or None, format_time(now))
+    # A task in a call sends its `after` webhook once the call has ended (its end is
+    # written by the call engine), so that it carries the ended attempt.
+    if row["status"] != TaskStatus.EXECUTED:
+        cdr = written["cdr"] or None
+        enqueue_webhook_now(conn, WebhookEvent.AFTER, task_id, cdr, format_time(now))
     return Changed(ChangeOutcome.CHANGED, task_from_row(written))
 
 
@@ -584,5 +588,5 @@ class TaskRepository:
 
     async def cancel(self, scheduler_id: int, task_id: int, now: str) -> Changed:
         """Finish an unfinished task `failed`, "cancelled", queueing its `after`
-        webhook; a finished task is refused."""
+        webhook (for a task in a call: at the call's end); a finished task is refused."""
         return await self._db.write(partial(_cancel, scheduler_id, task_id, parse_time(now)))

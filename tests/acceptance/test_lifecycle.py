@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.acceptance.conftest import TOKEN, Daemon, free_port, launch
+from tests.acceptance.conftest import TOKEN, Daemon, callbackd_command, free_port, launch
 from tests.acceptance.lifecycle_helpers import (
     POLL,
     SECRET,
@@ -303,6 +303,85 @@ async def test_cancel_while_a_rings_hangs_up_the_call_and_reports_after(
     assert event_names(receiver) == ["before", "after"]
     assert receiver.delivered()[-1].json()["task"]["finish_comment"] == "cancelled"
     assert_signed_once_each(receiver)
+
+
+async def test_cancel_while_a_and_b_talk_reports_after_once_the_call_has_ended(
+    callbackd: Callbackd, receiver: WebhookReceiver, monitor: AmiMonitor, tmp_path: Path
+) -> None:
+    api = await callbackd()
+    queue = await api.new_queue()
+    [task] = await api.add_tasks(queue, a_task("1099", "8000", receiver))  # talks for long
+    await wait_webhook(receiver, "success")
+
+    cancelled = await api.cancel(task)
+
+    assert (cancelled["status"], cancelled["finish_result"]) == ("finished", "failed")
+    assert cancelled["finish_comment"] == "cancelled"
+    call_uuid = cancelled["cdr"]
+    await monitor.wait_until(lambda: not monitor.open_channels(call_uuid), timeout=10)
+    after = await wait_webhook(receiver, "after")
+    attempt = after["attempt"]
+    assert (attempt["call_uuid"], attempt["state"], attempt["result"]) == (
+        call_uuid,
+        "ended",
+        "success",
+    )
+    assert attempt["end_time_gmt"] is not None and attempt["bridged_duration"] is not None
+    assert attempt["cancel_time_gmt"] is not None
+    assert after["task"]["finish_comment"] == "cancelled"
+    await api.wait_outbox_empty()
+    assert event_names(receiver) == ["before", "success", "after"]
+    logged = [json.loads(line) for line in api.log().splitlines() if line.startswith("{")]
+    [line] = [x for x in logged if x["event"] == "task cancelled"]
+    assert (line["task_id"], line["call_hung_up"]) == (task["id"], True)
+    timeline = await call_timeline(tmp_path, str(task["id"]))
+    assert f"cancelled {attempt['cancel_time_gmt']}" in timeline
+    assert "the task was cancelled at" in timeline
+
+
+async def call_timeline(directory: Path, ident: str) -> str:
+    """What `callbackd call` prints for `ident`, from the daemon's store."""
+    process = await asyncio.create_subprocess_exec(
+        *callbackd_command(),
+        "call",
+        ident,
+        "--config",
+        str(directory / "callbackd.toml"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    return out.decode()
+
+
+async def test_a_dialplan_removed_while_the_daemon_runs_uses_no_try_and_calls_resume(
+    callbackd: Callbackd, receiver: WebhookReceiver, testpbx: TestPbx, tmp_path: Path
+) -> None:
+    # As an operator's `dialplan reload` with a broken include would leave the PBX.
+    api = await callbackd()
+    queue = await api.new_queue()
+    try:
+        for context in ("callbackd-a", "callbackd-b"):
+            testpbx.cli(f"dialplan remove context {context}")
+        [task] = await api.add_tasks(queue, a_task("1020", "1101", receiver, try_count=1))
+
+        await poll(api.readyz, lambda status: status == 503)
+        async with api.session.get(api.url + "/readyz") as response:
+            readiness = await response.json()
+        assert "dialplan" in readiness["ami"]
+        waiting = await api.task(task)
+        assert (waiting["status"], waiting["attempts_made"]) == ("scheduled", 0)
+        assert await api.attempts(task) == []
+        timeline = await call_timeline(tmp_path, str(task["id"]))
+        assert "the PBX refused the Originate (Extension does not exist.)" in timeline
+    finally:
+        testpbx.cli("dialplan reload")  # the operator fixes the include
+
+    done = await api.wait_finished(task)
+    assert (done["finish_result"], done["attempts_made"]) == ("success", 1)
+    assert await api.readyz() == 200
+    await api.wait_outbox_empty()
+    assert event_names(receiver) == ["before", "success", "after"]
 
 
 async def test_kill_9_while_a_and_b_talk_follows_the_call_and_rings_nobody_twice(

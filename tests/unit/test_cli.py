@@ -188,6 +188,41 @@ def test_call_by_task_id_prints_every_attempt_with_its_events_in_order(
     assert "no AMI events recorded" in out  # attempt 2 has none
 
 
+def test_call_shows_the_pbx_refusal_the_cancel_and_the_attempts_given_back(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with closing(sqlite3.connect(store)) as conn, conn:
+        conn.execute(
+            "UPDATE attempts SET refusal = 'Invalid channel', result = 'rejected',"
+            " result_comment = 'rejected by the PBX' WHERE call_uuid = ?",
+            (CALL_2,),
+        )
+        conn.execute(
+            "UPDATE attempts SET cancel_time = '2024-03-01 10:00:03' WHERE call_uuid = ?",
+            (CALL_1,),
+        )
+        conn.execute(
+            "INSERT INTO given_back (task_id, time, refusal, count)"
+            " VALUES (42, '2024-03-01 09:59:30', 'Extension does not exist.', 3)"
+        )
+
+    code, out, _ = run(capsys, "call", "42", "--store", str(store))
+
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == (
+        "given back 3 time(s), no try used; the last at 2024-03-01 09:59:30: "
+        "the PBX refused the Originate (Extension does not exist.)"
+    )
+    assert "  the PBX refused the Originate: Invalid channel" in lines
+    assert "  no AMI events recorded: the PBX refused the Originate (Invalid channel)" in lines
+    assert "  cancelled 2024-03-01 10:00:03: the task was cancelled and its call hung up" in lines
+    assert any(
+        x.startswith("  decision:") and x.endswith("the task was cancelled at 2024-03-01 10:00:03")
+        for x in lines
+    )
+
+
 def test_call_by_uuid_prints_that_attempt_only(
     store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

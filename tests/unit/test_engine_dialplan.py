@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from ami.client import AmiClient, ConnectionSettings
 from ami.fake import FakeAmiServer
 from config import Settings
@@ -34,3 +36,26 @@ async def test_missing_dialplan_contexts_keep_the_engine_not_ready(tmp_path: Pat
             await asyncio.gather(running, return_exceptions=True)
             await ami.stop()
             await db.close()
+
+
+async def test_no_ready_line_is_logged_while_the_dialplan_is_missing(tmp_path: Path) -> None:
+    async with FakeAmiServer(secret="s3cret-for-tests", contexts=[]) as fake:
+        db = await Database.open(tmp_path / "cb.db")
+        ami = AmiClient(ConnectionSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
+        engine = CallEngine(ami, AttemptRepository(db), SystemClock(), lambda: Settings())
+        with capture_logs() as logs:
+            await ami.start()
+            running = asyncio.create_task(engine.run())
+            try:
+                assert not await engine.wait_ready(5)
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                await ami.stop()
+                await db.close()
+
+    events = [line["event"] for line in logs]
+    assert "AMI ready" not in events
+    assert "dialplan check failed" in events
+    [not_ready] = [line for line in logs if line["event"] == "AMI logged in but not ready"]
+    assert "callbackd-a" in not_ready["error"]

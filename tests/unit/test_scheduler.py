@@ -32,6 +32,7 @@ from daemon.models import (
 )
 from daemon.scheduler import EngineEvents, Scheduler
 from daemon.store.attempts import AttemptRepository
+from daemon.store.calls import CallRepository
 from daemon.store.db import Database
 from daemon.store.queries import q
 from daemon.store.queues import QueueRepository
@@ -475,6 +476,63 @@ async def test_an_originate_not_permitted_burns_no_task_and_is_tried_again_later
     assert len(world.originated()) == 6
     assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 3
     assert world.engine.ready
+
+
+async def test_an_originate_refused_for_a_vanished_dialplan_uses_no_try_until_it_is_back(
+    world: World,
+) -> None:
+    # An operator's `dialplan reload` dropped callbackd's contexts while the daemon runs.
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 2, try_count=1, url_before="http://127.0.0.1:9/before")
+    world.fake.contexts = []
+    world.fake.originate_error = "Extension does not exist."
+
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 2
+    assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 0
+    assert await world.db.fetch_value("SELECT count(*) FROM outbox") == 0
+    tasks, _ = await TaskRepository(world.db).list(queue_id, TaskFilter(), 10, 0)
+    assert {(t["status"], t["attempts_made"]) for t in tasks} == {("scheduled", 0)}
+    given_back = await world.db.fetch_all("SELECT refusal, count FROM given_back")
+    assert [(g["refusal"], g["count"]) for g in given_back] == [
+        ("Extension does not exist.", 1)
+    ] * 2
+    assert not world.engine.ready and not world.engine.may_start
+    assert "Extension does not exist." in (world.engine.last_error or "")
+    assert "dialplan reload" in (world.engine.last_error or "")
+
+    await world.engine.watch()  # looks for the dialplan: still gone
+    await world.scheduler.dispatch_due()
+    assert len(world.originated()) == 2
+    assert "callbackd-a, callbackd-b" in (world.engine.last_error or "")
+
+    world.fake.contexts = ["callbackd-a", "callbackd-b"]  # fixed, and reloaded
+    world.fake.originate_error = None
+    await world.engine.watch()
+    assert world.engine.may_start  # found: no need to wait out a pause
+    await world.scheduler.dispatch_due()
+
+    assert len(world.originated()) == 4
+    assert await world.db.fetch_value("SELECT count(*) FROM attempts") == 2
+    assert world.engine.ready
+
+
+async def test_an_originate_refused_for_this_call_alone_ends_the_attempt_with_its_reason(
+    world: World,
+) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1, try_count=2)
+    world.fake.originate_error = "Invalid channel"
+
+    await world.scheduler.dispatch_due()
+    await world.engine.drain()
+
+    [call] = await world.db.fetch_all("SELECT call_uuid, result FROM attempts")
+    assert call["result"] == "rejected"
+    record = await CallRepository(world.db).get(CLIENT, call["call_uuid"], with_events=False)
+    assert record is not None and record.pbx_refusal == "Invalid channel"
+    assert world.engine.ready  # about this call only: the others still start
 
 
 async def test_a_stored_webhook_body_is_the_documented_webhook_body(world: World) -> None:
