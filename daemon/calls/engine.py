@@ -56,6 +56,7 @@ class CallEngine:
         self.calls: Calls = {}
         self.gate = OriginateGate()
         self._ready = asyncio.Event()
+        self._looked = asyncio.Event()
         self._logins = 0
         self.writes = CallWrites(attempts, clock, self.calls)
         ender = CallEnder(self.calls, attempts, clock, self.writes, self.listeners, metrics)
@@ -108,13 +109,32 @@ class CallEngine:
         """Tasks whose Originate is on its way (the outbox holds their webhooks)."""
         return self._placer.originating
 
-    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - bounded waiting is the point
+    async def wait_following(self, timeout: float) -> bool:  # noqa: ASYNC109 - bounded waiting is the point
+        """Whether the engine is logged in and has reconciled its calls within
+        `timeout`, ready or not (`last_error` then says why not)."""
         try:
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
         except TimeoutError:
             return False
-        return self.ready
+        return True
+
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - bounded waiting is the point
+        """Whether the engine is `ready` within `timeout`: logged in, and then the
+        dialplan found (a PBX just restarted may let the login in before it)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+                while not self.ready:
+                    await self._looked.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _have_looked(self) -> None:
+        """Wake `wait_ready`: the link or the dialplan was looked at again."""
+        self._looked.set()
+        self._looked = asyncio.Event()
 
     # --- placing and hanging up ----------------------------------------------------
 
@@ -189,6 +209,7 @@ class CallEngine:
             return
         self._ready.set()
         self._announce(calls_followed=len(self.calls))
+        self._have_looked()
 
     def _announce(self, **fields: int) -> None:
         """Say "ready" only when it is true: logged in, reconciled and the gate open."""
@@ -219,6 +240,7 @@ class CallEngine:
                 if self.gate.open:
                     log.info("dialplan contexts found; ready")
                 self.listeners.ready_to_place()
+            self._have_looked()
         await self.check_silent_calls()
 
     async def check_silent_calls(self) -> None:

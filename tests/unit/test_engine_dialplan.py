@@ -25,7 +25,8 @@ async def test_missing_dialplan_contexts_keep_the_engine_not_ready(tmp_path: Pat
         await ami.start()
         running = asyncio.create_task(engine.run())
         try:
-            assert not await engine.wait_ready(5)
+            assert await engine.wait_following(5)
+            assert not engine.ready
             assert ami.logged_in
             assert engine.last_error is not None
             assert "callbackd-b" in engine.last_error
@@ -47,7 +48,8 @@ async def test_no_ready_line_is_logged_while_the_dialplan_is_missing(tmp_path: P
             await ami.start()
             running = asyncio.create_task(engine.run())
             try:
-                assert not await engine.wait_ready(5)
+                assert await engine.wait_following(5)
+                assert not engine.ready
             finally:
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
@@ -59,3 +61,25 @@ async def test_no_ready_line_is_logged_while_the_dialplan_is_missing(tmp_path: P
     assert "dialplan check failed" in events
     [not_ready] = [line for line in logs if line["event"] == "AMI logged in but not ready"]
     assert "callbackd-a" in not_ready["error"]
+
+
+async def test_waiting_for_ready_ends_once_a_late_dialplan_is_found(tmp_path: Path) -> None:
+    # A PBX just restarted may let the login in before its dialplan is loaded.
+    async with FakeAmiServer(secret="s3cret-for-tests", contexts=[]) as fake:
+        db = await Database.open(tmp_path / "cb.db")
+        ami = AmiClient(ConnectionSettings(fake.host, fake.port, "callbackd", "s3cret-for-tests"))
+        engine = CallEngine(ami, AttemptRepository(db), SystemClock(), lambda: Settings())
+        await ami.start()
+        running = asyncio.create_task(engine.run())
+        try:
+            assert await engine.wait_following(5)
+            waiting = asyncio.create_task(engine.wait_ready(5))
+            fake.contexts = ["callbackd-a", "callbackd-b"]
+            await engine.watch()
+            assert await waiting
+            assert engine.ready
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await ami.stop()
+            await db.close()
