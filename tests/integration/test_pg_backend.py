@@ -87,16 +87,19 @@ async def test_the_stores_own_queries_and_code_run_on_it(store: PgDatabase) -> N
     assert page[0]["finish_comment"] == "cancelled"
 
 
-async def test_a_postgresql_restart_fails_a_write_whole_and_the_next_one_reconnects(
+async def test_a_postgresql_restart_fails_a_write_whole_and_reads_and_later_writes_go_on(
     store: PgDatabase, testpg: TestPg
 ) -> None:
     await store.write(_add_one)
+    assert await store.fetch_value("SELECT n FROM counter") == 1
     await asyncio.to_thread(testpg.restart)
 
+    read_at_once = await store.fetch_value("SELECT n FROM counter")  # a read is run again
     with pytest.raises(StoreUnavailable):
         await store.write(_add_one)
     after = await store.write(_add_one)
 
+    assert read_at_once == 1
     assert after == 2  # the failed write kept nothing
     assert await store.fetch_value("SELECT n FROM counter") == 2
 

@@ -55,6 +55,11 @@ class Worker:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, on_thread)
 
+    @property
+    def broken(self) -> bool:
+        """The connection was lost (a restart, a failover): the next run opens another."""
+        return self._conn is not None and self._conn.broken
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -112,6 +117,13 @@ class PgDatabase:
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         reader = await self._readers.get()
         try:
+            try:
+                return await reader.run(lambda conn: _in_snapshot(conn, work))
+            except sqlite3.OperationalError:
+                if not reader.broken:
+                    raise
+            # A connection lost since its last use (PostgreSQL restarted): a read
+            # changes nothing, so it is simply run again on a new one.
             return await reader.run(lambda conn: _in_snapshot(conn, work))
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the store cannot be read now: {exc}") from exc
