@@ -188,6 +188,16 @@ def _cluster(settings: Settings, action: str, host: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`callbackd call 42 | head`): nothing is left to say, and
+        # the interpreter's own flush at exit must not fail again with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+
+
+def _main(argv: Sequence[str] | None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "openapi":
         from api.app import ALL_ROUTES

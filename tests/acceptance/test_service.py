@@ -190,3 +190,18 @@ def test_unit_exposure_level_is_at_most_2() -> None:
     match = re.search(r"Overall exposure level for callbackd\.service: ([\d.]+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0, result.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    # `callbackd openapi | head -1`: the document is larger than a pipe holds.
+    with subprocess.Popen(
+        [str(CALLBACKD), "openapi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        errors = proc.stderr.read().decode()
+        status = proc.wait(timeout=60)
+
+    assert first.strip() == b"{"
+    assert (status, errors) == (1, "")
