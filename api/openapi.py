@@ -127,6 +127,16 @@ def _partial_bodies(routes: list[Route], schemas: dict[str, Any]) -> dict[str, A
     return out
 
 
+# What a 401 answers besides its problem (RFC 6750 §3).
+_CHALLENGE = {
+    "WWW-Authenticate": {
+        "description": 'Bearer realm="callbackd", with error="invalid_token" when the '
+        "token sent is not valid.",
+        "schema": {"type": "string"},
+    }
+}
+
+
 def _problem_statuses(route: Route) -> set[int]:
     """Every problem a route can answer. Besides the ones its entry names, the shape of the
     route brings its own: a token (401), a client in the path (400 for `@me` with an admin
@@ -204,6 +214,8 @@ def _operation(route: Route) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": _ref(ProblemDetails)}}
     for code in sorted(_problem_statuses(route)):
         op["responses"][str(code)] = {"description": HTTPStatus(code).phrase, "content": problem}
+    if "401" in op["responses"]:
+        op["responses"]["401"]["headers"] = _CHALLENGE
     op["security"] = [{"bearer": []}] if route.auth else []
     return op
 

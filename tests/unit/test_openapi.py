@@ -94,6 +94,14 @@ def test_the_open_endpoints_need_no_token_and_every_other_a_bearer_token() -> No
     assert DOCUMENT["paths"].keys() >= OPEN_PATHS
 
 
+def test_every_401_declares_its_www_authenticate_challenge() -> None:
+    answers = [op["responses"].get("401") for _, _, op in _operations() if op["security"]]
+    assert answers
+    for answer in answers:
+        assert answer is not None
+        assert "Bearer" in answer["headers"]["WWW-Authenticate"]["description"]
+
+
 def test_the_document_names_a_server_and_its_default_address() -> None:
     [server] = DOCUMENT["servers"]
 
