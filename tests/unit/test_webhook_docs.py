@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 import pytest
 
+from config.settings import WebhookSettings
 from daemon.models import WebhookBody
+from daemon.outbox import backoff
 from daemon.webhook_signing import webhook_headers
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
@@ -110,3 +112,15 @@ def test_the_documented_example_body_is_a_webhook_body_field_for_field() -> None
     assert body.attempt is not None
     assert set(data["task"]) == set(type(body.task).model_fields)
     assert set(data["attempt"]) == set(type(body.attempt).model_fields)
+
+
+def test_the_documented_retry_schedule_is_the_outbox_backoff() -> None:
+    row = next(line for line in DOC.read_text().splitlines() if line.startswith("| waits"))
+    unit = {"s": 1, "min": 60, "h": 3600}
+    waits = [int(number) * unit[word] for number, word in re.findall(r"(\d+) (s|min|h)\b", row)]
+
+    assert waits == [backoff(tries) for tries in range(1, 7)]
+    text = DOC.read_text()
+    assert f"(default {WebhookSettings().max_attempts}:" in text
+    assert f"(default {WebhookSettings().timeout:g})" in text
+    assert "±10 %" in text
