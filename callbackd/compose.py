@@ -87,7 +87,14 @@ async def build(settings: Settings, clock: Clock | None = None) -> web.Applicati
     metrics = Metrics()
 
     ami = AmiClient(connection_settings(settings))
-    engine = CallEngine(ami, AttemptRepository(db), clock, live, metrics=metrics)
+    engine = CallEngine(
+        ami,
+        AttemptRepository(db),
+        clock,
+        live,
+        metrics=metrics,
+        may_dial=membership.may_dial if membership is not None else lambda: True,
+    )
     outbox = WebhookOutbox(
         db, clock, lambda: live().webhooks, metrics=metrics, held=engine.originating
     )
@@ -138,7 +145,13 @@ async def membership_part(app: web.Application) -> AsyncIterator[None]:
     if membership is None:
         yield
         return
-    task = app[SUPERVISOR].watch(asyncio.create_task(membership.run(), name="cluster"))
+    scheduler, outbox = app[SCHEDULER], app[OUTBOX]
+
+    def wake() -> None:
+        scheduler.wake()
+        outbox.wake()
+
+    task = app[SUPERVISOR].watch(asyncio.create_task(membership.run(wake), name="cluster"))
     yield
     await _stop(task)
 

@@ -7,6 +7,8 @@ daemon/cluster.py, the SQL in daemon/store/pg/cluster.py.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import psycopg
@@ -14,13 +16,16 @@ import structlog
 
 from config import Settings
 from daemon.clock import Clock
-from daemon.cluster import longest_call_seconds
+from daemon.cluster import Lease, longest_call_seconds
 from daemon.store.db import StoreError
 from daemon.store.pg import cluster
 from daemon.store.pg.connection import connect
 from daemon.store.pg.schema import migrations
 
 log = structlog.get_logger("callbackd.cluster")
+# How often a host looks for work the other hosts stored: the delay before a task added
+# through another host's API may start here.
+LOOK_S = 1.0
 
 
 def longest_call(settings: Settings) -> int:
@@ -41,7 +46,9 @@ def longest_call(settings: Settings) -> int:
 
 
 class Membership:
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._url = settings.store.url.get_secret_value()
         self._host_id = settings.cluster.resolved_host_id()
         self._heartbeat = settings.cluster.heartbeat
@@ -49,37 +56,50 @@ class Membership:
         self._longest = longest_call(settings)
         self._clock = clock
         self._version = migrations()[-1][0]
+        self._monotonic = monotonic
+        self._lease: Lease | None = None
 
     @property
     def host_id(self) -> str:
         return self._host_id
 
+    def may_dial(self) -> bool:
+        """Whether this host may act on its claims now: its lease runs."""
+        return self._lease is not None and self._lease.valid(self._monotonic())
+
     def join(self) -> None:
-        """StoreError when another host is alive on this store."""
+        """Register this host (StoreError when the store cannot be reached)."""
+        sent = self._monotonic()
         with connect(self._url) as conn:
             alive = cluster.join(conn, self._host_id, self._version, self._longest, self._timeout)
-        if alive:
-            raise StoreError(
-                f"cluster: {', '.join(alive)} already runs on this store; this version runs"
-                " one host per store at a time (this one may start once that host has been"
-                " silent for cluster.host_timeout)"
-            )
+        self._lease = Lease(sent, self._timeout)
+        log.info("joined the shared store", host_id=self._host_id, other_hosts=alive)
 
     def beat(self) -> cluster.Recovered:
-        """One heartbeat and one recovery pass."""
+        """One heartbeat (which renews the lease, counted from when it was sent) and
+        one recovery pass."""
+        sent = self._monotonic()
         with connect(self._url) as conn:
             cluster.heartbeat(conn, self._host_id, self._version, self._longest)
+            self._lease = Lease(sent, self._timeout)
             return cluster.recover(conn, self._timeout)
 
-    async def run(self) -> None:
+    async def run(self, wake: Callable[[], None] = lambda: None) -> None:
         """Heartbeat until cancelled; a database that cannot be reached is logged and
-        tried again at the next beat (the store's writes say the rest)."""
+        tried again at the next beat (the store's writes say the rest). Between beats,
+        `wake()` every LOOK_S: the scheduler and the outbox look for what the other
+        hosts' APIs stored (tasks, webhooks), which no wake-up of this host announces."""
+        next_beat = self._clock.now()
         while True:
-            try:
-                recovered = await asyncio.to_thread(self.beat)
-            except (StoreError, psycopg.Error) as exc:
-                log.error("cluster heartbeat failed", error=str(exc).splitlines()[0])
-            else:
-                if recovered != cluster.Recovered():
-                    log.warning("recovered the work of gone hosts", **vars(recovered))
-            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=self._heartbeat))
+            if self._clock.now() >= next_beat:
+                next_beat = self._clock.now() + timedelta(seconds=self._heartbeat)
+                try:
+                    recovered = await asyncio.to_thread(self.beat)
+                except (StoreError, psycopg.Error) as exc:
+                    log.error("cluster heartbeat failed", error=str(exc).splitlines()[0])
+                else:
+                    if recovered != cluster.Recovered():
+                        log.warning("recovered the work of gone hosts", **vars(recovered))
+            wake()
+            look = self._clock.now() + timedelta(seconds=min(LOOK_S, self._heartbeat))
+            await self._clock.sleep_until(min(look, next_beat))

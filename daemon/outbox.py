@@ -43,12 +43,14 @@ from daemon.netguard import (
     literal_denied,
     parse_networks,
 )
-from daemon.store.db import Database
+from daemon.store.db import Database, StoreUnavailable
 from daemon.store.until_stored import until_stored
 from daemon.store.webhooks import OutboxRepository
 from daemon.webhook_signing import SigningError, webhook_headers
 
 log = structlog.get_logger("callbackd.webhooks")
+# A store that cannot be read (the shared store restarting) is tried again after this.
+STORE_RETRY = timedelta(seconds=2)
 
 # Seconds to wait after the 1st, 2nd, ... failed try; later failures wait BACKOFF_CAP.
 BACKOFF_STEPS = (5, 30, 120, 600, 1800)
@@ -221,7 +223,14 @@ class WebhookOutbox:
                     while True:
                         self._raise_crash()
                         poked.clear()
-                        due_at = await self._dispatch(session, started)
+                        try:
+                            due_at = await self._dispatch(session, started)
+                        except StoreUnavailable as exc:
+                            # The shared store restarting or failing over: what is
+                            # due waits, as the scheduler's starts do.
+                            log.error("the store cannot be read; trying again shortly",
+                                      error=str(exc))  # fmt: skip
+                            due_at = self._clock.now() + STORE_RETRY
                         await sleep_until_woken(self._clock, poked, due_at)
                 finally:
                     await _cancel(started)

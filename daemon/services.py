@@ -146,7 +146,9 @@ async def open_store(settings: Settings) -> Database:
         from daemon.store.pg.backend import PgDatabase  # psycopg only when it is used
 
         shared = await PgDatabase.open(
-            settings.store.url.get_secret_value(), settings.cluster.resolved_host_id()
+            settings.store.url.get_secret_value(),
+            settings.cluster.resolved_host_id(),
+            settings.cluster.host_timeout,
         )
         # The same interface (daemon/store/backend.py, the contract suite checks it).
         return cast(Database, shared)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
@@ -12,7 +16,7 @@ import pytest
 from config.settings import LogSettings
 from daemon import logsetup
 from daemon.logsetup import reset_logging
-from tests.pbx import SipFarEnd, TestPbx, TestPbxError
+from tests.pbx import REPO, SipFarEnd, TestPbx, TestPbxError
 from tests.pg import TestPg, TestPgError
 
 
@@ -102,3 +106,34 @@ def pg_url(testpg: TestPg) -> Iterator[str]:
     """The DSN of an empty database of this test's own."""
     with testpg.fresh_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def testpbx2(testpbx: TestPbx) -> Iterator[TestPbx]:
+    """A second test PBX for two-host tests: its own chroot (CALLBACKD_TESTPBX2_DIR,
+    default <repo>/.testpbx2, copied from the first PBX's when not built yet) and AMI
+    port (CALLBACKD_TESTPBX2_AMI_PORT, default the first PBX's + 1)."""
+    first_dir = Path(os.environ.get("CALLBACKD_TESTPBX_DIR", REPO / ".testpbx"))
+    directory = Path(os.environ.get("CALLBACKD_TESTPBX2_DIR", REPO / ".testpbx2"))
+    port = int(os.environ.get("CALLBACKD_TESTPBX2_AMI_PORT", testpbx.port + 1))
+    if not (directory / "built").is_file():
+        # A copy of the built chroot instead of a second debootstrap; the first PBX's
+        # mounts (it runs) are left out.
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["cp", "-a", "--one-file-system", str(first_dir / "root"), str(directory)],
+            check=True,
+            timeout=600,
+        )
+        shutil.copy(first_dir / "built", directory / "built")
+    pbx = testpbx.second(directory, port)
+    started_here = False
+    if not pbx.is_running():
+        try:
+            pbx.start()
+        except TestPbxError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        started_here = True
+    yield pbx
+    if started_here:
+        pbx.stop()

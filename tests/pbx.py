@@ -49,6 +49,9 @@ class TestPbx:
     username: str
     secret: str
 
+    # The environment of tools/testpbx for this instance (None: this process's own).
+    env: dict[str, str] | None = None
+
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
     @classmethod
@@ -61,11 +64,18 @@ class TestPbx:
             secret=os.environ.get("CALLBACKD_TESTPBX_SECRET", "callbackd-test"),
         )
 
+    def second(self, directory: Path, port: int) -> TestPbx:
+        """Another instance of the test PBX: its own chroot in `directory` and AMI
+        `port`, for tests of two hosts on one machine."""
+        env = {**os.environ, "CALLBACKD_TESTPBX_DIR": str(directory)}
+        env["CALLBACKD_TESTPBX_AMI_PORT"] = str(port)
+        return TestPbx(self.host, port, self.username, self.secret, env)
+
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return _run_script(SCRIPT, *args, timeout=timeout)
+        return _run_script(SCRIPT, *args, timeout=timeout, env=self.env)
 
     def _check(self, *args: str, timeout: float) -> str:
-        return _check_script(SCRIPT, *args, timeout=timeout)
+        return _check_script(SCRIPT, *args, timeout=timeout, env=self.env)
 
     def is_running(self) -> bool:
         return self._run("status", timeout=30).returncode == 0
@@ -106,7 +116,9 @@ class TestPbx:
             raise TestPbxError(f"tools/testpbx restart failed: {output.decode().strip()}")
 
 
-def _run_script(script: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _run_script(
+    script: Path, *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
             [str(script), *args],
@@ -115,14 +127,17 @@ def _run_script(script: Path, *args: str, timeout: float) -> subprocess.Complete
             text=True,
             timeout=timeout,
             check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired as exc:
         command = f"tools/{script.name} {' '.join(args)}"
         raise TestPbxError(f"{command}: no result in {timeout} s") from exc
 
 
-def _check_script(script: Path, *args: str, timeout: float) -> str:
-    done = _run_script(script, *args, timeout=timeout)
+def _check_script(
+    script: Path, *args: str, timeout: float, env: dict[str, str] | None = None
+) -> str:
+    done = _run_script(script, *args, timeout=timeout, env=env)
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()
         raise TestPbxError(f"tools/{script.name} {' '.join(args)} failed: {output}")

@@ -43,7 +43,10 @@ class CallEngine:
         settings: Callable[[], Settings],
         listener: AttemptListener | None = None,
         metrics: Metrics | None = None,
+        may_dial: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`may_dial`: whether this host may send an Originate now (on the shared
+        store, while its lease runs: daemon.membership)."""
         self._ami = ami
         self._clock = clock
         self._settings = settings
@@ -62,7 +65,7 @@ class CallEngine:
         ender = CallEnder(self.calls, attempts, clock, self.writes, self.listeners, metrics)
         self._placer = Placer(
             ami, self.calls, attempts, clock, settings, self.gate, self.writes, ender,
-            self.listeners,
+            self.listeners, may_dial,
         )  # fmt: skip
         self._router = EventRouter(
             self.calls, attempts, self.writes, ender, self.listeners,

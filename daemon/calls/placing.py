@@ -35,8 +35,10 @@ class Placer:
         writes: CallWrites,
         ender: CallEnder,
         listener: AttemptListener,
+        may_dial: Callable[[], bool] = lambda: True,
     ) -> None:
         self._ami = ami
+        self._may_dial = may_dial
         self._calls = calls
         self._attempts = attempts
         self._clock = clock
@@ -101,6 +103,12 @@ class Placer:
             call.log().info("cancelled before the Originate; nothing is sent")
             self._ender.close(call, self._clock.now())
             return True
+        if not self._may_dial():
+            # This host's lease on the shared store ran out (frozen, cut off): the
+            # others may take its claims any moment, so it rings nobody.
+            call.log().warning("lease of this host is over; attempt given back")
+            await self._give_back(record, call)
+            return False
         try:
             await self._ami.originate(originate_fields(request))
             if self._gate.accepted():

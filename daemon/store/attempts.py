@@ -207,11 +207,29 @@ class AttemptRepository:
             await self._db.write(partial(_insert_events, events))
 
 
+def _room_in_queue(conn: sqlite3.Connection, scheduler_id: int) -> int:
+    """How many more of the queue's tasks may start, counted in this transaction after
+    the queue's row is locked (on the shared store, where several hosts claim; SQLite
+    has one writer): every claim committed before is counted."""
+    row = conn.execute(q("lock_queue_for_claim"), {"id": scheduler_id}).fetchone()
+    if row is None:
+        return 0
+    running = conn.execute(q("count_running_in_queue"), {"id": scheduler_id}).fetchone()
+    return int(row[0]) - int(running[0])
+
+
 def _claim(claims: Sequence[Claim], now: datetime, conn: sqlite3.Connection) -> set[str]:
     when = format_time(now)
     claimed: set[str] = set()
     queues: set[int] = set()
-    for claim in claims:
+    room: dict[int, int] = {}
+    # Queue rows are locked in id order, so two hosts claiming never wait on each other
+    # in a circle.
+    for claim in sorted(claims, key=attrgetter("scheduler_id")):
+        if claim.scheduler_id not in room:
+            room[claim.scheduler_id] = _room_in_queue(conn, claim.scheduler_id)
+        if room[claim.scheduler_id] <= 0:
+            continue  # concurrent_task_limit is reached, counted over every host
         state = read_state(conn, claim.task_id)
         # Numbered from the attempts the plan was made for: a task that moved on since
         # (another attempt, a PUT that made it wait again) is not started on that plan.
@@ -234,6 +252,7 @@ def _claim(claims: Sequence[Claim], now: datetime, conn: sqlite3.Connection) -> 
         enqueue_webhook_now(conn, event, claim.task_id, claim.call_uuid, when)
         claimed.add(claim.call_uuid)
         queues.add(claim.scheduler_id)
+        room[claim.scheduler_id] -= 1
     for scheduler_id in queues:  # a claim of 64 tasks of one queue updates it once
         conn.execute(q("touch_queue_last_call"), {"scheduler_id": scheduler_id, "now": when})
     return claimed

@@ -179,6 +179,13 @@ ORDER BY b.last_seq, e.key;
 INSERT INTO attempts (call_uuid, task_id, attempt_no, scheduler_id, state, plan, start_time)
 VALUES (:call_uuid, :task_id, :attempt_no, :scheduler_id, 'originating', :plan, :now);
 
+-- name: lock_queue_for_claim
+-- The queue's limit; on the shared store its row is locked to the commit (FOR UPDATE).
+SELECT concurrent_task_limit FROM queues WHERE id = :id;
+
+-- name: count_running_in_queue
+SELECT coalesce(sum(n), 0) FROM task_counts WHERE scheduler_id = :id AND status = 'executed';
+
 -- name: touch_queue_last_call
 UPDATE queues SET last_call_date = :now WHERE id = :scheduler_id;
 

@@ -1,7 +1,7 @@
-"""The real `callbackd run` on the shared PostgreSQL store with the test PBX: calls are
-placed and stored there under this host's name, the host shows in `cluster status`, a
-second host on the same store is refused (this version runs one host per store), and a
-PostgreSQL restart with a kill -9 of the daemon mid-call rings nobody twice."""
+"""The real `callbackd run` on the shared PostgreSQL store with the test PBXs: two hosts,
+each with its own Asterisk, work one queue within its limit and ring each number once;
+a PostgreSQL restart, alone or with a kill -9 of the daemon mid-call, rings nobody
+twice and loses no webhook."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.acceptance.conftest import callbackd_command, free_port, launch
 from tests.acceptance.lifecycle_helpers import (
+    POLL,
     AmiMonitor,
     Api,
     a_task,
@@ -29,7 +30,7 @@ from tests.webhook_receiver import WebhookReceiver
 pytestmark = [pytest.mark.pbx, pytest.mark.pg]
 
 
-def shared_config(directory: Path, pbx: TestPbx, pg_url: str, host_id: str) -> Path:
+def shared_config(directory: Path, pbx: TestPbx, pg_url: str, host_id: str, **calls: int) -> Path:
     parts = conninfo_to_dict(pg_url)
     url_file = directory / f"store_url-{host_id}"
     url_file.write_text(
@@ -37,7 +38,7 @@ def shared_config(directory: Path, pbx: TestPbx, pg_url: str, host_id: str) -> P
     )
     directory = directory / host_id
     directory.mkdir()
-    config = write_pbx_config(directory, free_port(), pbx)
+    config = write_pbx_config(directory, free_port(), pbx, **calls)
     text = config.read_text().replace("[store]\n", f'[store]\nurl_file = "{url_file}"\n', 1)
     config.write_text(
         text + f'\n[cluster]\nhost_id = "{host_id}"\nheartbeat = 1\nhost_timeout = 5\n'
@@ -52,50 +53,76 @@ def port_of(config: Path) -> int:
     raise AssertionError("no listen address")
 
 
-async def test_a_host_runs_calls_on_the_shared_store_and_a_second_one_is_refused(
-    tmp_path: Path, testpbx: TestPbx, pg_url: str, session: aiohttp.ClientSession
-) -> None:
-    first = shared_config(tmp_path, testpbx, pg_url, "pbx-1")
-    daemon = await launch(first, port_of(first), session)
-    try:
-        api = Api(session, daemon)
-        await api.wait_ready()
-        queue = await api.new_queue()
-        (task,) = await api.add_tasks(queue, {"a_number": "1002", "b_number": "1102"})
-        done = await api.wait_finished(task)
+async def executed_now(session: aiohttp.ClientSession, api: Api, queue: int) -> int:
+    url = f"{api.base}/task_scheduler/{queue}/tasks/"
+    async with session.get(url, params={"status": "executed", "per_page": "1"}) as response:
+        assert response.status == 200
+        return int(response.headers["X-Total-Count"])
 
-        second = shared_config(tmp_path, testpbx, pg_url, "pbx-2")
-        refused = await asyncio.create_subprocess_exec(
-            *callbackd_command(),
-            "run",
-            "--config",
-            str(second),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+
+async def test_two_hosts_work_one_queue_within_its_limit_and_ring_each_number_once(
+    tmp_path: Path,
+    testpbx: TestPbx,
+    testpbx2: TestPbx,
+    pg_url: str,
+    session: aiohttp.ClientSession,
+) -> None:
+    # One call at a time per host (calls.max_concurrent), two at a time in the queue:
+    # the queue needs both hosts, and its limit is what stops a third call.
+    configs = [
+        shared_config(tmp_path, pbx, pg_url, host, max_concurrent=1)
+        for pbx, host in ((testpbx, "pbx-1"), (testpbx2, "pbx-2"))
+    ]
+    monitors = [await AmiMonitor(testpbx).start(), await AmiMonitor(testpbx2).start()]
+    receiver = await WebhookReceiver().start()
+    daemons = []
+    try:
+        for config in configs:
+            daemons.append(await launch(config, port_of(config), session))
+        apis = [Api(session, daemon) for daemon in daemons]
+        for api in apis:
+            await api.wait_ready()
+        queue = await apis[0].new_queue(limit=2)
+        tasks = await apis[1].add_tasks(
+            queue, *(a_task("1003", "1103", receiver) for _ in range(6))
         )
-        _, err = await asyncio.wait_for(refused.communicate(), 60)
+        most = 0
+        while not all(t["status"] == "finished" for t in [await apis[0].task(t) for t in tasks]):
+            most = max(most, await executed_now(session, apis[0], queue))
+            await asyncio.sleep(POLL)  # sampling the running count while the calls go on
+        done = [await apis[1].task(t) for t in tasks]
+        for api in apis:
+            await api.wait_outbox_empty()
         status = await asyncio.create_subprocess_exec(
-            *callbackd_command(),
-            "cluster",
-            "--config",
-            str(first),
-            "status",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-        )
+            *callbackd_command(), "cluster", "--config", str(configs[0]), "status",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
         out, _ = await asyncio.wait_for(status.communicate(), 60)
     finally:
-        await daemon.stop()
+        for daemon in daemons:
+            await daemon.stop()
+        await receiver.stop()
+        for monitor in monitors:
+            await monitor.stop()
 
-    assert done["finish_result"] == "success", api.log()
+    assert [(t["finish_result"], t["attempts_made"]) for t in done] == [("success", 1)] * 6
+    assert 1 <= most <= 2
+    for task in done:
+        dial_begins = sum(
+            len(m.matching(is_call_event(task["cdr"] + "-a", "DialBegin"))) for m in monitors
+        )
+        rang = sorted(n for m in monitors for n in m.rang(tag_of(task)))
+        assert (dial_begins, rang) == (1, ["1003", "1103"]), task
+        events = [
+            r.json()["event"] for r in receiver.delivered() if r.json()["task"]["id"] == task["id"]
+        ]
+        assert events == ["before", "success", "after"], task
+    assert set(receiver.ids().values()) == {1}  # every webhook arrived once
     with psycopg.connect(pg_url) as conn:
-        hosts = conn.execute("SELECT host_id FROM attempts").fetchall()
-    assert hosts == [("pbx-1",)]
-    assert refused.returncode == 1
-    assert "cluster: pbx-1 already runs on this store" in err.decode(), err.decode()
-    (line,) = [row for row in out.decode().splitlines() if row.startswith("pbx-1")]
-    assert "alive" in line.split()
+        hosts = conn.execute("SELECT DISTINCT host_id FROM attempts ORDER BY 1").fetchall()
+    assert hosts == [("pbx-1",), ("pbx-2",)]
+    lines = {row.split()[0]: row.split() for row in out.decode().splitlines()[1:]}
+    assert "alive" in lines["pbx-1"] and "alive" in lines["pbx-2"]
 
 
 async def test_postgresql_restarted_and_the_daemon_killed_mid_call_ring_nobody_twice(

@@ -17,6 +17,7 @@ from psycopg.rows import DictRow
 
 from ami.outcome import COMMENTS, Outcome, Result
 from daemon.cluster import CALL_END_SLACK
+from daemon.models import CallPlan
 from daemon.store.pg import cluster
 from daemon.store.pg.connection import connect
 from daemon.store.pg.schema import migrate
@@ -35,8 +36,10 @@ def store(pg_url: str) -> Iterator[str]:
     yield pg_url
 
 
-def add_queue(url: str, queue_id: int, limit: int, tasks: int, try_count: int = 1) -> None:
-    params = json.dumps({"a_number": "1001", "b_number": "1002", "try_count": try_count})
+def add_queue(
+    url: str, queue_id: int, limit: int, tasks: int, try_count: int = 1, **fields: str
+) -> None:
+    params = json.dumps({"a_number": "1001", "b_number": "1002", "try_count": try_count, **fields})
     with connect(url) as conn:
         conn.execute(
             "INSERT INTO queues (id, client_id, name, status, concurrent_task_limit, create_date)"
@@ -52,7 +55,8 @@ def add_queue(url: str, queue_id: int, limit: int, tasks: int, try_count: int = 
 
 
 def new_attempt(row: DictRow) -> cluster.NewAttempt:
-    return cluster.NewAttempt(str(uuid.uuid4()), json.dumps({"task": row["id"]}))
+    plan = CallPlan(a_numbers=["1001"], b_number="1002")
+    return cluster.NewAttempt(str(uuid.uuid4()), plan.model_dump_json())
 
 
 def claim(url: str, host: str, room: int) -> list[cluster.Claim]:
@@ -169,7 +173,7 @@ def test_a_gone_hosts_call_is_closed_only_once_it_cannot_be_up(store: str) -> No
 
 
 def test_without_a_talk_limit_only_the_operators_release_closes_the_call(store: str) -> None:
-    add_queue(store, 1, limit=10, tasks=1)
+    add_queue(store, 1, limit=10, tasks=1, url_after="http://127.0.0.1:9/after")
     _in_call(store, "pbx-1", longest=0)
     silence(store, "pbx-1", 10**6)
 
@@ -182,6 +186,8 @@ def test_without_a_talk_limit_only_the_operators_release_closes_the_call(store: 
     assert released
     assert closed == cluster.Recovered(closed=1)
     assert value(store, "SELECT finish_comment FROM tasks") == "interrupted"
+    # finished: its `after` webhook is queued, as when an attempt ends on its own host
+    assert value(store, "SELECT event FROM outbox") == "after"
 
 
 def test_a_live_host_cannot_be_released_and_its_calls_stay(store: str) -> None:

@@ -1,5 +1,5 @@
-"""This host among the hosts of the shared store: joining (one host per store at a time
-in this version), and a heartbeat that also runs the recovery of gone hosts."""
+"""This host among the hosts of the shared store: joining, the lease that says when it
+may dial, and a heartbeat that also runs the recovery of gone hosts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from psycopg.conninfo import conninfo_to_dict
 from config import Settings
 from daemon.clock import SystemClock
 from daemon.membership import Membership, longest_call
-from daemon.store.db import StoreError
 from daemon.store.pg import cluster
 from daemon.store.pg.connection import connect
 from daemon.store.pg.schema import migrate
@@ -35,17 +34,31 @@ def store(pg_url: str) -> str:
     return pg_url
 
 
-def test_a_second_host_is_refused_while_the_first_is_alive(store: str) -> None:
-    first = Membership(settings(store, "pbx-1"), SystemClock())
-    second = Membership(settings(store, "pbx-2"), SystemClock())
+class Monotonic:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hosts_join_side_by_side_and_each_dials_only_while_its_lease_runs(store: str) -> None:
+    clock = Monotonic()
+    first = Membership(settings(store, "pbx-1"), SystemClock(), clock)
+    second = Membership(settings(store, "pbx-2"), SystemClock(), clock)
+
+    before = first.may_dial()
     first.join()
-    first.join()  # the same host again, after a restart
-
-    with pytest.raises(StoreError, match="cluster: pbx-1 already runs on this store"):
-        second.join()
-    silence(store, "pbx-1", 31)
     second.join()
+    joined = first.may_dial()
+    clock.now += 30  # frozen past host_timeout: the lease ended before the others see it
+    frozen = first.may_dial()
+    first.beat()
+    again = first.may_dial()
 
+    assert (before, joined, frozen, again) == (False, True, False, True)
     assert value(store, "SELECT string_agg(host_id, ',' ORDER BY host_id) FROM hosts") == (
         "pbx-1,pbx-2"
     )

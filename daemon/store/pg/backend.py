@@ -33,16 +33,19 @@ READERS = 2
 class Worker:
     """One connection on one thread of its own, opened (again) when needed."""
 
-    def __init__(self, name: str, url: str, host_id: str) -> None:
+    def __init__(self, name: str, url: str, host_id: str, host_timeout: float) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._url = url
         self._host_id = host_id
+        self._host_timeout = host_timeout
         self._conn: Connection | None = None
         self._closed = False
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.broken:
-            self._conn = Connection.open(self._url, CONNECT_TIMEOUT_S, self._host_id)
+            self._conn = Connection.open(
+                self._url, CONNECT_TIMEOUT_S, self._host_id, self._host_timeout
+            )
         return self._conn
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -94,12 +97,15 @@ class PgDatabase:
             self._readers.put_nowait(reader)
 
     @classmethod
-    async def open(cls, url: str, host_id: str = "", readers: int = READERS) -> PgDatabase:
+    async def open(
+        cls, url: str, host_id: str = "", host_timeout: float = 30, readers: int = READERS
+    ) -> PgDatabase:
         """Connect and migrate (StoreError, without the password, when it cannot);
-        `host_id` is the host whose attempts this store writes and reconciles."""
+        `host_id` is the host whose attempts this store writes and reconciles, and
+        `host_timeout` (cluster.host_timeout) when another host is gone."""
         await asyncio.to_thread(migrate_store, url)
-        workers = [Worker(f"store-reader-{i}", url, host_id) for i in range(readers)]
-        return cls(Worker("store-writer", url, host_id), workers)
+        workers = [Worker(f"store-reader-{i}", url, host_id, host_timeout) for i in range(readers)]
+        return cls(Worker("store-writer", url, host_id, host_timeout), workers)
 
     async def close(self) -> None:
         await self._commit.drain()

@@ -24,9 +24,11 @@ from psycopg.rows import DictRow
 from ami.outcome import COMMENTS, Outcome, Result
 from daemon.cluster import GoneHost, Verdict, attempt_verdict
 from daemon.lifecycle import AttemptEnded, Change, Claimed, GivenBack, next_state
-from daemon.models import WAITING_STATUSES, format_time, parse_time
+from daemon.models import WAITING_STATUSES, TaskStatus, format_time, parse_time
 from daemon.store.pg.connection import Conn
+from daemon.store.pg.dbapi import Connection
 from daemon.store.tasks import task_state
+from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
 
 _WAITING = [str(s) for s in WAITING_STATUSES]
 # One recovery at a time across hosts (pg_try_advisory_xact_lock): the others skip it.
@@ -58,9 +60,8 @@ JOIN_LOCK = 0x6A6F696E  # "join"
 def join(
     conn: Conn, host_id: str, schema_version: int, longest_call: int, host_timeout: float
 ) -> list[str]:
-    """Register this host with a first heartbeat, unless another host is alive (heard
-    from within host_timeout): then nothing is written and the live hosts are
-    returned. This version runs one host per store at a time; the others wait."""
+    """Register this host with a first heartbeat; returns the other hosts alive (heard
+    from within host_timeout), that work the same queues."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (JOIN_LOCK,))
         alive = [
@@ -71,8 +72,7 @@ def join(
                 (host_id, host_timeout),
             ).fetchall()
         ]
-        if not alive:
-            heartbeat(conn, host_id, schema_version, longest_call)
+        heartbeat(conn, host_id, schema_version, longest_call)
     return alive
 
 
@@ -473,7 +473,14 @@ def _close_interrupted(conn: Conn, task: DictRow, attempt: DictRow, now: datetim
     _end_row(conn, attempt["call_uuid"], attempt["fence"], outcome)
     if attempt["fence"] != task["fence"]:
         return 1
-    _apply(conn, task, AttemptEnded(outcome, now), now)
+    change = _apply(conn, task, AttemptEnded(outcome, now), now)
+    if change is not None and change.status is TaskStatus.FINISHED:
+        # As an attempt that ends on its own host: the task's `after` webhook, by the
+        # store's own code (through the adapter, in this transaction).
+        store_conn = cast(sqlite3.Connection, Connection(conn))
+        enqueue_webhook_now(
+            store_conn, WebhookEvent.AFTER, task["id"], attempt["call_uuid"], format_time(now)
+        )
     return 1
 
 

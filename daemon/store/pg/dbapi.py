@@ -163,14 +163,21 @@ class Connection:
         self._conn = conn
 
     @classmethod
-    def open(cls, url: str, connect_timeout: int, host_id: str = "") -> Connection:
+    def open(
+        cls, url: str, connect_timeout: int, host_id: str = "", host_timeout: float = 30
+    ) -> Connection:
         """`host_id` is this session's `callbackd.host_id`: the host the attempts it
-        writes belong to, and whose attempts it reconciles."""
+        writes belong to, whose attempts it reconciles and whose webhooks it sends;
+        `host_timeout` tells it when another host is gone."""
         try:
             conn = psycopg.connect(
                 url, autocommit=True, row_factory=_row_factory, connect_timeout=connect_timeout
             )
-            conn.execute("SELECT set_config('callbackd.host_id', %s, false)", (host_id,))
+            conn.execute(
+                "SELECT set_config('callbackd.host_id', %s, false),"
+                " set_config('callbackd.host_timeout', %s, false)",
+                (host_id, str(host_timeout)),
+            )
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
         conn.adapters.register_dumper(int, _IntAsUnknown)

@@ -81,6 +81,17 @@ WHERE task_id = :task_id AND event IN ('before', 'before_again')
   AND body::jsonb #>> '{attempt,call_uuid}' = :call_uuid;
 
 -- name: outbox_heads
+-- As in SQLite, and only the webhooks this host sends: those of tasks whose latest
+-- attempt is this host's, or, when that host is gone or the task has no attempt, those
+-- of the first host alive (by name); with no host alive, this one's. So each webhook
+-- is sent by one host, and a task's in order; a gone host's go to one of the others.
+WITH me AS (SELECT coalesce(current_setting('callbackd.host_id', true), '') AS id),
+alive AS (
+    SELECT host_id FROM hosts
+    WHERE last_heartbeat >= now() - make_interval(
+        secs => coalesce(nullif(current_setting('callbackd.host_timeout', true), ''), '30')::float8)
+),
+first_alive AS (SELECT coalesce(min(host_id), (SELECT id FROM me)) AS id FROM alive)
 SELECT o.id, o.task_id, o.event, o.url, o.body, o.created, o.next_try, o.tries
 FROM outbox o
 WHERE o.delivered_at IS NULL AND o.given_up = 0
@@ -88,6 +99,13 @@ WHERE o.delivered_at IS NULL AND o.given_up = 0
   AND NOT EXISTS (SELECT 1 FROM outbox e
                   WHERE e.task_id = o.task_id AND e.id < o.id
                     AND e.delivered_at IS NULL AND e.given_up = 0)
+  AND coalesce(
+        (SELECT a.host_id FROM attempts a
+         WHERE a.task_id = o.task_id AND a.host_id IN (SELECT host_id FROM alive)
+           AND a.attempt_no = (SELECT max(b.attempt_no) FROM attempts b
+                               WHERE b.task_id = o.task_id)),
+        (SELECT id FROM first_alive)
+      ) = (SELECT id FROM me)
 ORDER BY o.next_try, o.id
 LIMIT :n;
 
@@ -112,3 +130,16 @@ VALUES (:call_uuid, :task_id, :attempt_no, :scheduler_id, 'originating', :plan, 
 SELECT * FROM attempts
 WHERE state != 'ended' AND host_id = coalesce(current_setting('callbackd.host_id', true), '')
 ORDER BY start_time;
+
+-- name: lock_queue_for_claim
+-- Claims of one queue are serialized across hosts: the count that follows, a statement
+-- of its own, is read once every claim before has committed.
+SELECT concurrent_task_limit FROM queues WHERE id = :id FOR UPDATE;
+
+-- name: select_executing_tasks
+-- This host's calls: calls.max_concurrent and a profile's max_concurrent hold per host
+-- (each protects its own PBX); a queue's limit is held by the claim.
+SELECT t.id, t.scheduler_id, t.params FROM tasks t
+WHERE t.status = 'executed' AND EXISTS (
+    SELECT 1 FROM attempts a WHERE a.task_id = t.id AND a.state != 'ended'
+      AND a.host_id = coalesce(current_setting('callbackd.host_id', true), ''));
