@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 
 from ami.events import AmiEvent, header
+from ami.originate import REQUIRED_CONTEXTS
 from ami.protocol import FROM_CLIENT, FrameDecoder, encode_frame, split_blocks
 
 WAIT_LIMIT = 5.0
@@ -23,7 +24,7 @@ OriginateScript = Callable[[AmiEvent], Sequence[AmiEvent]]
 
 
 def answered_originate(action: AmiEvent) -> list[AmiEvent]:
-    """Default Originate reaction: the Local channel appears and the call is answered."""
+    """Default Originate reaction: the originated channel appears and is answered."""
     channel = header(action, "Channel", "Local/s@callbackd-a") + ";1"
     common = {
         "Channel": channel,
@@ -84,7 +85,7 @@ class FakeAmiServer:
         username: str = "callbackd",
         secret: str = "fake-secret",  # noqa: S107 - a test double's default
         originate_script: OriginateScript = answered_originate,
-        contexts: Iterable[str] = ("callbackd-a", "callbackd-b"),
+        contexts: Iterable[str] = REQUIRED_CONTEXTS,
         version: str = "9.0.0",
     ) -> None:
         self.username = username

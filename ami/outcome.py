@@ -6,8 +6,10 @@ causes, times) and reports milestones as they happen. `decide()` is the same fol
 pure function, for tests on recorded event streams. Nothing here does I/O or reads a
 clock: event times are passed in.
 
-The call shape is that of docs/call-flow.md: the Originate's Local;2 half (uniqueid
-`<uuid>-a`) dials the A numbers, Local;1 (uniqueid `<uuid>`) dials B.
+The call has one of the two shapes of docs/call-flow.md. Direct (one A number): the
+Originate itself dials A's channel (uniqueid `<uuid>`), which then dials B. Local
+(several A numbers): the Originate's Local;2 half (uniqueid `<uuid>-a`) dials the A
+numbers, Local;1 (uniqueid `<uuid>`) dials B. Either way B is dialled by `<uuid>`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from enum import StrEnum
 from ami.events import AmiEvent, header, name
 
 A_SIDE_SUFFIX = "-a"
+A_CONTEXT = "callbackd-a"
+# What the Originate of the Local shape dials; the direct shape's dials A itself.
+LOCAL_A_DIAL_STRING = f"s@{A_CONTEXT}"
 CHANNEL_STATE_UP = "6"
 INVALID_NUMBER_CAUSES = frozenset({1, 28})
 # Q.850 21 "call rejected": the phone or its network refused the call (SIP 603 Decline,
@@ -104,6 +109,29 @@ class Outcome:
         return self.a_answer_time is not None
 
 
+def dial_side(ev: AmiEvent, call_uuid: str) -> str | None:
+    """Which leg a DialBegin/DialState/DialEnd of the call dials: "A", "B" or None
+    (the Originate's own dial of the Local shape's Local;1)."""
+    uid = header(ev, "Uniqueid")
+    if uid == call_uuid:
+        return "B"
+    if uid == call_uuid + A_SIDE_SUFFIX:
+        return "A"
+    # The Originate's own dial has no Uniqueid. In the direct shape it rings A; its
+    # DialEnd carries no DialString, but only a DialBegin registers a leg.
+    if not uid and header(ev, "DestUniqueid") == call_uuid:
+        return None if header(ev, "DialString") == LOCAL_A_DIAL_STRING else "A"
+    return None
+
+
+# The DialStatus of an A that the direct shape's Originate rang and that sent no
+# DialEnd: the ring timeout of the Originate ends A's ringing silently. Its Hangup
+# cause tells (19), and so does the OriginateResponse's Reason (3) when it comes
+# before the call's last Hangup (it may come after: it does not pass through Stasis).
+_CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
+_REASON_STATUS = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION"}
+
+
 def _cause(ev: AmiEvent, key: str = "Cause") -> int | None:
     text = header(ev, key)
     return int(text) if text.isdigit() else None
@@ -168,10 +196,7 @@ class CallTracker:
     bridged_time: datetime | None = None
     end_time: datetime | None = None
     rejected: bool = False
-
-    @property
-    def a_side(self) -> str:
-        return self.call_uuid + A_SIDE_SUFFIX
+    originate_reason: str = ""
 
     @property
     def ended(self) -> bool:
@@ -256,32 +281,38 @@ class CallTracker:
         leg = self.a_legs.get(uid)
         if leg is None and self.b_leg is not None and self.b_leg.uniqueid == uid:
             leg = self.b_leg
-        if leg is not None:
+        if leg is not None and not (leg.uniqueid == self.call_uuid and self._b_failed()):
+            # In the direct shape A's own channel dialled B, and Asterisk hangs it up
+            # with B's cause when B failed: that cause is B's, not A's.
             leg.cause = _cause(ev)
             leg.tech_cause = _cause(ev, "TechCause")
         return []
 
+    def _b_failed(self) -> bool:
+        b = self.b_leg
+        return b is not None and b.dial_status not in (None, "ANSWER", "CANCEL")
+
     def _on_dial_begin(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
-        uid, dest = header(ev, "Uniqueid"), header(ev, "DestUniqueid")
-        if uid == self.a_side:
+        side, dest = dial_side(ev, self.call_uuid), header(ev, "DestUniqueid")
+        if side == "A":
             dial_string = header(ev, "DialString")
             number = self.a_dial_strings.get(dial_string, dial_string)
             self.a_legs[dest] = _Leg(number=number, uniqueid=dest)
-        elif uid == self.call_uuid:
+        elif side == "B":
             self.b_leg = _Leg(number=self.b_number, uniqueid=dest)
         return []
 
     def _on_dial_end(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
-        uid, dest = header(ev, "Uniqueid"), header(ev, "DestUniqueid")
+        side, dest = dial_side(ev, self.call_uuid), header(ev, "DestUniqueid")
         status = header(ev, "DialStatus")
-        if uid == self.a_side and dest in self.a_legs:
+        if side == "A" and dest in self.a_legs:
             leg = self.a_legs[dest]
             leg.dial_status = status
             if status == "ANSWER" and self.answered_a is None:
                 self.answered_a = leg
                 self.a_answer_time = at
                 return [Milestone.A_ANSWERED]
-        elif uid == self.call_uuid:
+        elif side == "B":
             if self.b_leg is None:  # its DialBegin came while the events were missed
                 self.b_leg = _Leg(number=self.b_number, uniqueid=dest)
             self.b_leg.dial_status = status
@@ -303,6 +334,11 @@ class CallTracker:
         ):
             self.bridged_time = at
             return [Milestone.BRIDGED]
+        return []
+
+    def _on_originate_response(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
+        if header(ev, "Response") == "Failure":
+            self.originate_reason = header(ev, "Reason")
         return []
 
     def _on_user_event(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
@@ -335,7 +371,9 @@ class CallTracker:
             bridged_time=self.bridged_time,
             end_time=self.end_time,
             invalid_numbers=tuple(
-                leg.number for leg in self.a_legs.values() if leg.cause in INVALID_NUMBER_CAUSES
+                leg.number
+                for leg in self.a_legs.values()
+                if leg.cause in INVALID_NUMBER_CAUSES and leg is not answered
             ),
         )
 
@@ -350,8 +388,14 @@ class CallTracker:
             return self._a_failure()
         return self._b_failure()
 
+    def _status(self, leg: _Leg) -> str | None:
+        if leg.dial_status is None and leg.uniqueid == self.call_uuid:
+            by_cause = _CAUSE_STATUS.get(leg.cause) if leg.cause is not None else None
+            return by_cause or _REASON_STATUS.get(self.originate_reason)
+        return leg.dial_status
+
     def _a_status(self) -> str | None:
-        statuses = {leg.dial_status for leg in self.a_legs.values() if leg.dial_status}
+        statuses = {status for leg in self.a_legs.values() if (status := self._status(leg))}
         return ",".join(sorted(statuses)) or None
 
     def _a_ended_leg(self) -> _Leg | None:
@@ -368,9 +412,9 @@ class CallTracker:
                 results.add(Result.A_INVALID)
             elif leg.cause == REJECTED_CAUSE:
                 results.add(Result.A_REJECTED)
-            elif leg.dial_status in _A_STATUS:
-                results.add(_A_STATUS[leg.dial_status])
-            elif leg.dial_status == "CANCEL":
+            elif (status := self._status(leg)) is not None and status in _A_STATUS:
+                results.add(_A_STATUS[status])
+            elif status == "CANCEL":
                 results.add(Result.A_NO_ANSWER)  # the ring timeout of the Originate
         for candidate in _A_PRIORITY:
             if candidate in results:
@@ -396,6 +440,7 @@ _HANDLERS = {
     "DialEnd": CallTracker._on_dial_end,
     "BridgeEnter": CallTracker._on_bridge_enter,
     "UserEvent": CallTracker._on_user_event,
+    "OriginateResponse": CallTracker._on_originate_response,
 }
 
 

@@ -27,7 +27,8 @@ import psycopg
 from ami.client import AmiClient, AmiError, ConnectionSettings
 from ami.dialplan import dialplan_problem, missing_contexts
 from ami.events import AmiEvent, ConnectionChange, header, name
-from ami.originate import A_CONTEXT, B_CONTEXT, REQUIRED_CONTEXTS
+from ami.originate import B_CONTEXT, REQUIRED_CONTEXTS
+from ami.outcome import A_CONTEXT
 from callbackd.compose import connection_settings as daemon_connection
 from config import Settings
 from daemon.store.pg.schema import CONNECT_TIMEOUT_S, schema_version

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Place one callback attempt through raw AMI and record its events.
 
-Sends the single Originate of docs/call-flow.md, collects every event of the call
+Sends the daemon's Originate (ami/originate.py, docs/call-flow.md), collects every event of the call
 (any ``Linkedid``/``Uniqueid``/``DestLinkedid``/``DestUniqueid`` starting with the
 call uuid, plus the OriginateResponse) until every channel of the call has hung up,
 and writes them as raw AMI text: ``Key: value`` lines, a blank line after each event.
@@ -10,7 +10,7 @@ Example (the test PBX of tools/testpbx)::
 
     tools/record_call.py --a 1001 --b 1102 --out tests/fixtures/ami/success.ami
 
-Needs only the standard library.
+Needs only the standard library and the repository's `ami` package.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ import contextlib
 import sys
 import time
 import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ami.originate import CallRequest
+from ami.originate import originate_fields as ami_originate_fields
 
 Event = list[tuple[str, str]]
 DEFAULT_VARS = ["ORDER_ID=42", "CUSTOMER=acme"]
@@ -86,36 +91,30 @@ def write_text(path: str, text: str) -> None:
 
 
 def originate_fields(args: argparse.Namespace, call_uuid: str) -> list[tuple[str, str]]:
-    """The one Originate of docs/call-flow.md."""
-    a_dial = "&".join(args.channel.format(number=n) for n in args.a)
-    variables = [
-        ("CBD_CALL_UUID", call_uuid),
-        ("CBD_A_DIAL", a_dial),
-        ("CBD_A_TIMEOUT", str(args.a_timeout)),
-        ("CBD_A_CID_NUM", args.a_cid_num),
-        ("CBD_A_CID_NAME", args.a_cid_name),
-        ("CBD_B_DIAL", args.channel.format(number=args.b)),
-        ("CBD_B_TIMEOUT", str(args.b_timeout)),
-        ("CBD_B_CID_NUM", args.b_cid_num),
-        ("CBD_B_OPTS", args.b_opts),
-    ]
+    """The daemon's own Originate of the attempt (ami/originate.py)."""
+    variables = {}
     for item in args.var if args.var is not None else DEFAULT_VARS:
         name, _, value = item.partition("=")
-        variables.append((f"_{name}", value))
-    return [
-        ("Action", "Originate"),
-        ("ActionID", call_uuid),
-        ("Channel", "Local/s@callbackd-a"),
-        ("Context", "callbackd-b"),
-        ("Exten", "s"),
-        ("Priority", "1"),
-        ("ChannelId", call_uuid),
-        ("OtherChannelId", f"{call_uuid}-a"),
-        ("Timeout", str((args.a_timeout + 5) * 1000)),
-        ("Account", args.account),
-        ("Async", "true"),
-        *(("Variable", f"{k}={v}") for k, v in variables),
-    ]
+        variables[name] = value
+    request = CallRequest(
+        call_uuid=call_uuid,
+        a_numbers=args.a,
+        b_number=args.b,
+        a_channel=args.channel,
+        b_channel=args.channel,
+        a_ring_timeout=args.a_timeout,
+        b_ring_timeout=args.b_timeout,
+        a_caller_id_number=args.a_cid_num,
+        a_caller_id_name=args.a_cid_name,
+        b_caller_id_number=args.b_cid_num,
+        account_code=args.account,
+        max_talk_time=args.max_talk,
+        variables=variables,
+    )
+    fields: list[tuple[str, str]] = [("ActionID", call_uuid)]
+    for key, value in ami_originate_fields(request).items():
+        fields += [(key, v) for v in ([value] if isinstance(value, str) else value)]
+    return fields
 
 
 def belongs(msg: Event, call_uuid: str) -> bool:
@@ -220,7 +219,7 @@ def main() -> int:
     p.add_argument("--a-cid-num", default="4950000001")
     p.add_argument("--a-cid-name", default="callbackd")
     p.add_argument("--b-cid-num", default="", help="empty: B sees the A number that answered")
-    p.add_argument("--b-opts", default="", help="empty or S(n)")
+    p.add_argument("--max-talk", type=int, default=0, help="seconds B may talk (0: no limit)")
     p.add_argument(
         "--var",
         action="append",

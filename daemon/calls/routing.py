@@ -1,5 +1,5 @@
-"""Routing AMI events to their calls: each event goes to the call its Linkedid or
-Uniqueid names (both carry the call uuid), is buffered for the store, and fed to the
+"""Routing AMI events to their calls: each event goes to the call its Linkedid,
+Uniqueid or DestLinkedid names (all carry the call uuid), is buffered for the store, and fed to the
 call's tracker; what the tracker says was reached (answer, bridge, end) is acted on."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from ami.events import AmiEvent, linkedid, name, uniqueid
+from ami.events import AmiEvent, header, linkedid, name, uniqueid
 from ami.outcome import A_SIDE_SUFFIX, Milestone
 from daemon.calls.active import ActiveCall, Calls
 from daemon.calls.ending import CallEnder
@@ -42,7 +42,11 @@ class EventRouter:
             uniqueid(ev).removesuffix(A_SIDE_SUFFIX)
         )
         if call is None:
-            return
+            # The Originate's own dial names no channel of its own, only the one it
+            # rings: in a call of one A number, that is A.
+            call = self._calls.get(header(ev, "DestLinkedid"))
+            if call is None:
+                return
         call.last_event_at = at
         call.pending_events.append(StoredEvent(call.call_uuid, call.next_seq, self._text(at), ev))
         call.next_seq += 1

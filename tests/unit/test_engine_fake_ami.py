@@ -78,13 +78,18 @@ def decoded(frames: Sequence[bytes]) -> list[AmiEvent]:
 
 def stored_of(call_uuid: str, frames: Sequence[bytes]) -> list[AmiEvent]:
     """The events the engine keeps for a call: those of its channels (Linkedid, or the
-    Uniqueid of Local;1/;2 for OriginateResponse). The Originate's own DialBegin/DialEnd
-    name the call only as DestUniqueid and are not kept."""
+    Uniqueid of Local;1/;2 for OriginateResponse), and the Originate's own DialBegin/
+    DialEnd, which name the call only as DestLinkedid (in a call of one A number they
+    are A's)."""
     return [
         ev
         for ev in decoded(frames)
-        if header(ev, "Linkedid") == call_uuid
-        or header(ev, "Uniqueid").removesuffix("-a") == call_uuid
+        if call_uuid
+        in (
+            header(ev, "Linkedid"),
+            header(ev, "Uniqueid").removesuffix("-a"),
+            header(ev, "DestLinkedid"),
+        )
     ]
 
 

@@ -46,7 +46,7 @@ def dial_strings(a_numbers: Sequence[str], template: str = PHONES) -> dict[str, 
 
 
 def template_of(file: str) -> str:
-    return FAREND if file.startswith("sip_") else PHONES
+    return FAREND if "sip_" in file else PHONES
 
 
 def timed(events: Sequence[AmiEvent]) -> list[tuple[AmiEvent, datetime]]:
@@ -131,6 +131,36 @@ RECORDED = [
     # 480 Temporarily Unavailable is cause 19, "no answer from user".
     Recorded("sip_a_temporarily_unavailable.ami", ("4800001",), Result.A_NO_ANSWER,
              "A did not answer", "NOANSWER", None, 19, None, a_tech=480),
+    # One A number: the Originate rings A's own channel (docs/call-flow.md).
+    Recorded("one_a_success.ami", ("1105",), Result.SUCCESS, "A and B connected",
+             "ANSWER", "ANSWER", 16, 16, answered="1105"),
+    Recorded("one_a_success_unfiltered.ami", ("1105",), Result.SUCCESS, "A and B connected",
+             "ANSWER", "ANSWER", 16, 16, answered="1105"),
+    Recorded("one_a_busy.ami", ("2000",), Result.A_BUSY, "A busy", "BUSY", None, 17, None),
+    # The Originate's ring timer ends A's ringing without a DialEnd: cause 19 tells.
+    Recorded("one_a_no_answer.ami", ("3000",), Result.A_NO_ANSWER, "A did not answer",
+             "NOANSWER", None, 19, None),
+    Recorded("one_a_unallocated.ami", ("5000",), Result.A_INVALID, "A number invalid",
+             "NOANSWER", None, 1, None, invalid=("5000",)),
+    # A's channel dialled B and is hung up with B's cause: not recorded as A's.
+    Recorded("one_a_b_busy.ami", ("8000",), Result.B_BUSY, "B busy",
+             "ANSWER", "BUSY", None, 17, answered="8000"),
+    # B 90000 has no extension: its channel is never dialled, Dial() says CHANUNAVAIL.
+    Recorded("one_a_b_unavailable.ami", ("8000",), Result.B_UNAVAILABLE, "B unavailable",
+             "ANSWER", "CHANUNAVAIL", None, None, answered="8000"),
+    Recorded("one_a_hangup_before_b.ami", ("7100",), Result.A_HUNG_UP,
+             "A hung up before B answered", "ANSWER", None, 0, None, answered="7100"),
+    Recorded("one_a_b_max_talk.ami", ("8000",), Result.SUCCESS, "A and B connected",
+             "ANSWER", "ANSWER", 16, 16, answered="8000"),
+    Recorded("one_a_sip_success.ami", ("2000001",), Result.SUCCESS, "A and B connected",
+             "ANSWER", "ANSWER", 16, 16, answered="2000001"),
+    Recorded("one_a_sip_a_no_answer.ami", ("1800001",), Result.A_NO_ANSWER,
+             "A did not answer", "NOANSWER", None, 19, None, a_tech=480),
+    Recorded("one_a_sip_b_declined.ami", ("2000001",), Result.B_REJECTED, "B rejected",
+             "ANSWER", "NOANSWER", None, 21, answered="2000001", b_tech=603),
+    # An invalid B does not make the A number that answered invalid.
+    Recorded("one_a_sip_b_not_found.ami", ("2000001",), Result.B_INVALID, "B number invalid",
+             "ANSWER", "NOANSWER", None, 1, answered="2000001", b_tech=404),
 ]  # fmt: skip
 
 
