@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ami.events import AmiEvent, header, name
-from ami.outcome import CallTracker, Milestone
+from ami.outcome import CallTracker, Milestone, dial_side
 from daemon.models import format_event_time, parse_time
 
 StepKind = Literal["dialled", "ringing", "answered", "not_answered", "bridged", "hung_up"]
@@ -125,16 +125,21 @@ def _step(
 ) -> None:
     kind = name(ev)
     uid = header(ev, "Uniqueid")
-    if kind == "DialBegin" and uid in (call_uuid + "-a", call_uuid):
-        side: Literal["A", "B"] = "A" if uid != call_uuid else "B"
+    dialled_side = dial_side(ev, call_uuid) if kind in ("DialBegin", "DialEnd") else None
+    if kind == "DialBegin" and dialled_side is not None:
+        side: Literal["A", "B"] = "A" if dialled_side == "A" else "B"
         dial_string = header(ev, "DialString")
         draft = _Draft(
             side=side,
             uniqueid=header(ev, "DestUniqueid"),
             number=b_number if side == "B" else dial_string.split("@", 1)[0],
             channel=header(ev, "DestChannel"),
-            caller_id_number=_shown(header(ev, "CallerIDNum")),
-            caller_id_name=_shown(header(ev, "CallerIDName")),
+            # What the dialled phone is shown is its channel's connected line (the
+            # Originate's own dial of one A number has no caller channel at all).
+            caller_id_number=_shown(header(ev, "DestConnectedLineNum"))
+            or _shown(header(ev, "CallerIDNum")),
+            caller_id_name=_shown(header(ev, "DestConnectedLineName"))
+            or _shown(header(ev, "CallerIDName")),
             dialled=at,
         )
         shown = draft.caller_id_number or "the default caller ID"
@@ -142,7 +147,7 @@ def _step(
         legs[draft.uniqueid] = draft
         return
     dest = header(ev, "DestUniqueid")
-    if kind == "DialEnd" and dest in legs and uid in (call_uuid + "-a", call_uuid):
+    if kind == "DialEnd" and dest in legs and dialled_side is not None:
         draft = legs[dest]
         draft.dial_status = header(ev, "DialStatus")
         if draft.dial_status == "ANSWER":

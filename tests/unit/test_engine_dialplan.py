@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from ami.client import AmiClient, ConnectionSettings
 from ami.fake import FakeAmiServer
+from ami.originate import REQUIRED_CONTEXTS
 from config import Settings
 from daemon.calls import CallEngine
 from daemon.clock import SystemClock
@@ -74,7 +75,7 @@ async def test_waiting_for_ready_ends_once_a_late_dialplan_is_found(tmp_path: Pa
         try:
             assert await engine.wait_following(5)
             waiting = asyncio.create_task(engine.wait_ready(5))
-            fake.contexts = ["callbackd-a", "callbackd-b"]
+            fake.contexts = list(REQUIRED_CONTEXTS)
             await engine.watch()
             assert await waiting
             assert engine.ready

@@ -58,6 +58,17 @@ def test_a_connected_call_shows_both_legs_answered_bridged_and_hung_up() -> None
         assert leg.talk_time is not None and leg.talk_time > 0
 
 
+def test_a_call_of_one_a_number_draws_the_originates_own_dial_as_the_a_leg() -> None:
+    drawing = drawn("one_a_success.ami")
+    assert kinds(drawing, "A") == [["dialled", "ringing", "answered", "bridged", "hung_up"]]
+    assert kinds(drawing, "B") == [["dialled", "ringing", "answered", "bridged", "hung_up"]]
+    a, b = drawing.legs
+    assert (a.number, b.number) == ("1105", "1102")
+    assert a.caller_id_number == "4950000001"  # what A was shown
+    assert b.caller_id_number == "1105"  # B sees the A number
+    assert (a.dial_status, b.dial_status) == ("ANSWER", "ANSWER")
+
+
 def test_times_are_counted_from_the_events_arrival() -> None:
     drawing = drawn("success.ami", seconds_apart=2)
     a = drawing.legs[0]

@@ -17,6 +17,7 @@ import pytest
 from ami.client import AmiClient, ConnectionSettings
 from ami.events import AmiEvent, header
 from ami.fake import FakeAmiServer
+from ami.originate import REQUIRED_CONTEXTS
 from config import Settings
 from daemon.calls import CallEngine, NoListener
 from daemon.calls.gate import REFUSAL_PAUSE
@@ -507,7 +508,7 @@ async def test_an_originate_refused_for_a_vanished_dialplan_uses_no_try_until_it
     assert len(world.originated()) == 2
     assert "callbackd-a, callbackd-b" in (world.engine.last_error or "")
 
-    world.fake.contexts = ["callbackd-a", "callbackd-b"]  # fixed, and reloaded
+    world.fake.contexts = list(REQUIRED_CONTEXTS)  # fixed, and reloaded
     world.fake.originate_error = None
     await world.engine.watch()
     assert world.engine.may_start  # found: no need to wait out a pause
