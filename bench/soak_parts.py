@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
+from ami.outcome import dial_side
 from bench.figures import code_version
 from tests.acceptance.lifecycle_helpers import AmiMonitor
 from tests.pbx import TestPbx, _read_message
@@ -166,8 +167,9 @@ class SoakMonitor(AmiMonitor):
                 if kind is None:
                     continue
                 self.seen += 1
-                if kind == "DialBegin" and msg.get("Uniqueid", "").endswith("-a"):
-                    self.a_dials.append((msg.get("Linkedid", ""), msg.get("DialString", "")))
+                call = msg.get("Linkedid") or msg.get("DestLinkedid", "")
+                if kind == "DialBegin" and dial_side(msg, call) == "A":
+                    self.a_dials.append((call, msg.get("DialString", "")))
                 elif (
                     kind == "UserEvent"
                     and msg.get("UserEvent") == "PhoneReport"

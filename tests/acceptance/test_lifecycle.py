@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ami.originate import REQUIRED_CONTEXTS
+from ami.outcome import dial_side
 from tests.acceptance.conftest import TOKEN, Daemon, callbackd_command, free_port, launch
 from tests.acceptance.lifecycle_helpers import (
     POLL,
@@ -96,6 +98,11 @@ def assert_signed_once_each(receiver: WebhookReceiver) -> None:
 
 def is_call_event(call_uuid: str, event: str) -> Callable[[AmiMessage], bool]:
     return lambda ev: ev.get("Event") == event and ev.get("Uniqueid") == call_uuid
+
+
+def is_a_dial(call_uuid: str) -> Callable[[AmiMessage], bool]:
+    """A DialBegin that rings an A phone of the call, in either call shape."""
+    return lambda ev: ev.get("Event") == "DialBegin" and dial_side(ev, call_uuid) == "A"
 
 
 def by_attempt(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -361,7 +368,7 @@ async def test_a_dialplan_removed_while_the_daemon_runs_uses_no_try_and_calls_re
     api = await callbackd()
     queue = await api.new_queue()
     try:
-        for context in ("callbackd-a", "callbackd-b"):
+        for context in REQUIRED_CONTEXTS:
             testpbx.cli(f"dialplan remove context {context}")
         [task] = await api.add_tasks(queue, a_task("1020", "1101", receiver, try_count=1))
 
@@ -412,7 +419,7 @@ async def test_kill_9_while_a_and_b_talk_follows_the_call_and_rings_nobody_twice
     assert (attempt["a_hangup_cause"], attempt["b_hangup_cause"]) == (16, 16)
     assert sorted(monitor.rang(tag_of(task))) == ["1012", "1112"]
     assert len(monitor.matching(is_call_event(call_uuid, "OriginateResponse"))) == 1
-    assert len(monitor.matching(is_call_event(call_uuid + "-a", "DialBegin"))) == 1
+    assert len(monitor.matching(is_a_dial(call_uuid))) == 1
     await api.wait_outbox_empty()
     assert event_names(receiver) == ["before", "success", "after"]
     assert_signed_once_each(receiver)
@@ -467,7 +474,7 @@ async def test_a_full_call_moves_the_metrics_and_logs_json_without_secrets(
     assert 'callbackd_attempts_total{outcome="success"} 1.0' in metrics
     assert "callbackd_dispatch_latency_seconds_count 1.0" in metrics
     assert await api.metric("callbackd_ami_connected") == 1
-    assert await api.metric("callbackd_ami_events_received_total") >= 20
+    assert await api.metric("callbackd_ami_events_received_total") >= 15
     assert await api.metric("callbackd_webhook_deliveries_total") == 3
 
     lines = [json.loads(line) for line in api.log().splitlines() if line.strip()]

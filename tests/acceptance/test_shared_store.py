@@ -22,7 +22,7 @@ from tests.acceptance.lifecycle_helpers import (
     wait_webhook,
     write_pbx_config,
 )
-from tests.acceptance.test_lifecycle import event_names, is_call_event, tag_of
+from tests.acceptance.test_lifecycle import event_names, is_a_dial, tag_of
 from tests.pbx import TestPbx
 from tests.pg import TestPg
 from tests.webhook_receiver import WebhookReceiver
@@ -165,7 +165,7 @@ async def test_postgresql_restarted_and_the_daemon_killed_mid_call_ring_nobody_t
         call_uuid,
     )
     assert sorted(monitor.rang(tag_of(task))) == ["1012", "1112"]
-    assert len(monitor.matching(is_call_event(call_uuid + "-a", "DialBegin"))) == 1
+    assert len(monitor.matching(is_a_dial(call_uuid))) == 1
     assert event_names(receiver) == ["before", "success", "after"]
 
 
