@@ -248,7 +248,9 @@ class WebhookOutbox:
                             self._raise_crash()
                             poked.clear()
                             await self._dispatch(session, started)
-                            if not self._in_flight:
+                            # A delivery that ended while due rows were read (its task
+                            # read as busy) pokes: look again before deciding it is over.
+                            if not self._in_flight and not poked.is_set():
                                 return
                             await poked.wait()
                 except TimeoutError:

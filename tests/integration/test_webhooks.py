@@ -505,6 +505,35 @@ async def test_drain_at_shutdown_waits_for_the_delivery_the_run_loop_started(
     assert len(receiver.requests) == 2
 
 
+async def test_a_drain_goes_on_when_a_delivery_ends_while_it_looks_for_the_next(
+    db: Database, clock: FakeClock, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The drain looks for due webhooks while the run loop's delivery of the first ends:
+    # what it read left out the first's task as busy, and by the time it looks at what
+    # is in flight, nothing is. It must look again, not stop with the second unsent.
+    receiver.hold()
+    first = await add_webhook(db, 1, receiver.url(), event="before")
+    second = await add_webhook(db, 1, receiver.url(), event="after")
+    outbox = make_outbox(db, clock)
+    real_heads = outbox._rows.heads
+
+    async def heads_while_the_first_ends(busy: list[int], n: int) -> list[Any]:
+        monkeypatch.setattr(outbox._rows, "heads", real_heads)  # this look only
+        rows = await real_heads(busy, n)
+        with outbox._listening() as delivered:
+            receiver.release()
+            await delivered.wait()
+        return rows
+
+    async with running(outbox):
+        await receiver.wait_arrivals(1)
+        monkeypatch.setattr(outbox._rows, "heads", heads_while_the_first_ends)
+        await asyncio.wait_for(outbox.drain(5), 5)
+        for row_id in (first, second):
+            assert (await outbox_row(db, row_id))["delivered_at"] is not None
+    assert len(receiver.requests) == 2
+
+
 async def test_a_delivery_that_cannot_be_recorded_stops_the_run_loudly(
     tmp_path: Path, clock: FakeClock, receiver: WebhookReceiver
 ) -> None:
