@@ -5,8 +5,8 @@
     path for the same batch (median of --repeat);
 (b) the task list queries of bench_api over a store of --tasks tasks, through
     TaskRepository.list on each store: p50/p99 ms;
-(c) claim latency with two hosts claiming from one queue at once (claim_due, 10 tasks
-    a claim, each host its own connection): p99 ms, beside one host alone.
+(c) claim latency with two hosts claiming from one queue at once (the daemon's own
+    claim of 10 due tasks, each host its own connections): p99 ms, beside one alone.
 
     .venv/bin/python -m bench.bench_pg [--tasks 1000000] [--repeat 5] [--queries 300]
 """
@@ -19,22 +19,21 @@ import json
 import random
 import statistics
 import subprocess
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from bench.bench_api import NAMES, OUT, _rows, _stored_params, build_store
 from bench.figures import Log, add_json_option, percentile, write_json
-from daemon.models import TaskStatus
+from daemon.models import CallPlan, TaskStatus
+from daemon.store.attempts import AttemptRepository, Claim
 from daemon.store.db import Database
-from daemon.store.pg import cluster
 from daemon.store.pg.backend import PgDatabase
 from daemon.store.pg.connection import connect
 from daemon.store.pg.dbapi import Connection
@@ -201,10 +200,12 @@ async def bench_lists(db: Any, count: int, queries: int) -> dict[str, ListFigure
     return results
 
 
-def bench_claims(url: str, hosts: int, claims_per_host: int) -> float:
-    """p99 ms of claim_due(room=10) with `hosts` hosts claiming from one queue at once."""
+async def bench_claims(url: str, hosts: int, claims_per_host: int) -> float:
+    """p99 ms of one claim of 10 due tasks (AttemptRepository.claim, the daemon's own),
+    with `hosts` hosts, each its own connections, claiming from one queue at once: each
+    reads the oldest due tasks, as its scheduler does, so they contend for the same."""
     with connect(url) as conn:
-        conn.execute("TRUNCATE attempts, tasks, task_counts, queues CASCADE")
+        conn.execute("TRUNCATE attempts, outbox, tasks, task_counts, queues CASCADE")
         conn.execute(
             "INSERT INTO queues (id, client_id, name, status, concurrent_task_limit, create_date)"
             " VALUES (1, 'acme', 'q', 'on', 1000000, %s)",
@@ -217,28 +218,24 @@ def bench_claims(url: str, hosts: int, claims_per_host: int) -> float:
         )
         conn.commit()
     now = datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC)
+    plan = CallPlan(a_numbers=["1001"], b_number="1002")
+    dbs = [await PgDatabase.open(url, f"pbx-{n}") for n in range(hosts)]
     samples: list[float] = []
-    start = threading.Barrier(hosts)
 
-    def host(n: int) -> None:
-        with connect(url) as conn:
-            start.wait()
-            for _ in range(claims_per_host):
-                began = time.perf_counter()
-                cluster.claim_due(
-                    conn,
-                    f"pbx-{n}",
-                    now,
-                    10,
-                    lambda row: cluster.NewAttempt(str(uuid.uuid4()), "{}"),
-                )
-                samples.append((time.perf_counter() - began) * 1000)
+    async def host(db: PgDatabase) -> None:
+        attempts = AttemptRepository(cast(Database, db))
+        for _ in range(claims_per_host):
+            due = await db.fetch_all(
+                "SELECT id FROM tasks WHERE status = 'scheduled' ORDER BY id LIMIT 10"
+            )
+            claims = [Claim(row[0], 1, str(uuid.uuid4()), 1, plan) for row in due]
+            began = time.perf_counter()
+            await attempts.claim(claims, now)
+            samples.append((time.perf_counter() - began) * 1000)
 
-    threads = [threading.Thread(target=host, args=(n,)) for n in range(hosts)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    await asyncio.gather(*(host(db) for db in dbs))
+    for db in dbs:
+        await db.close()
     return percentile(samples, 99)
 
 
@@ -262,8 +259,8 @@ async def measure(tasks: int, repeat: int, queries: int, log: Log = print) -> Pg
     await lite.close()
     log("claims: two hosts at once, then one alone")
     claims = database("bench_claims")
-    figures.claim_p99_ms = bench_claims(claims, 2, max(queries, 100))
-    figures.claim_alone_p99_ms = bench_claims(claims, 1, max(queries, 100))
+    figures.claim_p99_ms = await bench_claims(claims, 2, max(queries, 100))
+    figures.claim_alone_p99_ms = await bench_claims(claims, 1, max(queries, 100))
     return figures
 
 

@@ -12,7 +12,7 @@ from daemon.store.db import StoreError
 from daemon.store.pg import cluster
 from daemon.store.pg.connection import Conn, connect
 
-HEADER = ("HOST", "LAST HEARTBEAT (UTC)", "SILENT", "STATE", "CALLS", "CLAIMED", "SCHEMA")
+HEADER = ("HOST", "LAST HEARTBEAT (UTC)", "SILENT", "STATE", "CALLS", "SCHEMA")
 
 
 def status_lines(rows: Sequence[cluster.HostStatus], host_timeout: float) -> list[str]:
@@ -24,7 +24,6 @@ def status_lines(rows: Sequence[cluster.HostStatus], host_timeout: float) -> lis
             f"{h.silent_for:.0f} s",
             "gone" if h.silent_for > host_timeout else "alive",
             str(h.calls),
-            str(h.claimed),
             str(h.schema_version),
         )
         for h in rows

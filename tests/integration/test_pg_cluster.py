@@ -1,32 +1,35 @@
-"""Claims, fences and gone hosts on a real PostgreSQL, several hosts at once (each a
-connection of its own on a thread): a queue's limit holds across hosts, each due task
-is claimed by one host, a stale claim dials and changes nothing, and a gone host's
-calls are closed only when none of them can still be up."""
+"""Claims and gone hosts on a real PostgreSQL, several hosts at once (each its own
+connections): a queue's limit holds across hosts claiming together, each due task is
+claimed by one host, a gone host's calls are closed only when none of them can still be
+up, and what it writes after that changes and sends nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
-from psycopg.rows import DictRow
 
-from ami.outcome import COMMENTS, Outcome, Result
 from daemon.cluster import CALL_END_SLACK
 from daemon.models import CallPlan
+from daemon.store.attempts import AttemptRepository, Claim
+from daemon.store.db import Database
 from daemon.store.pg import cluster
+from daemon.store.pg.backend import PgDatabase
 from daemon.store.pg.connection import connect
 from daemon.store.pg.schema import migrate
+from daemon.store.webhooks import OutboxRepository
 
 pytestmark = pytest.mark.pg
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 TIMEOUT = 30.0
 LONGEST = 660  # a 30 s + 30 s ring and a 600 s talk limit
+PLAN = CallPlan(a_numbers=["1001"], b_number="1002")
 
 
 @pytest.fixture
@@ -38,7 +41,7 @@ def store(pg_url: str) -> Iterator[str]:
 
 def add_queue(
     url: str, queue_id: int, limit: int, tasks: int, try_count: int = 1, **fields: str
-) -> None:
+) -> list[int]:
     params = json.dumps({"a_number": "1001", "b_number": "1002", "try_count": try_count, **fields})
     with connect(url) as conn:
         conn.execute(
@@ -52,25 +55,29 @@ def add_queue(
             " FROM generate_series(1, %s) i",
             (queue_id, queue_id, params, tasks),
         )
+    return [queue_id * 100000 + i for i in range(1, tasks + 1)]
 
 
-def new_attempt(row: DictRow) -> cluster.NewAttempt:
-    plan = CallPlan(a_numbers=["1001"], b_number="1002")
-    return cluster.NewAttempt(str(uuid.uuid4()), plan.model_dump_json())
-
-
-def claim(url: str, host: str, room: int) -> list[cluster.Claim]:
+async def host(url: str, host_id: str) -> PgDatabase:
+    db = await PgDatabase.open(url, host_id)
     with connect(url) as conn:
-        return cluster.claim_due(conn, host, NOW, room, new_attempt)
+        cluster.heartbeat(conn, host_id, 6, LONGEST)
+    return db
 
 
-def silence(url: str, host: str, seconds: float) -> None:
-    """Make `host` look silent for `seconds` by the database's clock."""
+async def claim(db: PgDatabase, queue_id: int, task_ids: list[int]) -> set[str]:
+    """The daemon's own claim of these tasks' first attempts."""
+    claims = [Claim(task_id, queue_id, str(uuid.uuid4()), 1, PLAN) for task_id in task_ids]
+    return await AttemptRepository(cast(Database, db)).claim(claims, NOW)
+
+
+def silence(url: str, host_id: str, seconds: float) -> None:
+    """Make `host_id` look silent for `seconds` by the database's clock."""
     with connect(url) as conn:
         conn.execute(
             "UPDATE hosts SET last_heartbeat = now() - make_interval(secs => %s)"
             " WHERE host_id = %s",
-            (seconds, host),
+            (seconds, host_id),
         )
 
 
@@ -81,190 +88,119 @@ def value(url: str, sql: str) -> object:
     return next(iter(row.values()))
 
 
-def test_a_queue_limit_holds_across_hosts_claiming_at_once(store: str) -> None:
-    add_queue(store, 1, limit=3, tasks=40)
-    start = threading.Barrier(4)
+def recover(url: str) -> cluster.Recovered:
+    with connect(url) as conn:
+        return cluster.recover(conn, TIMEOUT)
 
-    def host(n: int) -> list[cluster.Claim]:
-        start.wait()
-        return [c for _ in range(5) for c in claim(store, f"pbx-{n}", room=2)]
 
-    with ThreadPoolExecutor(4) as pool:
-        claims = [c for got in pool.map(host, range(4)) for c in got]
+async def test_a_queue_limit_holds_across_hosts_claiming_at_once(store: str) -> None:
+    task_ids = add_queue(store, 1, limit=3, tasks=40)
+    hosts = [await host(store, f"pbx-{n}") for n in range(4)]
 
-    assert len(claims) == 3
+    claimed = await asyncio.gather(*(claim(db, 1, task_ids) for db in hosts))
+
+    assert sum(len(c) for c in claimed) == 3
     assert value(store, "SELECT count(*) FROM tasks WHERE status = 'executed'") == 3
+    for db in hosts:
+        await db.close()
 
 
-def test_every_due_task_is_claimed_by_exactly_one_host(store: str) -> None:
-    add_queue(store, 1, limit=1000, tasks=60)
-    add_queue(store, 2, limit=1000, tasks=60)
+async def test_every_due_task_is_claimed_by_exactly_one_host(store: str) -> None:
+    task_ids = add_queue(store, 1, limit=1000, tasks=60)
+    hosts = [await host(store, f"pbx-{n}") for n in range(2)]
 
-    def host(n: int) -> list[cluster.Claim]:
-        got: list[cluster.Claim] = []
-        while batch := claim(store, f"pbx-{n}", room=7):
-            got.extend(batch)
-        return got
+    claimed = await asyncio.gather(*(claim(db, 1, task_ids) for db in hosts))
 
-    with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(host, range(2))
-
-    task_ids = [c.task_id for c in first + second]
-    assert len(task_ids) == len(set(task_ids)) == 120
-    assert first and second
-    assert value(store, "SELECT count(DISTINCT host_id) FROM attempts") == 2
+    assert sum(len(c) for c in claimed) == 60
+    assert value(store, "SELECT count(DISTINCT task_id) FROM attempts") == 60
+    assert value(store, "SELECT count(*) FROM attempts WHERE host_id = ''") == 0
+    for db in hosts:
+        await db.close()
 
 
-def _end(url: str, c: cluster.Claim) -> object:
-    outcome = Outcome(Result.SUCCESS, COMMENTS[Result.SUCCESS], end_time=NOW)
-    with connect(url) as conn:
-        return cluster.end_attempt(conn, c, outcome, NOW)
-
-
-def test_a_claim_taken_back_dials_nothing_and_changes_nothing(store: str) -> None:
-    add_queue(store, 1, limit=10, tasks=1)
-    with connect(store) as conn:
-        cluster.heartbeat(conn, "pbx-1", 6, LONGEST)
-    (stale,) = claim(store, "pbx-1", room=1)
-    silence(store, "pbx-1", TIMEOUT + 1)  # frozen before it sent the Originate
-
-    with connect(store) as conn:
-        recovered = cluster.recover(conn, TIMEOUT)
-    (fresh,) = claim(store, "pbx-2", room=1)
-
-    assert recovered == cluster.Recovered(given_back=1)
-    assert fresh.task_id == stale.task_id and fresh.fence > stale.fence
-    with connect(store) as conn:
-        assert not cluster.dial(conn, stale)
-        assert cluster.dial(conn, fresh)
-    assert _end(store, stale) is None
-    assert value(store, "SELECT status FROM tasks") == "executed"
-    assert value(store, "SELECT attempts_made FROM tasks") == 1
-    assert _end(store, fresh) is not None
-    assert value(store, "SELECT finish_result FROM tasks") == "success"
-
-
-def _in_call(url: str, host: str, longest: int) -> cluster.Claim:
-    with connect(url) as conn:
-        cluster.heartbeat(conn, host, 6, longest)
-    (c,) = claim(url, host, room=1)
-    with connect(url) as conn:
-        assert cluster.dial(conn, c)
-    return c
-
-
-def test_a_gone_hosts_call_is_closed_only_once_it_cannot_be_up(store: str) -> None:
-    add_queue(store, 1, limit=10, tasks=1, try_count=2)
-    _in_call(store, "pbx-1", LONGEST)
+async def test_a_gone_hosts_call_is_closed_only_once_it_cannot_be_up(store: str) -> None:
+    [task_id] = add_queue(store, 1, limit=10, tasks=1, try_count=2)
+    gone = await host(store, "pbx-1")
+    [call_uuid] = await claim(gone, 1, [task_id])
 
     silence(store, "pbx-1", TIMEOUT + 1)
-    with connect(store) as conn:
-        early = cluster.recover(conn, TIMEOUT)
+    early = recover(store)
     silence(store, "pbx-1", TIMEOUT + LONGEST + CALL_END_SLACK.total_seconds() + 1)
-    with connect(store) as conn:
-        late = cluster.recover(conn, TIMEOUT)
+    late = recover(store)
 
     assert early == cluster.Recovered(waiting=1)
     assert late == cluster.Recovered(closed=1)
     assert value(store, "SELECT result FROM attempts") == "interrupted"
     # the normal pause applies: a retry, not an immediate second call
     assert value(store, "SELECT status FROM tasks") == "delayed"
-    assert value(store, "SELECT claimed_by FROM tasks") is None
+    # the gone host, resumed, tells of a bridge: nothing changes, nothing is sent
+    await AttemptRepository(cast(Database, gone)).mark_bridged(call_uuid, task_id, NOW)
+    assert value(store, "SELECT bridged_time FROM attempts") is None
+    assert value(store, "SELECT count(*) FROM outbox WHERE event = 'success'") == 0
+    await gone.close()
 
 
-def test_without_a_talk_limit_only_the_operators_release_closes_the_call(store: str) -> None:
-    add_queue(store, 1, limit=10, tasks=1, url_after="http://127.0.0.1:9/after")
-    _in_call(store, "pbx-1", longest=0)
+async def test_without_a_talk_limit_only_the_operators_release_closes_the_call(
+    store: str,
+) -> None:
+    [task_id] = add_queue(store, 1, limit=10, tasks=1, url_after="http://127.0.0.1:9/after")
+    gone = await host(store, "pbx-1")
+    with connect(store) as conn:
+        cluster.heartbeat(conn, "pbx-1", 6, 0)  # no max_talk_time
+    await claim(gone, 1, [task_id])
     silence(store, "pbx-1", 10**6)
 
+    waiting = recover(store)
     with connect(store) as conn:
-        waiting = cluster.recover(conn, TIMEOUT)
         released = cluster.release(conn, "pbx-1", TIMEOUT)
-        closed = cluster.recover(conn, TIMEOUT)
+    closed = recover(store)
 
     assert waiting == cluster.Recovered(waiting=1)
     assert released
     assert closed == cluster.Recovered(closed=1)
     assert value(store, "SELECT finish_comment FROM tasks") == "interrupted"
     # finished: its `after` webhook is queued, as when an attempt ends on its own host
-    assert value(store, "SELECT event FROM outbox") == "after"
+    assert value(store, "SELECT event FROM outbox WHERE event != 'before'") == "after"
+    await gone.close()
 
 
-def test_a_live_host_cannot_be_released_and_its_calls_stay(store: str) -> None:
-    add_queue(store, 1, limit=10, tasks=1)
-    _in_call(store, "pbx-1", LONGEST)
+async def test_a_live_host_cannot_be_released_and_its_calls_stay(store: str) -> None:
+    [task_id] = add_queue(store, 1, limit=10, tasks=1)
+    alive = await host(store, "pbx-1")
+    await claim(alive, 1, [task_id])
 
     with connect(store) as conn:
         released = cluster.release(conn, "pbx-1", TIMEOUT)
-        recovered = cluster.recover(conn, TIMEOUT)
         (status,) = cluster.hosts(conn)
+    recovered = recover(store)
 
     assert not released
     assert recovered == cluster.Recovered()
-    assert (status.host_id, status.calls, status.claimed) == ("pbx-1", 1, 1)
+    assert (status.host_id, status.calls) == ("pbx-1", 1)
     assert status.silent_for < TIMEOUT
+    await alive.close()
 
 
-def add_webhooks(url: str, per_task: dict[int, int]) -> None:
-    with connect(url) as conn:
-        for task_id, count in per_task.items():
-            for n in range(count):
-                conn.execute(
-                    "INSERT INTO outbox (task_id, event, url, body, created, next_try)"
-                    " VALUES (%s, %s, 'http://127.0.0.1:9/h', '{}', '', '2026-03-01 11:00:00')",
-                    (task_id, f"event-{n}"),
-                )
-
-
-def test_each_webhook_is_sent_once_and_in_order_by_whichever_host(store: str) -> None:
-    add_webhooks(store, {task: 3 for task in range(1, 21)})
-    sent: list[tuple[str, int, str]] = []
-    lock = threading.Lock()
-
-    def host(n: int) -> None:
-        with connect(store) as conn:
-            while True:
-                claims = cluster.claim_webhooks(conn, f"pbx-{n}", NOW, 4)
-                if not claims and not value(
-                    store, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"
-                ):
-                    return
-                for c in claims:
-                    with lock:
-                        sent.append((f"pbx-{n}", c.task_id, c.event))
-                    assert cluster.webhook_sent(conn, c, NOW, delivered=True)
-
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(host, range(2)))
-
-    per_task: dict[int, list[str]] = {}
-    for _, task_id, event in sent:
-        per_task.setdefault(task_id, []).append(event)
-    assert len(sent) == 60
-    assert all(events == ["event-0", "event-1", "event-2"] for events in per_task.values())
-    assert {h for h, _, _ in sent} == {"pbx-0", "pbx-1"}
-
-
-def test_a_gone_hosts_webhook_goes_to_another_and_its_late_result_is_dropped(
+async def test_each_host_sends_its_own_tasks_webhooks_and_a_gone_hosts_go_to_another(
     store: str,
 ) -> None:
-    add_webhooks(store, {1: 2})
-    with connect(store) as conn:
-        cluster.heartbeat(conn, "pbx-1", 6, LONGEST)
-        (stale,) = cluster.claim_webhooks(conn, "pbx-1", NOW, 10)
+    url = "http://127.0.0.1:9/before"
+    first_tasks = add_queue(store, 1, limit=10, tasks=2, url_before=url)
+    second_tasks = add_queue(store, 2, limit=10, tasks=2, url_before=url)
+    first, second = await host(store, "pbx-1"), await host(store, "pbx-2")
+    await claim(first, 1, first_tasks)
+    await claim(second, 2, second_tasks)
+
+    async def sends(db: PgDatabase) -> list[int]:
+        rows = await OutboxRepository(cast(Database, db)).heads([], 10)
+        return sorted(row["task_id"] for row in rows)
+
+    before = (await sends(first), await sends(second))
     silence(store, "pbx-1", TIMEOUT + 1)
+    after = (await sends(first), await sends(second))
 
-    with connect(store) as conn:
-        recovered = cluster.recover(conn, TIMEOUT)
-        (fresh,) = cluster.claim_webhooks(conn, "pbx-2", NOW, 10)
-        late = cluster.webhook_sent(conn, stale, NOW, delivered=True)
-        held = cluster.claim_webhooks(conn, "pbx-2", NOW, 10)  # the second waits its turn
-        done = cluster.webhook_sent(conn, fresh, NOW, delivered=True)
-        (second,) = cluster.claim_webhooks(conn, "pbx-2", NOW, 10)
-
-    assert recovered == cluster.Recovered(webhooks=1)
-    assert (fresh.id, fresh.event) == (stale.id, "event-0")
-    assert not late
-    assert held == []
-    assert done
-    assert second.event == "event-1"
+    assert before == (first_tasks, second_tasks)
+    # a host taken for gone sends none: the live one sends them all
+    assert after == ([], sorted(first_tasks + second_tasks))
+    await first.close()
+    await second.close()

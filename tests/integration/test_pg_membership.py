@@ -12,7 +12,7 @@ from daemon.membership import Membership, longest_call
 from daemon.store.pg import cluster
 from daemon.store.pg.connection import connect
 from daemon.store.pg.schema import migrate
-from tests.integration.test_pg_cluster import add_queue, claim, silence, value
+from tests.integration.test_pg_cluster import add_queue, claim, host, silence, value
 
 pytestmark = pytest.mark.pg
 
@@ -64,18 +64,18 @@ def test_hosts_join_side_by_side_and_each_dials_only_while_its_lease_runs(store:
     )
 
 
-def test_a_heartbeat_takes_back_what_a_gone_host_claimed(store: str) -> None:
-    add_queue(store, 1, limit=10, tasks=1)
-    with connect(store) as conn:
-        cluster.heartbeat(conn, "pbx-1", 6, 660)
-    claim(store, "pbx-1", room=1)
-    silence(store, "pbx-1", 31)
+async def test_a_heartbeat_closes_a_gone_hosts_call_once_it_cannot_be_up(store: str) -> None:
+    [task_id] = add_queue(store, 1, limit=10, tasks=1)
+    gone = await host(store, "pbx-1")
+    await claim(gone, 1, [task_id])
+    await gone.close()
+    silence(store, "pbx-1", 10**5)
     alive = Membership(settings(store, "pbx-2"), SystemClock())
 
     recovered = alive.beat()
 
-    assert recovered == cluster.Recovered(given_back=1)
-    assert value(store, "SELECT status FROM tasks") == "scheduled"
+    assert recovered == cluster.Recovered(closed=1)
+    assert value(store, "SELECT finish_comment FROM tasks") == "interrupted"
 
 
 @pytest.mark.parametrize(

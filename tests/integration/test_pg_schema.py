@@ -17,15 +17,11 @@ from tests.pg import TestPg
 
 pytestmark = pytest.mark.pg
 
-# What only several hosts need: the hosts, the claims' fences, and where the version is
+# What only several hosts need: the hosts, each attempt's host, and where the version is
 # kept (SQLite keeps it in PRAGMA user_version).
 PG_ONLY_TABLES = {"hosts", "schema_version"}
-PG_ONLY_COLUMNS = {
-    "tasks": {"fence", "claimed_by"},
-    "attempts": {"host_id", "fence"},
-    "outbox": {"claimed_by", "fence"},
-}
-PG_ONLY_INDEXES = {"tasks_claimed", "task_counts_by_key"}  # SQLite: its primary key
+PG_ONLY_COLUMNS = {"attempts": {"host_id"}}
+PG_ONLY_INDEXES = {"task_counts_by_key"}  # SQLite: its primary key
 # SQLite's declared types and the PostgreSQL types that hold the same values.
 SAME_TYPE = {"INTEGER": {"integer", "bigint"}, "TEXT": {"text"}}
 

@@ -1,6 +1,6 @@
 -- The PostgreSQL twin of ../../migrations/0001_initial.sql: the same tables and columns
 -- (tests/integration/test_pg_schema.py compares them at every version), plus what
--- several hosts need (hosts, claims and fences). Times of the store's own rows stay UTC
+-- several hosts need (the hosts, and the host of each attempt). Times of the store's own rows stay UTC
 -- text 'YYYY-MM-DD HH:MM:SS', as in SQLite, so both compare and sort them alike;
 -- heartbeats use the database's own clock (timestamptz, now()).
 
@@ -30,18 +30,13 @@ CREATE TABLE tasks (
     caller_attempts  integer NOT NULL DEFAULT 0,
     invalid_numbers  text    NOT NULL DEFAULT '[]',
     next_attempt     text,
-    create_date      text    NOT NULL,
-    -- Raised by every claim: a write about the task names the fence it was claimed
-    -- with, and changes nothing once another claim has raised it.
-    fence            bigint  NOT NULL DEFAULT 0,
-    claimed_by       text                        -- the host of the claim, while executed
+    create_date      text    NOT NULL
 );
 CREATE INDEX tasks_by_queue ON tasks (scheduler_id, id);
 CREATE INDEX tasks_by_queue_status ON tasks (scheduler_id, status, id);
 CREATE INDEX tasks_by_queue_result ON tasks (scheduler_id, finish_result, id);
 CREATE INDEX tasks_by_queue_name ON tasks (scheduler_id, name, id);
 CREATE INDEX tasks_due ON tasks (next_attempt, id) WHERE next_attempt IS NOT NULL;
-CREATE INDEX tasks_claimed ON tasks (claimed_by) WHERE claimed_by IS NOT NULL;
 
 -- Task counts per queue, status and result. SQLite keeps one row per key; here every
 -- statement appends its changes as rows of deltas (readers sum them, housekeeping folds
@@ -111,10 +106,8 @@ CREATE TABLE attempts (
     b_hangup_cause    integer,
     result            text,
     result_comment    text    NOT NULL DEFAULT '',
-    -- The host whose PBX places the call, and the task's fence of its claim: committed
-    -- before the Originate is sent.
+    -- The host whose PBX places the call, committed before the Originate is sent.
     host_id           text    NOT NULL DEFAULT '',
-    fence             bigint  NOT NULL DEFAULT 0,
     UNIQUE (task_id, attempt_no)
 );
 CREATE INDEX attempts_by_queue_time ON attempts (scheduler_id, start_time);
@@ -140,10 +133,7 @@ CREATE TABLE outbox (
     tries        integer NOT NULL DEFAULT 0,
     delivered_at text,
     given_up     integer NOT NULL DEFAULT 0,
-    last_error   text    NOT NULL DEFAULT '',
-    -- A webhook is claimed like a task: by one host, under a fence, while it is sent.
-    claimed_by   text,
-    fence        bigint  NOT NULL DEFAULT 0
+    last_error   text    NOT NULL DEFAULT ''
 );
 CREATE INDEX outbox_pending ON outbox (next_try, id) WHERE delivered_at IS NULL AND given_up = 0;
 CREATE INDEX outbox_by_task ON outbox (task_id, id);
