@@ -10,10 +10,11 @@ pbx:  --calls short callbacks (A 1001: answers at once, talks 1 s; B 1000: answe
       hangs up at once) on the real test PBX, --concurrent at a time, through callbackd
       (Scheduler + CallEngine + SQLite store, the daemon's JSON logging to /dev/null):
       completed callbacks/s and the process CPU time per completed callback; then a
-      minimal raw AMI client on one connection sending the same Originate, keeping
-      --concurrent calls in flight and counting a call complete once every channel of
-      it has hung up; then Asterisk call files: the same Originate written into the
-      PBX's spool (/var/spool/asterisk/outgoing in the chroot), --concurrent in the
+      minimal raw AMI client on one connection placing the same A->B call the minimal
+      way (`Originate Channel=<A> Application=Dial Data=<B>`, not through callbackd's
+      dialplan), keeping --concurrent calls in flight and counting a call complete once
+      every channel of it has hung up; then Asterisk call files: that minimal Originate
+      written into the PBX's spool (/var/spool/asterisk/outgoing in the chroot), --concurrent in the
       spool or in a call at a time, completions counted the same way by an AMI
       observer connection. Alternated --repeat times. Asterisk's CPU time per callback
       is read from /proc for each contender (it includes whatever else the shared PBX
@@ -45,7 +46,7 @@ from typing import Any
 
 from ami.client import AmiClient, ConnectionSettings, Fields, OriginateSent
 from ami.events import AmiEvent, header, name
-from ami.originate import CallRequest, originate_fields
+from ami.originate import channel
 from ami.outcome import Outcome, Result
 from ami.protocol import FrameDecoder, encode_frame
 from bench.bench_ami import SECRET, server_process
@@ -66,6 +67,7 @@ from daemon.store.tasks import TaskRepository
 
 CLIENT = "bench"
 A_NUMBER, B_NUMBER = "1001", "1000"
+RING_TIMEOUT = 10
 
 
 def cpu_seconds() -> float:
@@ -79,8 +81,8 @@ def settings(max_concurrent: int) -> Settings:
         calls={
             "a_channel": PHONES,
             "b_channel": PHONES,
-            "a_ring_timeout": 10,
-            "b_ring_timeout": 10,
+            "a_ring_timeout": RING_TIMEOUT,
+            "b_ring_timeout": RING_TIMEOUT,
             "max_concurrent": max_concurrent,
         }
     )
@@ -341,11 +343,19 @@ class PbxRun:
         return None if self.asterisk_cpu is None else self.asterisk_cpu / self.calls * 1000
 
 
-def request(call_uuid: str) -> CallRequest:
-    """The one callback every contender places."""
-    return CallRequest(
-        call_uuid, [A_NUMBER], B_NUMBER, PHONES, PHONES, a_ring_timeout=10, b_ring_timeout=10
-    )
+def minimal_originate(call_uuid: str) -> dict[str, str]:
+    """The same A->B call as the alternatives place it: the least a script would send,
+    A's channel straight into Dial() of B, no dialplan and no variables. ChannelId only
+    names the call (every channel's Linkedid)."""
+    return {
+        "Action": "Originate",
+        "Channel": channel(PHONES, A_NUMBER),
+        "Application": "Dial",
+        "Data": f"{channel(PHONES, B_NUMBER)},{RING_TIMEOUT}",
+        "ChannelId": call_uuid,
+        "Timeout": str(RING_TIMEOUT * 1000),
+        "Async": "true",
+    }
 
 
 async def run_callbackd(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
@@ -382,7 +392,7 @@ async def run_raw(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
         nonlocal sent
         call_uuid = str(uuid.uuid4())
         live[call_uuid] = set()
-        fields: dict[str, Any] = {**originate_fields(request(call_uuid)), "ActionID": call_uuid}
+        fields: dict[str, Any] = {**minimal_originate(call_uuid), "ActionID": call_uuid}
         writer.write(encode_frame(fields))
         sent += 1
 
@@ -423,21 +433,16 @@ async def run_raw(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
 
 
 def call_file(call_uuid: str) -> str:
-    """The Originate of `request()` as an Asterisk call file: same channel, context,
-    ring timeout and channel variables."""
-    fields = originate_fields(request(call_uuid))
-    variables = fields["Variable"]
-    assert isinstance(variables, list)
-    # A call file takes Setvar values verbatim; these carry nothing AMI escaping changes.
-    assert not any("\\" in v for v in variables), variables
+    """`minimal_originate()` as an Asterisk call file. A call file cannot name its
+    channels, so it sets CBD_CALL_UUID, which the test phones report instead."""
+    fields = minimal_originate(call_uuid)
     lines = [
         f"Channel: {fields['Channel']}",
-        f"WaitTime: {int(str(fields['Timeout'])) // 1000}",
+        f"WaitTime: {RING_TIMEOUT}",
         "MaxRetries: 0",
-        f"Context: {fields['Context']}",
-        f"Extension: {fields['Exten']}",
-        f"Priority: {fields['Priority']}",
-        *(f"Setvar: {v}" for v in variables),
+        f"Application: {fields['Application']}",
+        f"Data: {fields['Data']}",
+        f"Setvar: CBD_CALL_UUID={call_uuid}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -574,10 +579,13 @@ def print_pbx(figures: PbxFigures) -> None:
         )
     if {"callbackd", "raw"} <= figures.runs.keys():
         ratio = figures.rate("callbackd") / figures.rate("raw")
-        print(f"  callbackd / raw ceiling: {ratio:.0%} (target >= 90 %)")
+        print(f"  callbackd / raw ceiling: {ratio:.0%} (target >= 95 %)")
+        ours, theirs = figures.asterisk_cpu_ms("callbackd"), figures.asterisk_cpu_ms("raw")
+        if ours is not None and theirs:
+            print(f"  Asterisk CPU, callbackd / raw: {ours / theirs:.2f} x (target <= 1.1 x)")
     if {"callbackd", "callfiles"} <= figures.runs.keys():
         ratio = figures.rate("callbackd") / figures.rate("callfiles")
-        print(f"  callbackd / call files: {ratio:.0%}")
+        print(f"  callbackd / call files: {ratio:.0%} (target >= 100 %)")
 
 
 def main() -> None:
