@@ -242,6 +242,7 @@ class CallEngine:
             if self.gate.try_again(self._clock.now()) or (self.may_start and not could_start):
                 if self.gate.open:
                     log.info("dialplan contexts found; ready")
+                    notify.status(f"AMI ready; following {len(self.calls)} call(s)")
                 self.listeners.ready_to_place()
             self._have_looked()
         await self.check_silent_calls()
