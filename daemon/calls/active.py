@@ -54,6 +54,13 @@ class ActiveCall:
     unsaved_answer: Answer | None = None
     _logger: Any = None
 
+    def stored_up_to(self, seq: int) -> None:
+        """Drop from the buffer the events numbered up to `seq`: a write stored them.
+        The buffer holds consecutive numbers, so this is a cut, and a second write that
+        stored the same events cuts nothing more."""
+        if self.pending_events:
+            del self.pending_events[: max(0, seq - self.pending_events[0].seq + 1)]
+
     def log(self) -> Any:
         # Bound once per call: binding costs as much as rendering a line. The level
         # and the format are looked up per line, so a reload still applies.

@@ -76,8 +76,7 @@ class EventRouter:
             # stored yet: after a crash, a call found gone counts as a success only if
             # its bridge was stored.
             answer, call.unsaved_answer = call.unsaved_answer, None
-            # The events so far go with it; they stay buffered too, and the next flush
-            # skips them as stored (buffers are only cut by the flush that took them).
+            # The events so far go with it: what a restart needs to know of the legs.
             self._writes.spawn(self._bridged(call, at, answer, list(call.pending_events)))
         elif milestone is Milestone.ENDED:
             self._ender.close(call, at)
@@ -89,4 +88,6 @@ class EventRouter:
             call,
             lambda: self._attempts.mark_bridged(call.call_uuid, call.task_id, at, answer, events),
         )
+        if events:
+            call.stored_up_to(events[-1].seq)
         await self._listener.call_bridged(call.task_id, call.call_uuid)

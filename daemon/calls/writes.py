@@ -59,15 +59,15 @@ class CallWrites:
             if not call.closing:
                 self.save_answer(call)  # shares the transaction of the events
         taken = [
-            (call, len(call.pending_events))
+            (call, call.pending_events[-1].seq)
             for call in self._calls.values()
             if not call.closing and call.pending_events
         ]
-        batch = [ev for call, n in taken for ev in call.pending_events[:n]]
+        batch = [ev for call, _ in taken for ev in call.pending_events]
         await self._attempts.save_events(batch)
         # Dropped from the buffers only once stored; events that came meanwhile stay.
-        for call, n in taken:
-            call.pending_events = call.pending_events[n:]
+        for call, last in taken:
+            call.stored_up_to(last)
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the shutdown grace
         """Wait for the store writes in flight (shutdown, tests). Writes a refusing
