@@ -6,6 +6,7 @@ twice and loses no webhook."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +20,7 @@ from tests.acceptance.lifecycle_helpers import (
     AmiMonitor,
     Api,
     a_task,
+    poll,
     wait_webhook,
     write_pbx_config,
 )
@@ -196,3 +198,96 @@ async def test_a_postgresql_restart_mid_call_is_a_pause_the_call_is_stored_after
     assert (done["finish_result"], done["attempts_made"]) == ("success", 1), api.log()
     assert attempt["end_time_gmt"] is not None
     assert event_names(receiver) == ["before", "success", "after"]
+
+
+async def silent_for(pg_url: str, host_id: str) -> float:
+    def read() -> float:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute(
+                "SELECT extract(epoch FROM now() - last_heartbeat)::float8 FROM hosts"
+                " WHERE host_id = %s",
+                (host_id,),
+            ).fetchone()
+        assert row is not None
+        return float(row[0])
+
+    return await asyncio.to_thread(read)
+
+
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
+async def test_a_host_gone_past_host_timeout_mid_call_leaves_its_call_to_itself(
+    tmp_path: Path,
+    testpbx: TestPbx,
+    testpbx2: TestPbx,
+    pg_url: str,
+    session: aiohttp.ClientSession,
+    fault: str,
+) -> None:
+    # pbx-1 is killed (then started again) or frozen (then resumed) while A and B talk,
+    # for longer than host_timeout: pbx-2 takes it for gone and keeps working, but its
+    # call may still be up, so nobody closes it or rings its numbers again; pbx-1 back
+    # follows its call to the end.
+    configs = [
+        shared_config(tmp_path, pbx, pg_url, host, max_concurrent=1)
+        for pbx, host in ((testpbx, "pbx-1"), (testpbx2, "pbx-2"))
+    ]
+    monitors = [await AmiMonitor(testpbx).start(), await AmiMonitor(testpbx2).start()]
+    receiver = await WebhookReceiver().start()
+    daemons = []
+    try:
+        first = await launch(configs[0], port_of(configs[0]), session)
+        daemons.append(first)
+        api = Api(session, first)
+        await api.wait_ready()
+        queue = await api.new_queue(limit=2)
+        [task] = await api.add_tasks(queue, a_task("1008", "1108", receiver))
+        await wait_webhook(receiver, "success")  # bridged on pbx-1's PBX: ~8 s of talk
+        call_uuid = (await api.task(task))["cdr"]
+        second = await launch(configs[1], port_of(configs[1]), session)
+        daemons.append(second)
+        other_api = Api(session, second)
+        await other_api.wait_ready()
+
+        if fault == "SIGKILL":
+            await first.kill()
+        else:
+            first.process.send_signal(signal.SIGSTOP)
+        await poll(lambda: silent_for(pg_url, "pbx-1"), lambda s: s > 5, 30)
+        [other] = await other_api.add_tasks(queue, a_task("1002", "1102", receiver))
+        other_done = await other_api.wait_finished(other)
+        if fault == "SIGKILL":
+            first = await launch(configs[0], port_of(configs[0]), session)
+            daemons.append(first)
+        else:
+            first.process.send_signal(signal.SIGCONT)
+        api = Api(session, first)
+        done = await api.wait_finished(task)
+        for each in (api, other_api):
+            await each.wait_outbox_empty()
+    finally:
+        for daemon in daemons:
+            if daemon.process.returncode is None:
+                daemon.process.send_signal(signal.SIGCONT)
+                await daemon.stop()
+        await receiver.stop()
+        for monitor in monitors:
+            await monitor.stop()
+
+    assert (done["finish_result"], done["attempts_made"], done["cdr"]) == (
+        "success",
+        1,
+        call_uuid,
+    ), api.log()
+    assert (other_done["finish_result"], other_done["attempts_made"]) == ("success", 1)
+    for each in (done, other_done):
+        dial_begins = sum(len(m.matching(is_a_dial(each["cdr"]))) for m in monitors)
+        assert dial_begins == 1, each
+    assert sorted(n for m in monitors for n in m.rang(tag_of(task))) == ["1008", "1108"]
+    with psycopg.connect(pg_url) as conn:
+        hosts = conn.execute("SELECT task_id, host_id FROM attempts ORDER BY task_id").fetchall()
+    assert hosts == [(task["id"], "pbx-1"), (other["id"], "pbx-2")]
+    events = [
+        r.json()["event"] for r in receiver.delivered() if r.json()["task"]["id"] == task["id"]
+    ]
+    assert events == ["before", "success", "after"]
+    assert set(receiver.ids().values()) == {1}
