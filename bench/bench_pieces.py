@@ -3,11 +3,13 @@ by pytest): the CPU time of one log line about a call, rendered by the daemon's 
 pipeline to /dev/null; of taking in one call's AMI events the way the client and the
 engine do (decoding the bytes into events, the routing lookups, the call's tracker);
 and of storing them the way the engine does (8 calls per transaction as under load, in
-a real migrated store with `synchronous=FULL`). The events are the 25 that the AMI
+a real migrated store with `synchronous=FULL`). The events are those that the AMI
 user's event filter (config/asterisk/manager_callbackd.conf) lets through of a recorded
-callback.
+callback: of one A number (19 events, the default) or, with `--recording success.ami`,
+of the Local shape that several A numbers take (25).
 
-    .venv/bin/python -m bench.bench_pieces [--lines 20000] [--calls 4000] [--json PATH]
+    .venv/bin/python -m bench.bench_pieces [--lines 20000] [--calls 4000]
+                                           [--recording one_a_success.ami] [--json PATH]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ami.events import AmiEvent, linkedid, name, uniqueid
+from ami.events import AmiEvent, header, linkedid, name, uniqueid
 from ami.outcome import CallTracker, Result
 from ami.protocol import FrameDecoder, parse_frame, split_blocks
 from bench.figures import add_json_option, write_json
@@ -32,9 +34,8 @@ from daemon.logsetup import call_log, configure_logging, flush_logs, reset_loggi
 from daemon.store.attempts import StoredEvent, _insert_events
 from daemon.store.db import Database
 
-RECORDING = Path(__file__).resolve().parent.parent / "tests/fixtures/ami/success.ami"
-# The recording's call: its Linkedid, and Uniqueid of the Originate's first channel.
-RECORDING_CALL_UUID = "17989b59-ba36-49ee-9fd1-5894c3d5fcfd"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests/fixtures/ami"
+RECORDING = FIXTURES / "one_a_success.ami"
 FILTERED_IN = {
     "Newchannel",
     "DialBegin",
@@ -79,26 +80,26 @@ def log_line_cost(lines: int) -> float:
             reset_logging()
 
 
-def _recorded_frames() -> list[bytes]:
+def _recorded_frames(recording: Path) -> list[bytes]:
     """The wire frames of a recorded callback that the event filter lets through."""
     filtered = []
-    for raw in split_blocks(RECORDING.read_text()):
+    for raw in split_blocks(recording.read_text()):
         headers = parse_frame(raw).headers
         if headers is not None and name(headers) in FILTERED_IN:
             filtered.append(raw)
     return filtered
 
 
-def _recorded_events() -> list[AmiEvent]:
-    frames = [parse_frame(raw).headers for raw in _recorded_frames()]
+def _recorded_events(recording: Path) -> list[AmiEvent]:
+    frames = [parse_frame(raw).headers for raw in _recorded_frames(recording)]
     return [headers for headers in frames if headers is not None]
 
 
-def intake_cost(calls: int) -> float:
+def intake_cost(calls: int, recording: Path) -> float:
     """CPU ms per call of decoding its events from the bytes of one read each, the
     engine's routing lookups, and its tracker (pure: no I/O)."""
-    wire = b"".join(_recorded_frames())
-    call_uuid = RECORDING_CALL_UUID
+    wire = b"".join(_recorded_frames(recording))
+    call_uuid = linkedid(_recorded_events(recording)[0])  # every channel's Linkedid
     at = datetime(2026, 11, 27, tzinfo=UTC)
     started = time.process_time()
     for _ in range(calls):
@@ -107,14 +108,19 @@ def intake_cost(calls: int) -> float:
         for frame in decoder.feed(wire):
             if frame.headers is not None:
                 ev = frame.headers
-                if linkedid(ev) == call_uuid or uniqueid(ev) == call_uuid:
+                # The engine's routing lookups (daemon/calls/routing.py).
+                if (
+                    linkedid(ev) == call_uuid
+                    or uniqueid(ev).removesuffix("-a") == call_uuid
+                    or header(ev, "DestLinkedid") == call_uuid
+                ):
                     tracker.feed(ev, at)
         if tracker.outcome().result is not Result.SUCCESS:
             raise RuntimeError(f"the recorded call decided {tracker.outcome().result}")
     return (time.process_time() - started) / calls * 1e3
 
 
-def store_events_cost(calls: int, directory: Path) -> tuple[float, float]:
+def store_events_cost(calls: int, directory: Path, recording: Path) -> tuple[float, float]:
     """CPU ms and wall ms per call of storing its events, transactions included."""
     path = directory / "pieces.db"
 
@@ -122,7 +128,7 @@ def store_events_cost(calls: int, directory: Path) -> tuple[float, float]:
         await (await Database.open(path)).close()
 
     asyncio.run(migrated())
-    events = _recorded_events()
+    events = _recorded_events(recording)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous=FULL")
     try:
@@ -143,20 +149,22 @@ def store_events_cost(calls: int, directory: Path) -> tuple[float, float]:
         conn.close()
 
 
-def measure_pieces(lines: int, calls: int) -> PieceFigures:
+def measure_pieces(lines: int, calls: int, recording: Path = RECORDING) -> PieceFigures:
     with tempfile.TemporaryDirectory() as directory:
-        cpu_ms, wall_ms = store_events_cost(calls, Path(directory))
-    events = len(_recorded_frames())
-    return PieceFigures(log_line_cost(lines), events, intake_cost(calls), cpu_ms, wall_ms)
+        cpu_ms, wall_ms = store_events_cost(calls, Path(directory), recording)
+    events = len(_recorded_frames(recording))
+    intake = intake_cost(calls, recording)
+    return PieceFigures(log_line_cost(lines), events, intake, cpu_ms, wall_ms)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=20_000)
     parser.add_argument("--calls", type=int, default=4_000)
+    parser.add_argument("--recording", default=RECORDING.name, help="a file of tests/fixtures/ami")
     add_json_option(parser)
     args = parser.parse_args()
-    figures = measure_pieces(args.lines, args.calls)
+    figures = measure_pieces(args.lines, args.calls, FIXTURES / args.recording)
     print(f"$ .venv/bin/python -m bench.bench_pieces {' '.join(sys.argv[1:])}".rstrip())
     print(f"  one log line about a call:  {figures.log_line_us:6.1f} µs CPU")
     print(
