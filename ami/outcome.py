@@ -196,11 +196,19 @@ class CallTracker:
     bridged_time: datetime | None = None
     end_time: datetime | None = None
     rejected: bool = False
+    originate_failed: bool = False
     originate_reason: str = ""
 
     @property
     def ended(self) -> bool:
         return self.end_time is not None
+
+    @property
+    def placed_nothing(self) -> bool:
+        """The Originate failed and no channel of the call has appeared: Asterisk could
+        not create A's channel (one A number: no such endpoint, say). Its channel events
+        may still be on their way; only Asterisk's channel list can tell they are not."""
+        return self.originate_failed and not self.seen_channel
 
     def feed(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
         """Take one event of this call; return the milestones it reached."""
@@ -338,6 +346,7 @@ class CallTracker:
 
     def _on_originate_response(self, ev: AmiEvent, at: datetime) -> list[Milestone]:
         if header(ev, "Response") == "Failure":
+            self.originate_failed = True
             self.originate_reason = header(ev, "Reason")
         return []
 

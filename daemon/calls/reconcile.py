@@ -15,7 +15,7 @@ from ami.client import AmiClient, AmiError
 from ami.events import linkedid, uniqueid
 from ami.originate import channel, dial_string_of
 from config import Settings
-from daemon.calls.active import Calls, follow
+from daemon.calls.active import ActiveCall, Calls, follow
 from daemon.calls.ending import CallEnder
 from daemon.calls.routing import EventRouter
 from daemon.clock import Clock
@@ -80,6 +80,10 @@ class Reconciler:
             elif call.tracker.ended:
                 # Its end was among the stored events: the result is known.
                 self._ender.close(call, now)
+            elif call.tracker.placed_nothing:
+                # Nothing rang: A's channel could not be created ("A unavailable").
+                call.log().info("originate failed and no channel of the call exists")
+                self._ender.close(call, now)
             else:
                 call.log().warning("call gone without its end; closing it as interrupted")
                 call.interrupted = True
@@ -120,11 +124,23 @@ class Reconciler:
             for c in self._calls.values()
             if not c.closing
             and c.last_event_at is not None
-            and now - c.last_event_at
-            > (c.ring_phase if c.tracker.bridged_time is None else c.max_talk) + timeout
+            and now - c.last_event_at > _quiet_limit(c, timeout)
         }
         if silent and following:
             try:
                 await self.reconcile(only=silent)
             except AmiError as exc:
                 log.warning("watchdog check failed", error=str(exc))
+
+
+# An Originate's failure may come before the call's channel events (it does not pass
+# through Stasis); past this much quiet none are coming, and the channel list is asked.
+PLACED_NOTHING_GRACE = timedelta(seconds=2)
+
+
+def _quiet_limit(call: ActiveCall, timeout: timedelta) -> timedelta:
+    """How long a call may be quiet before Asterisk's channel list is asked about it:
+    its ring phase until it is bridged, its maximum talk time after, plus `timeout`."""
+    if call.tracker.placed_nothing:
+        return PLACED_NOTHING_GRACE
+    return (call.ring_phase if call.tracker.bridged_time is None else call.max_talk) + timeout

@@ -231,3 +231,22 @@ async def test_an_ami_user_without_originate_rights_rings_nobody_and_burns_no_ta
         again = await AttemptRepository(harness.db).task(task_id)
         assert again is not None
         assert (again.status, again.attempts_made) == (TaskStatus.SCHEDULED, 0)
+
+
+async def test_an_a_channel_asterisk_cannot_create_ends_a_unavailable(
+    testpbx: Any, tmp_path: Path
+) -> None:
+    # No endpoint "nosuch": the Originate fails and no channel of the call appears.
+    async with engine_harness(
+        tmp_path / "cb.db",
+        testpbx.host,
+        testpbx.port,
+        testpbx.username,
+        testpbx.secret,
+        phone_settings(a_channel="PJSIP/{number}@nosuch"),
+    ) as harness:
+        ended, record = await harness.call("1005", "1101")
+
+    assert ended.outcome.result is Result.A_UNAVAILABLE
+    assert record.result == str(Result.A_UNAVAILABLE)
+    assert [ev.get("Event") for ev in record.events or []] == ["OriginateResponse"]

@@ -134,6 +134,9 @@ CALLS = [
     # Over the SIP trunk: a 603 Decline from A, then one from B (cause 21).
     Call("sip_a_declined.ami", "6030001", "2100001", Result.A_REJECTED),
     Call("sip_b_declined.ami", "2000001", "6030001", Result.B_REJECTED),
+    # One A number: the Originate rings A's own channel (the shape the engine sends).
+    Call("one_a_success.ami", "1105", "1102", Result.SUCCESS),
+    Call("one_a_b_unavailable.ami", "8000", "90000", Result.B_UNAVAILABLE),
 ]
 
 
@@ -382,6 +385,28 @@ async def test_a_ringing_call_whose_events_stopped_is_closed_once_asterisk_lost_
     await world.harness.engine.check_silent_calls()
     ended = await world.harness.wait_end(task_id, END_WITHIN)
     assert ended.outcome.result is Result.INTERRUPTED
+    assert world.fake.count("Originate") == 1
+
+
+async def test_an_originate_that_created_no_channel_ends_a_unavailable_once_none_is_listed(
+    world: World,
+) -> None:
+    # One A number whose channel Asterisk cannot create (an unknown endpoint): the
+    # Originate fails and no channel of the call ever appears.
+    task_id, call_uuid = await place(world, CALLS[0])
+    failure = {"Event": "OriginateResponse", "Response": "Failure", "Reason": "0"}
+    world.harness.engine.route({**failure, "Uniqueid": call_uuid}, datetime.now(UTC))
+    looks = world.fake.count("CoreShowChannels")
+
+    # Its channel events may still come: not looked at within the grace.
+    quiet_for(world, call_uuid, 0)
+    await world.harness.engine.check_silent_calls()
+    assert world.fake.count("CoreShowChannels") == looks
+
+    quiet_for(world, call_uuid, 3)
+    await world.harness.engine.check_silent_calls()
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    assert ended.outcome.result is Result.A_UNAVAILABLE  # not "interrupted"
     assert world.fake.count("Originate") == 1
 
 
