@@ -87,6 +87,10 @@ class _Draft:
     bridged: datetime | None = None
     hung_up: datetime | None = None
     hung_up_seq: int = 0  # arrival order: events of one read share their time
+    # For a Local channel (the test PBX's phones), when its other half, the phone
+    # itself, hung up: that comes first, while the Hangup of the half the call dialled
+    # races the other leg's.
+    phone_hung_up_seq: int = 0
     steps: list[tuple[datetime, StepKind, str]] = field(default_factory=list)
 
 
@@ -162,6 +166,11 @@ def _step(
         draft.ringing = at
         draft.steps.append((at, "ringing", "ringing"))
         return
+    if kind == "Hangup" and header(ev, "Channel").endswith(";2"):
+        dialled_half = header(ev, "Channel")[:-1] + "1"
+        for other in legs.values():
+            if other.channel == dialled_half and not other.phone_hung_up_seq:
+                other.phone_hung_up_seq = seq
     if kind == "Hangup" and uid in legs:
         draft = legs[uid]
         draft.hung_up, draft.hung_up_seq = at, seq
@@ -198,7 +207,7 @@ def _first_to_hang_up(drafts: Iterable[_Draft]) -> Literal["A", "B"] | None:
     bridged = [d for d in drafts if d.bridged is not None and d.hung_up is not None]
     if not bridged:
         return None
-    return min(bridged, key=lambda d: d.hung_up_seq).side
+    return min(bridged, key=lambda d: d.phone_hung_up_seq or d.hung_up_seq).side
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

@@ -69,6 +69,21 @@ def test_a_call_of_one_a_number_draws_the_originates_own_dial_as_the_a_leg() -> 
     assert (a.dial_status, b.dial_status) == ("ANSWER", "ANSWER")
 
 
+def test_who_hung_up_first_is_told_by_the_phone_not_by_the_dialled_half() -> None:
+    # The Hangups of the two dialled Local halves race each other; the phone's own
+    # half (;2) of the leg that hung up comes before both. Here A's ;1 is moved ahead
+    # of B's ;1, as it arrives on a busy PBX.
+    call_uuid, events = recorded("one_a_success.ami")
+    hangups = [i for i, ev in enumerate(events) if ev.get("Event") == "Hangup"]
+    b_phone, b_dialled, a_dialled, a_phone = (events[i] for i in hangups)
+    assert b_phone["Channel"].endswith(";2") and a_dialled["Uniqueid"] == call_uuid
+    events[hangups[0] : hangups[-1] + 1] = [b_phone, a_dialled, b_dialled, a_phone]
+    timed = [((T0 + timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S"), ev)
+             for i, ev in enumerate(events)]  # fmt: skip
+
+    assert ladder(call_uuid, "1102", timed).hung_up_first == "B"
+
+
 def test_times_are_counted_from_the_events_arrival() -> None:
     drawing = drawn("success.ami", seconds_apart=2)
     a = drawing.legs[0]
