@@ -15,11 +15,14 @@ The promises, which callers rely on and the suite checks:
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
+Params = Mapping[str, Any] | Sequence[Any]
 
 
 class StoreError(Exception):
@@ -45,3 +48,34 @@ class StoreBackend(Protocol):
     async def is_writable(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+class Backend(ABC):
+    """What every backend builds the same way on its own `read` and `write`: one-statement
+    reads, and the probe /readyz asks."""
+
+    @abstractmethod
+    async def write(self, work: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T: ...
+
+    @abstractmethod
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetch_one(sql, params)
+        return None if row is None else row[0]
+
+    async def is_writable(self) -> bool:
+        """True when a write transaction can be taken and committed now."""
+        try:
+            async with asyncio.timeout(2):
+                await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
+        except (sqlite3.Error, StoreUnavailable, TimeoutError):
+            return False
+        return True

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from daemon.store.backend import StoreError, StoreUnavailable
+from daemon.store.backend import Backend, StoreError, StoreUnavailable
 from daemon.store.group_commit import GroupCommit
 from daemon.store.queries import migrations
 from daemon.store.schema import refusal
 
-Params = Mapping[str, Any] | Sequence[Any]
 T = TypeVar("T")
 __all__ = ["Database", "StoreError", "StoreUnavailable", "migrate", "schema_version"]
 
@@ -74,7 +73,7 @@ class Worker:
         self._executor.shutdown(wait=True)
 
 
-class Database:
+class Database(Backend):
     """One SQLite file: a writer with group commit, and `READERS` readers. It is the
     store backend (`daemon.store.backend.StoreBackend`) for the embedded store."""
 
@@ -131,26 +130,6 @@ class Database:
             return await reader.run(lambda conn: _in_snapshot(conn, work))
         finally:
             self._readers.put_nowait(reader)
-
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
-
-    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
-
-    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetch_one(sql, params)
-        return None if row is None else row[0]
-
-    async def is_writable(self) -> bool:
-        """True when a write transaction can be taken and committed now."""
-        try:
-            async with asyncio.timeout(2):
-                await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
-        except (sqlite3.Error, StoreUnavailable, TimeoutError):
-            return False
-        return True
 
 
 def _in_snapshot(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:

@@ -18,12 +18,12 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from daemon.store.backend import StoreError, StoreUnavailable
+from daemon.store.backend import Backend, StoreError, StoreUnavailable
 from daemon.store.group_commit import GroupCommit
 from daemon.store.pg.connection import CONNECT_TIMEOUT_S
-from daemon.store.pg.dbapi import Connection, Params
+from daemon.store.pg.dbapi import Connection
 from daemon.store.pg.schema import migrate_store
 
 T = TypeVar("T")
@@ -85,7 +85,7 @@ def _in_snapshot(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], 
             conn.execute("ROLLBACK")
 
 
-class PgDatabase:
+class PgDatabase(Backend):
     """The shared store: a writer and `READERS` readers on one PostgreSQL database."""
 
     def __init__(self, writer: Worker, readers: Sequence[Worker]) -> None:
@@ -135,22 +135,3 @@ class PgDatabase:
             raise StoreUnavailable(f"the store cannot be read now: {exc}") from exc
         finally:
             self._readers.put_nowait(reader)
-
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
-        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
-
-    async def fetch_one(self, sql: str, params: Params = ()) -> Any:
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
-
-    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetch_one(sql, params)
-        return None if row is None else row[0]
-
-    async def is_writable(self) -> bool:
-        try:
-            async with asyncio.timeout(2):
-                await self.write(lambda conn: conn.execute("SELECT 1").fetchone())
-        except (sqlite3.Error, StoreUnavailable, TimeoutError):
-            return False
-        return True
