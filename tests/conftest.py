@@ -19,6 +19,9 @@ from daemon.logsetup import reset_logging
 from tests.pbx import REPO, SipFarEnd, TestPbx, TestPbxError
 from tests.pg import TestPg, TestPgError
 
+# The fixtures of the acceptance tests that run the daemon on the test PBX.
+pytest_plugins = ["tests.acceptance.pbx_fixtures"]
+
 
 @pytest.fixture
 def restored_logging() -> Iterator[None]:

@@ -4,16 +4,12 @@ tests' own AMI connection sees what the PBX really did."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.acceptance.conftest import Daemon, free_port, launch
 from tests.acceptance.lifecycle_helpers import (
     AmiMonitor,
     Api,
@@ -21,51 +17,13 @@ from tests.acceptance.lifecycle_helpers import (
     parse_utc,
     poll,
     utc_text,
-    write_pbx_config,
 )
-from tests.pbx import TestPbx
+from tests.acceptance.pbx_fixtures import Callbackd, tag_of
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.pbx
 
-Callbackd = Callable[..., Awaitable[Api]]
 GUARD = "{ min_ratio = 0.5, min_attempts = 3, window = 120, probe_interval = 3 }"
-
-
-@pytest.fixture
-async def callbackd(
-    tmp_path: Path, session: aiohttp.ClientSession, testpbx: TestPbx
-) -> AsyncIterator[Callbackd]:
-    """Start the daemon on the test PBX (`[calls]` keys as keyword arguments, values as
-    TOML text), ready."""
-    port = free_port()
-    started: list[Daemon] = []
-
-    async def start(**calls: Any) -> Api:
-        daemon = await launch(write_pbx_config(tmp_path, port, testpbx, **calls), port, session)
-        started.append(daemon)
-        api = Api(session, daemon)
-        await api.wait_ready()
-        return api
-
-    yield start
-    for daemon in started:
-        if daemon.process.returncode is None:
-            await daemon.kill()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    receiver = await WebhookReceiver().start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
-async def monitor(testpbx: TestPbx) -> AsyncIterator[AmiMonitor]:
-    monitor = await AmiMonitor(testpbx).start()
-    yield monitor
-    await monitor.stop()
 
 
 def window(start: datetime, seconds: float) -> dict[str, str]:
@@ -92,10 +50,6 @@ async def readyz(api: Api) -> dict[str, Any]:
     async with api.session.get(api.url + "/readyz") as response:
         body: dict[str, Any] = await response.json()
         return body
-
-
-def tag_of(task: dict[str, Any]) -> str:
-    return str(task["variables"]["ORDER_ID"])
 
 
 async def test_a_closed_interval_holds_a_task_until_a_put_opens_it(

@@ -9,22 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from ami.originate import REQUIRED_CONTEXTS
 from ami.outcome import dial_side
-from tests.acceptance.conftest import TOKEN, Daemon, callbackd_command, free_port, launch
+from tests.acceptance.conftest import TOKEN, callbackd_command
 from tests.acceptance.lifecycle_helpers import (
     POLL,
     SECRET,
     AmiMonitor,
-    Api,
     a_task,
     fresh_busy_once_number,
     parse_utc,
@@ -32,55 +30,12 @@ from tests.acceptance.lifecycle_helpers import (
     poll,
     seconds_from_now,
     wait_webhook,
-    write_pbx_config,
 )
+from tests.acceptance.pbx_fixtures import Callbackd, tag_of
 from tests.pbx import AmiMessage, TestPbx, ami_action
 from tests.webhook_receiver import WebhookReceiver, verify_signature
 
 pytestmark = pytest.mark.pbx
-
-Callbackd = Callable[..., Awaitable[Api]]
-
-
-@pytest.fixture
-async def callbackd(
-    tmp_path: Path, session: aiohttp.ClientSession, testpbx: TestPbx
-) -> AsyncIterator[Callbackd]:
-    """Start the daemon on the test PBX (`[calls]` keys as keyword arguments), ready;
-    call again to start it anew on the same store, port and config."""
-    port = free_port()
-    started: list[Daemon] = []
-
-    async def start(**calls: int) -> Api:
-        config = write_pbx_config(tmp_path, port, testpbx, **calls)
-        daemon = await launch(config, port, session)
-        started.append(daemon)
-        api = Api(session, daemon)
-        await api.wait_ready()
-        return api
-
-    yield start
-    for daemon in started:
-        if daemon.process.returncode is None:
-            await daemon.kill()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    receiver = await WebhookReceiver().start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
-async def monitor(testpbx: TestPbx) -> AsyncIterator[AmiMonitor]:
-    monitor = await AmiMonitor(testpbx).start()
-    yield monitor
-    await monitor.stop()
-
-
-def tag_of(task: dict[str, Any]) -> str:
-    return str(task["variables"]["ORDER_ID"])
 
 
 def event_names(receiver: WebhookReceiver) -> list[str]:
