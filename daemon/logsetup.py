@@ -1,5 +1,5 @@
 """Logging: one structlog pipeline for our own lines and for the stdlib loggers of
-aiohttp, aiosqlite and panoramisk. JSON lines when stderr is not a terminal (with the
+aiohttp, psycopg and panoramisk. JSON lines when stderr is not a terminal (with the
 `<N>` syslog priority prefix journald reads when stderr is the journal), a readable
 console on a terminal. Every line passes the secret redactor last before rendering,
 and goes to the output through `daemon.logsink`, so a blocked or closed stream never
@@ -30,8 +30,9 @@ REDACTED = "[redacted]"
 _PLAIN_SCALARS = (int, float, bool)
 # journald's priorities (syslog(3)), read from a `<N>` prefix on each stream line.
 SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
-# Third-party loggers never log below INFO: aiosqlite's DEBUG line is every statement.
-NOISY = ("aiosqlite",)
+# Third-party loggers never log below INFO: psycopg's DEBUG lines are every connection
+# attempt of the shared store, which a database restart turns into a stream.
+NOISY = ("psycopg",)
 
 
 class Redactor:

@@ -136,7 +136,7 @@ def test_journal_stream_of_another_file_gives_plain_json(tmp_path: Path) -> None
     assert written(out).startswith("{")
 
 
-@pytest.mark.parametrize("name", ["aiohttp.access", "aiohttp.server", "aiosqlite", "panoramisk"])
+@pytest.mark.parametrize("name", ["aiohttp.access", "aiohttp.server", "psycopg", "panoramisk"])
 def test_library_loggers_come_out_as_the_same_json_lines(name: str) -> None:
     out = configured()
     logging.getLogger(name).warning("peer %s went away", "10.0.0.1")
@@ -185,9 +185,9 @@ def test_a_new_format_applies_to_loggers_bound_before_it() -> None:
     assert not written(tty).startswith("{")
 
 
-def test_aiosqlite_debug_chatter_is_never_logged() -> None:
+def test_psycopg_debug_chatter_is_never_logged() -> None:
     out = configured(level="debug")
-    logging.getLogger("aiosqlite").debug("executing SELECT ...")
+    logging.getLogger("psycopg").debug("connection attempt: host=127.0.0.1")
     assert written(out) == ""
 
 
