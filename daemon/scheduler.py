@@ -255,9 +255,17 @@ class Scheduler:
             if (
                 self.asr.may_probe(profile, now)
                 and len(self.running) < settings.calls.max_concurrent
+                and self._profile_has_room(profile, settings)
             ):
                 await self._probe(profile, open_queues, now)
         return [self.asr.next_probe(p, now) for p in held]
+
+    def _profile_has_room(self, profile: Profile, settings: Settings) -> bool:
+        """A probe is a call like any other: it waits while the profile's calls from
+        before the trip still fill its `max_concurrent`."""
+        limit = profile_for(settings, profile).max_concurrent
+        in_calls = sum(1 for r in self.running.values() if r.extension_id == profile)
+        return limit is None or in_calls < limit
 
     async def _probe(self, profile: Profile, open_queues: frozenset[int], now: datetime) -> None:
         """One held task of a tripped profile tries the network."""

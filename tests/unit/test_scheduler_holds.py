@@ -223,6 +223,30 @@ async def test_a_tripped_answer_rate_guard_holds_tasks_and_probes_once_per_inter
 
 
 @pytest.mark.parametrize("world", [ASR], indirect=True)
+async def test_a_probe_waits_while_its_profile_is_at_its_concurrency_limit(
+    world: World,
+) -> None:
+    queue_id = await world.queue(status="on")
+    await world.add(queue_id, 1, extension_id=7)  # profile 7 takes one call at a time
+    await world.scheduler.dispatch_due()
+    [in_call] = world.originated()
+    now = world.clock.now()
+    for i in range(3):
+        world.scheduler.asr.record(7, f"failed-{i}", now, False)
+    await world.add(queue_id, 1, extension_id=7)
+
+    await world.clock.advance(60)
+    await world.scheduler.dispatch_due()
+    await world.scheduler.dispatch_due()
+    assert world.scheduler.asr.state(7).tripped
+    assert len(world.originated()) == 1  # the probe waits for the profile's slot
+
+    await world.hang_up(header(in_call, "ChannelId"))
+    await world.scheduler.dispatch_due()
+    assert len(world.originated()) == 2  # now it goes
+
+
+@pytest.mark.parametrize("world", [ASR], indirect=True)
 async def test_one_failure_of_one_contact_never_trips_the_guard(world: World) -> None:
     queue_id = await world.queue(status="on")
     await world.add(queue_id, 1, try_count=5, try_again_pause=0)
