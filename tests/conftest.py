@@ -16,8 +16,9 @@ import pytest
 from config.settings import LogSettings
 from daemon import logsetup
 from daemon.logsetup import reset_logging
-from tests.pbx import REPO, SipFarEnd, TestPbx, TestPbxError
-from tests.pg import TestPg, TestPgError
+from tests.pbx import REPO, SipFarEnd, TestPbx
+from tests.pg import TestPg
+from tests.tool_scripts import ToolScriptError
 
 # The fixtures of the acceptance tests that run the daemon on the test PBX.
 pytest_plugins = ["tests.acceptance.pbx_fixtures"]
@@ -65,7 +66,7 @@ def _running(service: S) -> Iterator[S]:
     if not service.is_running():
         try:
             service.start()
-        except TestPbxError as exc:
+        except ToolScriptError as exc:
             pytest.fail(str(exc), pytrace=False)
         started_here = True
     yield service
@@ -97,7 +98,7 @@ def testpg() -> Iterator[TestPg]:
     started_here = not pg.is_running()
     try:
         pg.start()  # also when running: it prints the DSN
-    except TestPgError as exc:
+    except ToolScriptError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield pg
     if started_here:
@@ -134,7 +135,7 @@ def testpbx2(testpbx: TestPbx) -> Iterator[TestPbx]:
     if not pbx.is_running():
         try:
             pbx.start()
-        except TestPbxError as exc:
+        except ToolScriptError as exc:
             pytest.fail(str(exc), pytrace=False)
         started_here = True
     yield pbx

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.tool_scripts import ToolScriptError, check_script, run_script
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tools" / "testpbx"
 FAREND_SCRIPT = REPO / "tools" / "sipfarend"
@@ -36,10 +38,6 @@ BOOT_WATCH_USER = "boot-watch"
 BOOT_WATCH_RETRY = 0.005
 
 AmiMessage = dict[str, str]
-
-
-class TestPbxError(RuntimeError):
-    """tools/testpbx failed; the message carries its output."""
 
 
 @dataclass
@@ -72,10 +70,10 @@ class TestPbx:
         return TestPbx(self.host, port, self.username, self.secret, env)
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return _run_script(SCRIPT, *args, timeout=timeout, env=self.env)
+        return run_script(SCRIPT, *args, timeout=timeout, env=self.env)
 
     def _check(self, *args: str, timeout: float) -> str:
-        return _check_script(SCRIPT, *args, timeout=timeout, env=self.env)
+        return check_script(SCRIPT, *args, timeout=timeout, env=self.env)
 
     def is_running(self) -> bool:
         return self._run("status", timeout=30).returncode == 0
@@ -111,37 +109,11 @@ class TestPbx:
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise TestPbxError(f"tools/testpbx restart: no result in {RESTART_TIMEOUT} s") from None
+            raise ToolScriptError(
+                f"tools/testpbx restart: no result in {RESTART_TIMEOUT} s"
+            ) from None
         if proc.returncode != 0:
-            raise TestPbxError(f"tools/testpbx restart failed: {output.decode().strip()}")
-
-
-def _run_script(
-    script: Path, *args: str, timeout: float, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [str(script), *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=env,
-        )
-    except subprocess.TimeoutExpired as exc:
-        command = f"tools/{script.name} {' '.join(args)}"
-        raise TestPbxError(f"{command}: no result in {timeout} s") from exc
-
-
-def _check_script(
-    script: Path, *args: str, timeout: float, env: dict[str, str] | None = None
-) -> str:
-    done = _run_script(script, *args, timeout=timeout, env=env)
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()
-        raise TestPbxError(f"tools/{script.name} {' '.join(args)} failed: {output}")
-    return done.stdout
+            raise ToolScriptError(f"tools/testpbx restart failed: {output.decode().strip()}")
 
 
 PORT_NAMES = ("AMI_PORT", "SIP_PORT", "FAREND_PORT", "FAREND_MEDIA_PORT", "FAREND_CTRL_PORT")
@@ -208,14 +180,14 @@ class SipFarEnd:
         return cls(invites_log=pbx_dir / "farend" / "invites.log")
 
     def is_running(self) -> bool:
-        return _run_script(FAREND_SCRIPT, "status", timeout=30).returncode == 0
+        return run_script(FAREND_SCRIPT, "status", timeout=30).returncode == 0
 
     def start(self) -> None:
         """Install SIPp if missing and start it; returns once it listens."""
-        _check_script(FAREND_SCRIPT, "start", timeout=START_TIMEOUT)
+        check_script(FAREND_SCRIPT, "start", timeout=START_TIMEOUT)
 
     def stop(self) -> None:
-        _check_script(FAREND_SCRIPT, "stop", timeout=STOP_TIMEOUT)
+        check_script(FAREND_SCRIPT, "stop", timeout=STOP_TIMEOUT)
 
     def invites(self) -> list[Invite]:
         """Every INVITE received since the far end started, in order. The far end logs

@@ -17,6 +17,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from tests.tool_scripts import check_script, run_script
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tools" / "testpg"
 
@@ -27,10 +29,6 @@ STOP_TIMEOUT = 60.0
 _databases = itertools.count(1)
 
 
-class TestPgError(RuntimeError):
-    """tools/testpg failed; the message carries its output."""
-
-
 @dataclass
 class TestPg:
     url: str = ""
@@ -38,24 +36,10 @@ class TestPg:
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(
-                [str(SCRIPT), *args],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise TestPgError(f"tools/testpg {' '.join(args)}: no result in {timeout} s") from exc
+        return run_script(SCRIPT, *args, timeout=timeout)
 
     def _check(self, *args: str, timeout: float) -> str:
-        done = self._run(*args, timeout=timeout)
-        if done.returncode != 0:
-            output = (done.stdout + done.stderr).strip()
-            raise TestPgError(f"tools/testpg {' '.join(args)} failed: {output}")
-        return done.stdout.strip()
+        return check_script(SCRIPT, *args, timeout=timeout).strip()
 
     def is_running(self) -> bool:
         return self._run("status", timeout=30).returncode == 0
