@@ -93,10 +93,15 @@ async def build(settings: Settings, clock: Clock | None = None) -> web.Applicati
         clock,
         live,
         metrics=metrics,
-        may_dial=membership.may_dial if membership is not None else lambda: True,
+        may_dial=membership.may_act if membership is not None else lambda: True,
     )
     outbox = WebhookOutbox(
-        db, clock, lambda: live().webhooks, metrics=metrics, held=engine.originating
+        db,
+        clock,
+        lambda: live().webhooks,
+        metrics=metrics,
+        held=engine.originating,
+        may_send=membership.may_act if membership is not None else lambda: True,
     )
     scheduler = Scheduler(db, engine, clock, live, metrics)
     # The scheduler places through the engine, and hears from it what became of each

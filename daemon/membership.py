@@ -63,8 +63,9 @@ class Membership:
     def host_id(self) -> str:
         return self._host_id
 
-    def may_dial(self) -> bool:
-        """Whether this host may act on its claims now: its lease runs."""
+    def may_act(self) -> bool:
+        """Whether this host may act on its claims now (send an Originate or a webhook):
+        its lease runs."""
         return self._lease is not None and self._lease.valid(self._monotonic())
 
     def join(self) -> None:

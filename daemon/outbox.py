@@ -51,6 +51,9 @@ from daemon.webhook_signing import SigningError, webhook_headers
 log = structlog.get_logger("callbackd.webhooks")
 # A store that cannot be read (the shared store restarting) is tried again after this.
 STORE_RETRY = timedelta(seconds=2)
+# How soon a host whose lease on the shared store is over looks again: its next
+# heartbeat renews the lease (cluster.heartbeat, a few seconds) or the host is gone.
+LEASE_RECHECK = timedelta(seconds=1)
 
 # Seconds to wait after the 1st, 2nd, ... failed try; later failures wait BACKOFF_CAP.
 BACKOFF_STEPS = (5, 30, 120, 600, 1800)
@@ -193,6 +196,7 @@ class WebhookOutbox:
         concurrency: int = DEFAULT_CONCURRENCY,
         jitter: Callable[[float], float] = spread,
         held: AbstractSet[int] = frozenset(),
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self._rows = OutboxRepository(db)
         self._clock = clock
@@ -202,6 +206,9 @@ class WebhookOutbox:
         self._concurrency = concurrency
         self._jitter = jitter
         self._held = held  # tasks whose webhooks wait (see CallEngine.originating)
+        # False while this host's lease on the shared store is over (Membership.may_dial):
+        # another host may be sending these webhooks then.
+        self._may_send = may_send
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # task id -> its delivery
         self._listeners: set[asyncio.Event] = set()
         self._dispatch_lock = asyncio.Lock()
@@ -304,6 +311,8 @@ class WebhookOutbox:
         async with self._dispatch_lock:
             free = self._concurrency - len(self._in_flight)
             now = self._clock.now()
+            if not self._may_send():
+                return now + LEASE_RECHECK
             for row in await self._heads(max(free, 0) + 1):
                 due = parse_time(row["next_try"])
                 if due > now:
@@ -332,6 +341,12 @@ class WebhookOutbox:
         delivery.add_done_callback(done)
 
     async def _deliver(self, session: aiohttp.ClientSession, row: Pending) -> None:
+        if not self._may_send():
+            # The lease ran out since the row was read (the process frozen, say): the
+            # row stays pending for whichever host sends it, and nothing is recorded.
+            log.warning("lease of this host is over; webhook left to the live hosts",
+                        task_id=row.task_id, webhook_id=row.webhook_id)  # fmt: skip
+            return
         settings = self._settings()
         sent = await self._send(session, row, settings)
         await self._record_when_stored(row, sent, settings)

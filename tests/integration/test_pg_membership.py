@@ -49,14 +49,14 @@ def test_hosts_join_side_by_side_and_each_dials_only_while_its_lease_runs(store:
     first = Membership(settings(store, "pbx-1"), SystemClock(), clock)
     second = Membership(settings(store, "pbx-2"), SystemClock(), clock)
 
-    before = first.may_dial()
+    before = first.may_act()
     first.join()
     second.join()
-    joined = first.may_dial()
+    joined = first.may_act()
     clock.now += 30  # frozen past host_timeout: the lease ended before the others see it
-    frozen = first.may_dial()
+    frozen = first.may_act()
     first.beat()
-    again = first.may_dial()
+    again = first.may_act()
 
     assert (before, joined, frozen, again) == (False, True, False, True)
     assert value(store, "SELECT string_agg(host_id, ',' ORDER BY host_id) FROM hosts") == (

@@ -679,3 +679,28 @@ async def test_a_bad_secret_fails_the_try_without_showing_the_secret(
     assert "Sekr3" not in stored["last_error"]
     assert "Sekr3" not in repr(logs)
     assert receiver.arrivals == 0
+
+
+async def test_a_host_whose_lease_is_over_sends_nothing_until_it_is_renewed(
+    db: Database, clock: FakeClock, receiver: WebhookReceiver
+) -> None:
+    # A host of the shared store frozen past its lease: the live hosts may be sending
+    # its webhooks, so it leaves them pending, records nothing, and sends once renewed.
+    lease = {"runs": False}
+    row_id = await add_webhook(db, 1, receiver.url())
+    outbox = make_outbox(db, clock, may_send=lambda: lease["runs"])
+    async with running(outbox):
+        for _ in range(5):
+            await clock.advance(1)
+            await asyncio.sleep(0.01)
+        assert receiver.arrivals == 0
+        row = await outbox_row(db, row_id)
+        assert (row["delivered_at"], row["tries"]) == (None, 0)
+
+        lease["runs"] = True
+        await clock.advance(1)
+        await receiver.wait_arrivals(1)
+        await settle(outbox)
+
+    assert receiver.arrivals == 1
+    assert (await outbox_row(db, row_id))["tries"] == 1
