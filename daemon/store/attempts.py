@@ -17,13 +17,15 @@ from pydantic_core import to_json
 
 from ami.events import AmiEvent, RawEvent
 from ami.outcome import Outcome
-from daemon.lifecycle import AttemptEnded, Claimed, GivenBack
+from daemon.lifecycle import AttemptEnded, GivenBack
 from daemon.models import CallPlan, TaskInput, TaskStatus, format_time, parse_time
 from daemon.retry import NextStep, Progress
 from daemon.store.calls import event_headers
+from daemon.store.claims import Claim as Claim  # the engine claims through this module
+from daemon.store.claims import claim_tasks
 from daemon.store.db import Database
 from daemon.store.queries import q
-from daemon.store.tasks import apply, read_state, transition
+from daemon.store.tasks import read_state, transition
 from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
 
 Answer = tuple[datetime, str | None]  # when A answered, and which A number
@@ -67,17 +69,6 @@ def task_record(row: sqlite3.Row) -> TaskRecord:
         caller_attempts=row["caller_attempts"],
         invalid_numbers=tuple(json.loads(row["invalid_numbers"])),
     )
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One attempt about to start: the task it belongs to and what it will dial."""
-
-    task_id: int
-    scheduler_id: int
-    call_uuid: str
-    attempt_no: int
-    plan: CallPlan
 
 
 @dataclass(frozen=True)
@@ -132,7 +123,7 @@ class AttemptRepository:
         """Mark each task `executed` and write its attempt row, all in one transaction,
         before anything is sent to Asterisk. Returns the call uuids of the claims that
         held (a task no longer waiting is skipped)."""
-        return await self._db.write(partial(_claim, claims, now))
+        return await self._db.write(partial(claim_tasks, claims, now))
 
     async def release(
         self, task_id: int, call_uuid: str, now: datetime, refusal: str | None = None
@@ -205,57 +196,6 @@ class AttemptRepository:
     async def save_events(self, events: Sequence[StoredEvent]) -> None:
         if events:
             await self._db.write(partial(_insert_events, events))
-
-
-def _room_in_queue(conn: sqlite3.Connection, scheduler_id: int) -> int:
-    """How many more of the queue's tasks may start, counted in this transaction after
-    the queue's row is locked (on the shared store, where several hosts claim; SQLite
-    has one writer): every claim committed before is counted."""
-    row = conn.execute(q("lock_queue_for_claim"), {"id": scheduler_id}).fetchone()
-    if row is None:
-        return 0
-    running = conn.execute(q("count_running_in_queue"), {"id": scheduler_id}).fetchone()
-    return int(row[0]) - int(running[0])
-
-
-def _claim(claims: Sequence[Claim], now: datetime, conn: sqlite3.Connection) -> set[str]:
-    when = format_time(now)
-    claimed: set[str] = set()
-    queues: set[int] = set()
-    room: dict[int, int] = {}
-    # Queue rows are locked in id order, so two hosts claiming never wait on each other
-    # in a circle.
-    for claim in sorted(claims, key=attrgetter("scheduler_id")):
-        if claim.scheduler_id not in room:
-            room[claim.scheduler_id] = _room_in_queue(conn, claim.scheduler_id)
-        if room[claim.scheduler_id] <= 0:
-            continue  # concurrent_task_limit is reached, counted over every host
-        state = read_state(conn, claim.task_id)
-        # Numbered from the attempts the plan was made for: a task that moved on since
-        # (another attempt, a PUT that made it wait again) is not started on that plan.
-        if state is None or state.attempts_made != claim.attempt_no - 1:
-            continue
-        if apply(conn, claim.task_id, state, Claimed(claim.call_uuid), now) is None:
-            continue
-        conn.execute(
-            q("insert_attempt"),
-            {
-                "call_uuid": claim.call_uuid,
-                "task_id": claim.task_id,
-                "attempt_no": claim.attempt_no,
-                "scheduler_id": claim.scheduler_id,
-                "plan": claim.plan.model_dump_json(),
-                "now": when,
-            },
-        )
-        event = WebhookEvent.BEFORE if claim.attempt_no == 1 else WebhookEvent.BEFORE_AGAIN
-        enqueue_webhook_now(conn, event, claim.task_id, claim.call_uuid, when)
-        claimed.add(claim.call_uuid)
-        queues.add(claim.scheduler_id)
-        room[claim.scheduler_id] -= 1
-    for scheduler_id in queues:  # a claim of 64 tasks of one queue updates it once
-        conn.execute(q("touch_queue_last_call"), {"scheduler_id": scheduler_id, "now": when})
-    return claimed
 
 
 def _release(

@@ -117,6 +117,15 @@ FROM tasks WHERE id = :id;
 SELECT status, attempts_made, caller_attempts, invalid_numbers, next_attempt, params
 FROM tasks WHERE id = :id;
 
+-- name: lock_tasks_for_claim
+-- The states a claim of several tasks is decided from, in one read (on the shared store
+-- their rows are locked to the commit, so the guarded updates that follow all hold).
+SELECT id, status, attempts_made, caller_attempts, invalid_numbers, next_attempt
+FROM tasks WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+
+-- name: select_tasks_by_ids
+SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(:ids));
+
 -- name: select_task_by_id
 SELECT * FROM tasks WHERE id = :id;
 
@@ -234,6 +243,9 @@ SELECT * FROM attempts WHERE state != 'ended' ORDER BY start_time;
 
 -- name: select_attempt
 SELECT * FROM attempts WHERE call_uuid = :call_uuid;
+
+-- name: select_attempts_by_uuids
+SELECT * FROM attempts WHERE call_uuid IN (SELECT value FROM json_each(:call_uuids));
 
 -- name: insert_call_event_batch
 INSERT INTO call_event_batches (call_uuid, last_seq, events) VALUES (?, ?, ?);

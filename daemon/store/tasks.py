@@ -356,6 +356,16 @@ def _change_sql(columns: tuple[str, ...], returning: bool) -> str:
     )
 
 
+def _guarded(task_id: int, state: TaskState, values: dict[str, object]) -> dict[str, object]:
+    """The parameters of `_change_sql`: the new values and the state they replace."""
+    return {
+        **values,
+        "id": task_id,
+        "from_status": str(state.status),
+        "from_attempts": state.attempts_made,
+    }
+
+
 def apply(
     conn: sqlite3.Connection,
     task_id: int,
@@ -374,19 +384,29 @@ def apply(
     if change is None:
         return None
     values = change.values() | more
-    cursor = conn.execute(
-        _change_sql(tuple(values), returning),
-        {
-            **values,
-            "id": task_id,
-            "from_status": str(state.status),
-            "from_attempts": state.attempts_made,
-        },
-    )
+    cursor = conn.execute(_change_sql(tuple(values), returning), _guarded(task_id, state, values))
     if returning:
         row = cursor.fetchone()
         return None if row is None else (change, row)
     return (change, None) if cursor.rowcount == 1 else None
+
+
+def apply_each(conn: sqlite3.Connection, decided: Sequence[tuple[int, TaskState, Change]]) -> None:
+    """Write many changes `next_state` decided, (task id, the state it was decided from,
+    the change) each, as one batch per set of columns (a claim's all share theirs): one
+    pipelined round trip on PostgreSQL. The caller holds the tasks' rows (read in this
+    transaction, locked on the shared store), so every guarded update holds."""
+    by_columns: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for task_id, state, change in decided:
+        values = change.values()
+        by_columns.setdefault(tuple(values), []).append(_guarded(task_id, state, values))
+    written = sum(
+        conn.executemany(_change_sql(columns, False), rows).rowcount
+        for columns, rows in by_columns.items()
+    )
+    if written != len(decided):
+        # Rolls this write back: a task changed under a claim that held its row.
+        raise sqlite3.IntegrityError(f"{len(decided) - written} of the tasks moved on meanwhile")
 
 
 def transition(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from enum import StrEnum
 
 from daemon.store.backend import StoreBackend
@@ -49,6 +50,35 @@ def enqueue_webhook_now(
         attempt_row = conn.execute(q("select_attempt"), {"call_uuid": call_uuid}).fetchone()
     conn.execute(q("insert_webhook"), _outbox_row(event, task_row, attempt_row, now))
     return True
+
+
+def enqueue_start_webhooks(
+    conn: sqlite3.Connection, starts: Sequence[tuple[WebhookEvent, int, str]], now: str
+) -> None:
+    """`enqueue_webhook_now` for many attempts that just started, (event, task id, call
+    uuid) each, in a few statements: their tasks and attempts are read at once and the
+    webhooks of the tasks that have the URL written at once, rendered as one by one."""
+    if not starts:
+        return
+    ids = json.dumps(sorted({task_id for _, task_id, _ in starts}))
+    tasks = {row["id"]: row for row in conn.execute(q("select_tasks_by_ids"), {"ids": ids})}
+    wanted = [
+        (event, tasks[task_id], call_uuid)
+        for event, task_id, call_uuid in starts
+        if task_id in tasks and json.loads(tasks[task_id]["params"]).get(URL_FIELD[event])
+    ]
+    if not wanted:
+        return
+    uuids = json.dumps([call_uuid for _, _, call_uuid in wanted])
+    attempts = {
+        row["call_uuid"]: row
+        for row in conn.execute(q("select_attempts_by_uuids"), {"call_uuids": uuids})
+    }
+    rows = [
+        _outbox_row(event, task_row, attempts.get(call_uuid), now)
+        for event, task_row, call_uuid in wanted
+    ]
+    conn.executemany(q("insert_webhook"), rows)
 
 
 def _task_with_url(task_id: int, event: WebhookEvent) -> dict[str, object]:

@@ -143,3 +143,15 @@ SELECT t.id, t.scheduler_id, t.params FROM tasks t
 WHERE t.status = 'executed' AND EXISTS (
     SELECT 1 FROM attempts a WHERE a.task_id = t.id AND a.state != 'ended'
       AND a.host_id = coalesce(current_setting('callbackd.host_id', true), ''));
+
+-- name: lock_tasks_for_claim
+-- Locked in id order, after the queue's row: a fence that holds to the commit.
+SELECT id, status, attempts_made, caller_attempts, invalid_numbers, next_attempt
+FROM tasks WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb)::bigint)
+ORDER BY id FOR UPDATE;
+
+-- name: select_tasks_by_ids
+SELECT * FROM tasks WHERE id IN (SELECT jsonb_array_elements_text(:ids::jsonb)::bigint);
+
+-- name: select_attempts_by_uuids
+SELECT * FROM attempts WHERE call_uuid IN (SELECT jsonb_array_elements_text(:call_uuids::jsonb));
