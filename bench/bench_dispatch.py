@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ami.client import AmiClient, ConnectionSettings, Fields, OriginateSent
 from ami.events import AmiEvent, header, name
@@ -165,9 +165,8 @@ class Daemon:
 
     @classmethod
     async def open(
-        cls, path: Path, ami: AmiClient, config: Settings, expected: int, queue_limit: int
+        cls, db: Database, ami: AmiClient, config: Settings, expected: int, queue_limit: int
     ) -> tuple[Daemon, int]:
-        db = await Database.open(path)
         queue = await QueueRepository(db).create(
             CLIENT,
             QueueInput(name="bench", status="on", concurrent_task_limit=queue_limit),
@@ -241,9 +240,8 @@ async def measure_fake(
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp, server_process() as port:
         ami = TimedAmi(ConnectionSettings("127.0.0.1", port, "callbackd", SECRET), expected)
         config = settings(max_concurrent=pending)
-        daemon, queue_id = await Daemon.open(
-            Path(tmp) / "cb.db", ami, config, expected, queue_limit=10_000
-        )
+        db = await Database.open(Path(tmp) / "cb.db")
+        daemon, queue_id = await Daemon.open(db, ami, config, expected, queue_limit=10_000)
         try:
             built = time.perf_counter()
             await add_tasks(
@@ -358,11 +356,36 @@ def minimal_originate(call_uuid: str) -> dict[str, str]:
     }
 
 
-async def run_callbackd(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
+async def sqlite_store(directory: Path) -> Database:
+    return await Database.open(directory / "cb.db")
+
+
+async def pg_store(directory: Path) -> Database:
+    """A fresh database on tools/testpg's throwaway PostgreSQL (started if it is not),
+    opened the way the daemon opens the shared store."""
+    from bench.bench_pg import database  # psycopg only when it is used
+    from daemon.store.pg.backend import PgDatabase
+
+    url = await asyncio.to_thread(database, "bench_pbx")
+    # The same interface (daemon/store/backend.py), as daemon.services.open_store says.
+    return cast(Database, await PgDatabase.open(url, "bench"))
+
+
+async def run_callbackd(
+    calls: int,
+    concurrent: int,
+    pbx: TestPbx,
+    contender: str = "callbackd",
+    open_store: Callable[[Path], Awaitable[Database]] = sqlite_store,
+) -> PbxRun:
+    """The CPU counted is this whole process's, all threads: the SQLite store's
+    threads, or the PostgreSQL store's (its driver's work on this side of the socket;
+    the PostgreSQL server's own processes are not counted, as Asterisk's are not)."""
     with tempfile.TemporaryDirectory(prefix="bench-pbx-") as tmp:
         ami = AmiClient(pbx.ami())
+        db = await open_store(Path(tmp))
         daemon, queue_id = await Daemon.open(
-            Path(tmp) / "cb.db", ami, settings(concurrent), calls, queue_limit=concurrent
+            db, ami, settings(concurrent), calls, queue_limit=concurrent
         )
         try:
             await add_tasks(daemon.db, queue_id, calls, None)
@@ -374,7 +397,11 @@ async def run_callbackd(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
         finally:
             await daemon.close()
     results = {str(k): v for k, v in daemon.listener.results.items()}
-    return PbxRun.between(CONTENDERS["callbackd"], calls, start, end, results)
+    return PbxRun.between(CONTENDERS[contender], calls, start, end, results)
+
+
+async def run_callbackd_pg(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
+    return await run_callbackd(calls, concurrent, pbx, "callbackd-pg", pg_store)
 
 
 async def run_raw(calls: int, concurrent: int, pbx: TestPbx) -> PbxRun:
@@ -518,11 +545,13 @@ async def _clean_spool(
 
 CONTENDERS = {
     "callbackd": "callbackd (Scheduler + CallEngine + SQLite)",
+    "callbackd-pg": "callbackd on PostgreSQL (the shared store)",
     "raw": "raw AMI client (one connection)",
     "callfiles": "Asterisk call files (spool)",
 }
 RUNNERS: dict[str, Callable[[int, int, TestPbx], Awaitable[PbxRun]]] = {
     "callbackd": run_callbackd,
+    "callbackd-pg": run_callbackd_pg,
     "raw": run_raw,
     "callfiles": run_callfiles,
 }

@@ -154,6 +154,26 @@ def pbx_rows(f: PbxFigures) -> list[Row]:
                 f.cpu_ms("raw"),
             )
         )
+    if {"callbackd", "callbackd-pg"} <= runs:
+        sqlite = "the SQLite store, the same run"
+        rows += [
+            Row(
+                f"Callbacks/s on the test PBX, PostgreSQL store ({setting})",
+                f.rate("callbackd-pg"),
+                "callbacks/s",
+                None,
+                sqlite,
+                f.rate("callbackd"),
+            ),
+            Row(
+                "Daemon CPU per callback, PostgreSQL store (this process, all threads)",
+                f.cpu_ms("callbackd-pg"),
+                "ms",
+                None,
+                sqlite,
+                f.cpu_ms("callbackd"),
+            ),
+        ]
     # What callbackd's call design costs the PBX, against the minimal Originate the
     # raw client sends (A's channel straight into Dial() of B); the raw client's own
     # row compares that with the same call placed by call files.
