@@ -103,6 +103,7 @@ class TestPbx:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            env=self.env,  # a second instance restarts itself, not the first
         )
         try:
             output, _ = await asyncio.wait_for(proc.communicate(), RESTART_TIMEOUT)
