@@ -87,13 +87,15 @@ async def build(settings: Settings, clock: Clock | None = None) -> web.Applicati
     metrics = Metrics()
 
     ami = AmiClient(connection_settings(settings))
+    # On the shared store, Originates and webhooks go out only while this host's lease runs.
+    may_act = membership.may_act if membership is not None else lambda: True
     engine = CallEngine(
         ami,
         AttemptRepository(db),
         clock,
         live,
         metrics=metrics,
-        may_dial=membership.may_act if membership is not None else lambda: True,
+        may_dial=may_act,
     )
     outbox = WebhookOutbox(
         db,
@@ -101,7 +103,7 @@ async def build(settings: Settings, clock: Clock | None = None) -> web.Applicati
         lambda: live().webhooks,
         metrics=metrics,
         held=engine.originating,
-        may_send=membership.may_act if membership is not None else lambda: True,
+        may_send=may_act,
     )
     scheduler = Scheduler(db, engine, clock, live, metrics)
     # The scheduler places through the engine, and hears from it what became of each

@@ -206,7 +206,7 @@ class WebhookOutbox:
         self._concurrency = concurrency
         self._jitter = jitter
         self._held = held  # tasks whose webhooks wait (see CallEngine.originating)
-        # False while this host's lease on the shared store is over (Membership.may_dial):
+        # False while this host's lease on the shared store is over (Membership.may_act):
         # another host may be sending these webhooks then.
         self._may_send = may_send
         self._in_flight: dict[int, asyncio.Task[None]] = {}  # task id -> its delivery
