@@ -686,20 +686,24 @@ async def test_a_host_whose_lease_is_over_sends_nothing_until_it_is_renewed(
 ) -> None:
     # A host of the shared store frozen past its lease: the live hosts may be sending
     # its webhooks, so it leaves them pending, records nothing, and sends once renewed.
-    lease = {"runs": False}
+    asked: list[bool] = []
+    lease_runs = False
+
+    def may_send() -> bool:
+        asked.append(lease_runs)
+        return lease_runs
+
     row_id = await add_webhook(db, 1, receiver.url())
-    outbox = make_outbox(db, clock, may_send=lambda: lease["runs"])
+    outbox = make_outbox(db, clock, may_send=may_send)
     async with running(outbox):
-        for _ in range(5):
-            await clock.advance(1)
-            await asyncio.sleep(0.01)
+        # The outbox has looked again (every LEASE_RECHECK) and declined each time.
+        await advance_until(clock, lambda: len(asked) >= 3)
         assert receiver.arrivals == 0
         row = await outbox_row(db, row_id)
         assert (row["delivered_at"], row["tries"]) == (None, 0)
 
-        lease["runs"] = True
-        await clock.advance(1)
-        await receiver.wait_arrivals(1)
+        lease_runs = True
+        await advance_until(clock, lambda: receiver.arrivals == 1)
         await settle(outbox)
 
     assert receiver.arrivals == 1
