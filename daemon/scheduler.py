@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from itertools import islice
 from typing import NamedTuple, Protocol
 
@@ -34,8 +31,9 @@ from daemon.holds import (
     profile_key,
     queue_interval,
 )
+from daemon.limits import Running, admit, full_where
 from daemon.metrics import Metrics
-from daemon.models import TaskStatus, format_time, parse_time
+from daemon.models import format_time, parse_time
 from daemon.plan import profile_for
 from daemon.retry import NextStep
 from daemon.store.attempts import TaskRecord, task_record
@@ -68,6 +66,7 @@ class QueueView:
     queues: dict[int, int]  # id -> concurrent_task_limit
     open_limits: dict[int, int]  # the same without the queues whose hours are closed
     gate: HoursGate
+    elsewhere: dict[int, int]  # id -> the other hosts' calls (a shared store's)
 
 
 class Dialer(Protocol):
@@ -77,12 +76,6 @@ class Dialer(Protocol):
     def may_start(self) -> bool: ...
 
     async def place_many(self, records: Sequence[TaskRecord]) -> dict[int, str]: ...
-
-
-@dataclass(frozen=True)
-class Running:
-    scheduler_id: int
-    extension_id: int | None
 
 
 class Scheduler:
@@ -105,6 +98,7 @@ class Scheduler:
         self._ended_while_loading: set[int] | None = None
         self._due = DueTasks(db)
         self._full_marked: tuple[Full, datetime] = (NOTHING_FULL, datetime.min.replace(tzinfo=UTC))
+        self._elsewhere: tuple[dict[int, int], datetime] = ({}, datetime.min.replace(tzinfo=UTC))
         self.hours = QueueHours()
         self.asr = AsrGuard(settings)
         # The profiles whose tasks the guard holds, as last acted on (None: not yet, so
@@ -312,7 +306,18 @@ class Scheduler:
         # A closed queue's rows are read only to be held (as they come due); its calls
         # in progress do not make it full.
         open_limits = {qid: limit for qid, limit in queues.items() if qid not in gate.closed}
-        return QueueView(queues, open_limits, gate)
+        return QueueView(queues, open_limits, gate, await self._calls_elsewhere(now))
+
+    async def _calls_elsewhere(self, now: datetime) -> dict[int, int]:
+        """The other hosts' calls per queue, read at most once a second (they end
+        without a word to this host; the membership's wake-up every second looks
+        again). One host of its own SQLite file reads none."""
+        counted, read_at = self._elsewhere
+        if now - read_at >= FULL_MARK_EVERY:
+            rows = await self._db.fetch_all(q("count_calls_elsewhere_by_queue"))
+            counted = {row["scheduler_id"]: row["calls"] for row in rows}
+            self._elsewhere = (counted, now)
+        return counted
 
     async def _dispatch_batch(self, view: QueueView, after: DueKey | None, whole: bool) -> Page:
         """One pass over the oldest due tasks, after `after` if given; a `whole` page
@@ -320,8 +325,9 @@ class Scheduler:
         settings = self._settings()
         now = self._clock.now()
         queues, open_limits, gate = view.queues, view.open_limits, view.gate
+        elsewhere = view.elsewhere
         room = settings.calls.max_concurrent - len(self.running)
-        full = self._full(open_limits, settings)
+        full = full_where(open_limits, self.running.values(), elsewhere, settings)
         skipped = [*full.extensions, *(profile_key(p) for p in self._asr_held or ())]
         # No more rows than the PBX has room for: under load an ended call frees one
         # slot, and reading a whole batch of due rows for it cost more than the call's
@@ -329,7 +335,8 @@ class Scheduler:
         limit = DUE_BATCH if whole else min(DUE_BATCH, room)
         rows = await self._due.rows(now, queues.keys() - full.queues, skipped, after, limit)
         blocked: list[int] = []
-        admitted = _admit(rows, settings, queues, self.running.values(), blocked, gate)
+        running = self.running.values()
+        admitted = admit(rows, settings, queues, running, elsewhere, blocked, gate)
         # Claims go in growing chunks, one transaction each, with the chunk's Originates
         # in flight together: the first in line waits for a small transaction, the rest
         # share the cost of large ones. Rows are validated only as their chunk comes,
@@ -353,7 +360,7 @@ class Scheduler:
         held = len(gate.held)
         await self._due.hold_tasks(gate.held)
         gate.held.clear()
-        full = self._full(open_limits, settings)
+        full = full_where(open_limits, self.running.values(), elsewhere, settings)
         await self._hold(blocked, full, set(open_limits), now)
         more = 0 < len(rows) == limit and len(self.running) < settings.calls.max_concurrent
         last = (rows[-1]["next_attempt"], rows[-1]["id"]) if rows else after
@@ -392,69 +399,6 @@ class Scheduler:
         else:
             self._full_marked = (full, now)
         await self._due.hold(task_ids, full, open_queues, now)
-
-    def _full(self, queues: dict[int, int], settings: Settings) -> Full:
-        """Where nothing more may start: which of `queues` (id -> limit), and which
-        extension profiles."""
-        if len(self.running) >= settings.calls.max_concurrent:
-            return Full(frozenset(queues), frozenset())  # the PBX: every queue waits
-        per_queue = Counter(r.scheduler_id for r in self.running.values())
-        per_extension = Counter(r.extension_id for r in self.running.values())
-        return Full(
-            frozenset(qid for qid, limit in queues.items() if per_queue[qid] >= limit),
-            frozenset(
-                ext
-                for ext, n in per_extension.items()
-                if ext is not None
-                and (limit := profile_for(settings, ext).max_concurrent) is not None
-                and n >= limit
-            ),
-        )
-
-
-def _admit(
-    rows: list[sqlite3.Row],
-    settings: Settings,
-    queue_limits: dict[int, int],
-    running: Iterable[Running],
-    blocked: list[int],
-    gate: HoursGate,
-) -> Iterator[tuple[TaskRecord, datetime]]:
-    """The due rows that fit the limits of the PBX, their queue and their extension, in
-    order, each with its due time; the ids of those held back by a limit (and not marked
-    so yet) are added to `blocked` as they are passed over, those whose calling hours
-    are closed to the gate's holds."""
-    if not rows:
-        return
-    running = list(running)
-    per_queue = Counter(r.scheduler_id for r in running)
-    per_extension = Counter(r.extension_id for r in running)
-    in_flight = len(running)
-    extension_limit = cache(lambda ext: profile_for(settings, ext).max_concurrent)
-    for row in rows:
-        hours_open, zone = gate.admit(row)
-        if not hours_open:
-            continue
-        # While the PBX has room: only the extension is needed to check the limits, and
-        # the task is read in full (and validated) only if it starts. Once it is full,
-        # no later row starts either and its params are not read: under load a pass
-        # finds one or two free slots and a batch of due rows to hold back.
-        if in_flight < settings.calls.max_concurrent:
-            ext = json.loads(row["params"]).get("extension_id")
-            ext_limit = extension_limit(ext)
-            if per_queue[row["scheduler_id"]] < queue_limits[row["scheduler_id"]] and (
-                ext_limit is None or per_extension[ext] < ext_limit
-            ):
-                in_flight += 1
-                per_queue[row["scheduler_id"]] += 1
-                per_extension[ext] += 1
-                record = task_record(row)
-                if zone is not None:
-                    record = replace(record, hours_zone=zone)
-                yield record, parse_time(row["next_attempt"])
-                continue
-        if row["status"] != TaskStatus.DELAYED_CONCURRENT:
-            blocked.append(row["id"])
 
 
 def _profile_name(profile: Profile) -> str:

@@ -274,6 +274,11 @@ ORDER BY a.end_time;
 -- name: select_executing_tasks
 SELECT id, scheduler_id, params FROM tasks WHERE status = 'executed';
 
+-- name: count_calls_elsewhere_by_queue
+-- The other hosts' calls per queue: one host of its own file has none (the shared
+-- store's twin counts them).
+SELECT scheduler_id, count(*) AS calls FROM attempts WHERE 0 GROUP BY scheduler_id;
+
 -- name: select_next_due_time
 SELECT t.next_attempt FROM tasks t JOIN queues q ON q.id = t.scheduler_id
 WHERE t.next_attempt IS NOT NULL AND t.next_attempt > :now AND q.status = 'on'

@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
 import pytest
 
+from config import Settings
+from daemon.clock import FakeClock
 from daemon.cluster import CALL_END_SLACK
 from daemon.models import CallPlan
-from daemon.store.attempts import AttemptRepository, Claim
+from daemon.scheduler import Scheduler
+from daemon.store.attempts import AttemptRepository, Claim, TaskRecord
 from daemon.store.db import Database
 from daemon.store.pg import cluster
 from daemon.store.pg.backend import PgDatabase
@@ -204,3 +207,65 @@ async def test_each_host_sends_its_own_tasks_webhooks_and_a_gone_hosts_go_to_ano
     assert after == ([], sorted(first_tasks + second_tasks))
     await first.close()
     await second.close()
+
+
+class ClaimingDialer:
+    """The call engine's part in a dispatch, without Asterisk: claims what the
+    scheduler places, as the engine does before its Originates, and tells the
+    scheduler of each attempt started."""
+
+    may_start = True
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._attempts = AttemptRepository(cast(Database, db))
+        self.scheduler: Scheduler | None = None
+        self.asked: list[int] = []
+
+    async def place_many(self, records: Sequence[TaskRecord]) -> dict[int, str]:
+        self.asked += [record.id for record in records]
+        claims = {
+            record.id: Claim(record.id, record.scheduler_id, str(uuid.uuid4()), 1, PLAN)
+            for record in records
+        }
+        held = await self._attempts.claim(list(claims.values()), NOW)
+        assert self.scheduler is not None
+        for record in records:
+            if claims[record.id].call_uuid in held:
+                self.scheduler.attempt_started(record)
+        return {task_id: c.call_uuid for task_id, c in claims.items() if c.call_uuid in held}
+
+
+def statuses(url: str) -> list[str]:
+    with connect(url) as conn:
+        return [row["status"] for row in conn.execute("SELECT status FROM tasks ORDER BY id")]
+
+
+async def test_a_task_held_back_by_another_hosts_calls_shows_delayed_concurrent_task(
+    store: str,
+) -> None:
+    task_ids = add_queue(store, 1, limit=2, tasks=5)
+    other = await host(store, "pbx-2")
+    await claim(other, 1, task_ids[:1])
+    here = await host(store, "pbx-1")
+    clock = FakeClock(NOW)
+    dialer = ClaimingDialer(here)
+    settings = Settings(calls={"a_channel": "Local/{number}@phones"})
+    scheduler = Scheduler(cast(Database, here), dialer, clock, lambda: settings)
+    dialer.scheduler = scheduler
+
+    await scheduler.dispatch_due()
+    first = (dialer.asked, statuses(store))
+    # pbx-2 is gone and its call closed: the queue's slot is seen free within a second
+    silence(store, "pbx-2", TIMEOUT + LONGEST + CALL_END_SLACK.total_seconds() + 1)
+    assert recover(store) == cluster.Recovered(closed=1)
+    dialer.asked = []
+    await clock.advance(1)
+    await scheduler.dispatch_due()
+    second = (dialer.asked, statuses(store))
+
+    # one slot of two was left: one task is placed, the rest are held back by the limit
+    held = ["delayed_concurrent_task"] * 3
+    assert first == ([task_ids[1]], ["executed", "executed", *held])
+    assert second == ([task_ids[2]], ["finished", "executed", "executed", *held[:2]])
+    await other.close()
+    await here.close()

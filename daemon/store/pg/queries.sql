@@ -144,6 +144,13 @@ WHERE t.status = 'executed' AND EXISTS (
     SELECT 1 FROM attempts a WHERE a.task_id = t.id AND a.state != 'ended'
       AND a.host_id = coalesce(current_setting('callbackd.host_id', true), ''));
 
+-- name: count_calls_elsewhere_by_queue
+-- The other hosts' calls per queue, a gone host's not closed yet included: the claim
+-- counts them too. Read from the live attempts' index (attempts_live).
+SELECT scheduler_id, count(*) AS calls FROM attempts
+WHERE state != 'ended' AND host_id != coalesce(current_setting('callbackd.host_id', true), '')
+GROUP BY scheduler_id;
+
 -- name: lock_tasks_for_claim
 -- Locked in id order, after the queue's row: a fence that holds to the commit.
 SELECT id, status, attempts_made, caller_attempts, invalid_numbers, next_attempt
