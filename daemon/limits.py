@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
@@ -102,10 +102,7 @@ def admit(
                 in_flight += 1
                 per_queue[row["scheduler_id"]] += 1
                 per_extension[ext] += 1
-                record = task_record(row)
-                if zone is not None:
-                    record = replace(record, hours_zone=zone)
-                yield record, parse_time(row["next_attempt"])
+                yield task_record(row, zone), parse_time(row["next_attempt"])
                 continue
         if row["status"] != TaskStatus.DELAYED_CONCURRENT:
             blocked.append(row["id"])

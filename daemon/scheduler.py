@@ -46,6 +46,8 @@ log = structlog.get_logger("callbackd.scheduler")
 DUE_BATCH = 200
 FULL_MARK_EVERY = timedelta(seconds=1)
 STORE_RETRY = timedelta(seconds=2)
+# Held tasks looked at for one probe, past those whose A number's hours are closed.
+PROBE_LOOKS = 20
 
 
 class Page(NamedTuple):
@@ -211,7 +213,7 @@ class Scheduler:
                 break
         if not self._engine.may_start:
             return None
-        next_probe = await self._guard(held, page.open_queues)
+        next_probe = await self._guard(held, page.open_queues, view.gate)
         now = format_time(self._clock.now())
         next_due = await self._db.fetch_value(q("select_next_due_time"), {"now": now})
         wake_at = [parse_time(next_due)] if next_due else []
@@ -231,7 +233,9 @@ class Scheduler:
             self._asr_marked = datetime.min.replace(tzinfo=UTC)
         return held
 
-    async def _guard(self, held: frozenset[Profile], open_queues: frozenset[int]) -> list[datetime]:
+    async def _guard(
+        self, held: frozenset[Profile], open_queues: frozenset[int], gate: HoursGate
+    ) -> list[datetime]:
         """The answer-rate guard's part of a pass, after the due tasks that may start
         have: hold the due tasks of the tripped profiles, start their probes; returns
         when the next probes are due."""
@@ -251,7 +255,7 @@ class Scheduler:
                 and len(self.running) < settings.calls.max_concurrent
                 and self._profile_has_room(profile, settings)
             ):
-                await self._probe(profile, open_queues, now)
+                await self._probe(profile, open_queues, gate)
         return [self.asr.next_probe(p, now) for p in held]
 
     def _profile_has_room(self, profile: Profile, settings: Settings) -> bool:
@@ -261,16 +265,32 @@ class Scheduler:
         in_calls = sum(1 for r in self.running.values() if r.extension_id == profile)
         return limit is None or in_calls < limit
 
-    async def _probe(self, profile: Profile, open_queues: frozenset[int], now: datetime) -> None:
+    async def _probe(self, profile: Profile, open_queues: frozenset[int], gate: HoursGate) -> None:
         """One held task of a tripped profile tries the network."""
-        row = await self._due.probe(profile_key(profile), open_queues)
-        if row is None:
+        record = await self._probe_candidate(profile, open_queues, gate)
+        if record is None:
             return
-        record = task_record(row)
         placed = await self._engine.place_many([record])
         if placed:
-            self.asr.probed(profile, now)
+            self.asr.probed(profile, self._clock.now())
             log.info("answer-rate guard probe", profile=_profile_name(profile), task_id=record.id)
+
+    async def _probe_candidate(
+        self, profile: Profile, open_queues: frozenset[int], gate: HoursGate
+    ) -> TaskRecord | None:
+        """The task held longest whose calling hours are open. A probe is a call to a
+        person like any other: one whose A number's own hours are closed (interval_zone
+        = "destination") is held for them instead, and the next is looked at."""
+        for _ in range(PROBE_LOOKS):
+            row = await self._due.probe(profile_key(profile), open_queues)
+            if row is None:
+                return None
+            hours_open, zone = gate.admit(row)
+            if hours_open:
+                return task_record(row, zone)
+            await self._due.hold_tasks(gate.held)
+            gate.held.clear()
+        return None
 
     def _report(self, change: Change) -> None:
         name = _profile_name(change.profile)

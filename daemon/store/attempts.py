@@ -56,7 +56,7 @@ class TaskRecord:
         )
 
 
-def task_record(row: sqlite3.Row) -> TaskRecord:
+def task_record(row: sqlite3.Row, hours_zone: tuple[str, str] | None = None) -> TaskRecord:
     params = json.loads(row["params"])
     if row["start_time"]:
         params["start_time_utc"] = row["start_time"]
@@ -68,6 +68,7 @@ def task_record(row: sqlite3.Row) -> TaskRecord:
         attempts_made=row["attempts_made"],
         caller_attempts=row["caller_attempts"],
         invalid_numbers=tuple(json.loads(row["invalid_numbers"])),
+        hours_zone=hours_zone,
     )
 
 

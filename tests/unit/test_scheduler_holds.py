@@ -273,3 +273,40 @@ async def test_the_guard_window_is_rebuilt_from_the_stored_attempts_after_a_rest
 
     assert restarted.asr.state(None) == world.scheduler.asr.state(None)
     assert restarted.asr.state(None).tripped
+
+
+ASR_BY_DESTINATION = settings(
+    interval_zone="destination",
+    asr_guard={"min_ratio": 0.5, "min_attempts": 3, "probe_interval": 60},
+)
+
+
+@pytest.mark.parametrize("world", [ASR_BY_DESTINATION], indirect=True)
+async def test_a_probe_keeps_to_its_a_numbers_calling_hours(world: World) -> None:
+    # 09:00-17:59:59 local: 10:00 in Berlin, 04:00 in New York, 12:00 in Moscow
+    office = {"start_time": "09:00:00", "end_time": "17:59:59"}
+    queue_id = await world.queue(
+        status="on", interval_id=await interval(world, "Europe/Berlin", office)
+    )
+    now = world.clock.now()
+    for i in range(3):
+        world.scheduler.asr.record(None, f"failed-{i}", now, False)
+    await world.add(queue_id, 1, a_number="+12125550100")  # New York: held longest, closed
+    await world.add(queue_id, 1, a_number="+74951234567")  # Moscow: open
+    await world.scheduler.dispatch_due()
+    assert [t["status"] for t in await tasks(world, queue_id)] == ["delayed_asr"] * 2
+
+    await world.clock.advance(60)
+    await world.scheduler.dispatch_due()
+    await world.scheduler.dispatch_due()
+
+    [probe] = world.originated()
+    assert header(probe, "Channel") == "Local/+74951234567@phones"
+    by_number = {t["a_number"]: t for t in await tasks(world, queue_id)}
+    new_york = by_number["+12125550100"]
+    assert (new_york["status"], new_york["next_attempt_utc"]) == (
+        "delayed_interval",
+        "2026-03-01 14:00:00",
+    )
+    [zone] = await world.db.fetch_all("SELECT plan ->> '$.interval_zone' AS zone FROM attempts")
+    assert zone["zone"] == "Europe/Moscow"
