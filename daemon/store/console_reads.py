@@ -11,17 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from daemon.store.db import Database
+from daemon.store.queries import q
 
 _DELIVERIES = """SELECT id, event, url, created, next_try, tries, delivered_at, given_up,
                         last_error
                  FROM outbox WHERE task_id = ? ORDER BY id"""
-_RUNNING_IN_QUEUE = """SELECT coalesce(sum(n), 0) FROM task_counts
-                       WHERE scheduler_id = ? AND status = 'executed'"""
-_RUNNING_ALL = "SELECT coalesce(sum(n), 0) FROM task_counts WHERE status = 'executed'"
-# Through the (scheduler_id, status) index, one lookup per queue.
-_RUNNING_IN_EXTENSION = """SELECT count(*) FROM queues q
-                           JOIN tasks t ON t.scheduler_id = q.id AND t.status = 'executed'
-                           WHERE t.params ->> '$.extension_id' = ?"""
 _HTTP_STATUS_RE = re.compile(r"^HTTP (\d{3})$")
 
 
@@ -72,11 +66,16 @@ class ConsoleReads:
         return [_delivery(row) for row in await self._db.fetch_all(_DELIVERIES, (task_id,))]
 
     async def running(self, scheduler_id: int, extension_id: int | None) -> tuple[int, int, int]:
-        """Calls in progress now: in the queue, on the whole PBX, and on the extension
-        profile (0 without one)."""
-        in_queue = int(await self._db.fetch_value(_RUNNING_IN_QUEUE, (scheduler_id,)))
-        everywhere = int(await self._db.fetch_value(_RUNNING_ALL))
+        """Calls in progress now, each counted as its limit counts them: in the queue
+        (over every host of a shared store), on this host's PBX, and on the extension
+        profile on this host's PBX (0 without one)."""
+        in_queue = int(
+            await self._db.fetch_value(q("count_running_in_queue"), {"id": scheduler_id})
+        )
+        on_this_pbx = int(await self._db.fetch_value(q("count_calls_on_this_pbx")))
         in_extension = 0
         if extension_id is not None:
-            in_extension = int(await self._db.fetch_value(_RUNNING_IN_EXTENSION, (extension_id,)))
-        return in_queue, everywhere, in_extension
+            params = {"extension_id": extension_id}
+            found = await self._db.fetch_value(q("count_calls_in_profile_on_this_pbx"), params)
+            in_extension = int(found)
+        return in_queue, on_this_pbx, in_extension

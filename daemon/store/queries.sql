@@ -274,6 +274,18 @@ ORDER BY a.end_time;
 -- name: select_executing_tasks
 SELECT id, scheduler_id, params FROM tasks WHERE status = 'executed';
 
+-- name: count_calls_on_this_pbx
+-- This host's calls in progress (calls.max_concurrent is per host): on one host's own
+-- file, every task in a call.
+SELECT coalesce(sum(n), 0) FROM task_counts WHERE status = 'executed';
+
+-- name: count_calls_in_profile_on_this_pbx
+-- This host's calls of one extension profile (its max_concurrent is per host), through
+-- the (scheduler_id, status) index, one lookup per queue.
+SELECT count(*) FROM queues q
+JOIN tasks t ON t.scheduler_id = q.id AND t.status = 'executed'
+WHERE t.params ->> '$.extension_id' = :extension_id;
+
 -- name: count_calls_elsewhere_by_queue
 -- The other hosts' calls per queue: one host of its own file has none (the shared
 -- store's twin counts them).

@@ -4,12 +4,15 @@ only what the token's client may see."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from daemon.asr import GuardState
+from daemon.models import CallPlan
+from daemon.store.attempts import AttemptRepository, Claim
 from tests.integration.conftest import (
     Api,
     ApiFactory,
@@ -231,6 +234,14 @@ async def test_a_task_of_a_profile_whose_asr_guard_tripped_says_so(api: Api) -> 
     assert "4 of the last 40 attempts answered, 10%; it needs 30%" in guard["text"]
 
 
+async def claim_calls(api: Api, tasks: list[dict[str, Any]]) -> None:
+    """Put the tasks in a call as the scheduler does: claimed, with their attempt rows."""
+    plan = CallPlan(a_numbers=["1001"], b_number="1002")
+    claims = [Claim(t["id"], t["scheduler_id"], str(uuid.uuid4()), 1, plan) for t in tasks]
+    held = await AttemptRepository(api.services.db).claim(claims, datetime.now(UTC))
+    assert len(held) == len(tasks)
+
+
 async def test_a_full_queue_and_a_full_extension_profile_are_named_with_their_counts(
     api_factory: ApiFactory,
 ) -> None:
@@ -240,8 +251,7 @@ async def test_a_full_queue_and_a_full_extension_profile_are_named_with_their_co
     in_call = await api.add_tasks(queue["id"], [task(), task(extension_id=101)])
     [waiting] = await api.add_tasks(queue["id"], [task(extension_id=101)])
     [elsewhere] = await api.add_tasks(other["id"], [task(extension_id=101)])
-    ids = ", ".join(str(t["id"]) for t in in_call)
-    await execute(api.services.db, f"UPDATE tasks SET status = 'executed' WHERE id IN ({ids})")
+    await claim_calls(api, in_call)
 
     async def reasons(made: dict[str, Any]) -> list[str]:
         why = await api.ok("GET", tasks_path(made["scheduler_id"]) + f"{made['id']}/why")

@@ -20,6 +20,7 @@ from daemon.cluster import CALL_END_SLACK
 from daemon.models import CallPlan
 from daemon.scheduler import Scheduler
 from daemon.store.attempts import AttemptRepository, Claim, TaskRecord
+from daemon.store.console_reads import ConsoleReads
 from daemon.store.db import Database
 from daemon.store.pg import cluster
 from daemon.store.pg.backend import PgDatabase
@@ -43,7 +44,7 @@ def store(pg_url: str) -> Iterator[str]:
 
 
 def add_queue(
-    url: str, queue_id: int, limit: int, tasks: int, try_count: int = 1, **fields: str
+    url: str, queue_id: int, limit: int, tasks: int, try_count: int = 1, **fields: object
 ) -> list[int]:
     params = json.dumps({"a_number": "1001", "b_number": "1002", "try_count": try_count, **fields})
     with connect(url) as conn:
@@ -269,3 +270,15 @@ async def test_a_task_held_back_by_another_hosts_calls_shows_delayed_concurrent_
     assert second == ([task_ids[2]], ["finished", "executed", "executed", *held[:2]])
     await other.close()
     await here.close()
+
+
+async def test_why_a_task_waits_counts_the_pbx_and_profile_limits_per_host(store: str) -> None:
+    task_ids = add_queue(store, 1, limit=5, tasks=3, extension_id=101)
+    here, other = await host(store, "pbx-1"), await host(store, "pbx-2")
+    await claim(other, 1, task_ids[:2])
+
+    # (in the queue, on the host's PBX, in profile 101 on the host's PBX)
+    assert await ConsoleReads(cast(Database, here)).running(1, 101) == (2, 0, 0)
+    assert await ConsoleReads(cast(Database, other)).running(1, 101) == (2, 2, 2)
+    await here.close()
+    await other.close()

@@ -144,6 +144,16 @@ WHERE t.status = 'executed' AND EXISTS (
     SELECT 1 FROM attempts a WHERE a.task_id = t.id AND a.state != 'ended'
       AND a.host_id = coalesce(current_setting('callbackd.host_id', true), ''));
 
+-- name: count_calls_on_this_pbx
+-- This host's calls: its live attempts (attempts_live).
+SELECT count(*) FROM attempts
+WHERE state != 'ended' AND host_id = coalesce(current_setting('callbackd.host_id', true), '');
+
+-- name: count_calls_in_profile_on_this_pbx
+SELECT count(*) FROM attempts a JOIN tasks t ON t.id = a.task_id
+WHERE a.state != 'ended' AND a.host_id = coalesce(current_setting('callbackd.host_id', true), '')
+  AND (t.params::jsonb ->> 'extension_id')::bigint = :extension_id;
+
 -- name: count_calls_elsewhere_by_queue
 -- The other hosts' calls per queue, a gone host's not closed yet included: the claim
 -- counts them too. Read from the live attempts' index (attempts_live).
