@@ -7,6 +7,7 @@ daemon/cluster.py, the SQL in daemon/store/pg/cluster.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -43,6 +44,17 @@ def longest_call(settings: Settings) -> int:
             )
         )
     return 0 if 0 in lengths else max(lengths)
+
+
+def recovery_news(recovered: cluster.Recovered, waiting_before: int) -> tuple[int, str] | None:
+    """The log level and line a recovery pass is worth, if any. Closings are news at
+    every pass; attempts that wait are said when their number changes, not at every
+    heartbeat of the minutes their calls may still be up."""
+    if recovered.closed:
+        return logging.WARNING, "recovered the work of gone hosts"
+    if recovered.waiting != waiting_before:
+        return logging.INFO, "attempts of gone hosts wait while their calls may be up"
+    return None
 
 
 class Membership:
@@ -91,6 +103,7 @@ class Membership:
         `wake()` every LOOK_S: the scheduler and the outbox look for what the other
         hosts' APIs stored (tasks, webhooks), which no wake-up of this host announces."""
         next_beat = self._clock.now()
+        waiting = 0
         while True:
             if self._clock.now() >= next_beat:
                 next_beat = self._clock.now() + timedelta(seconds=self._heartbeat)
@@ -99,8 +112,10 @@ class Membership:
                 except (StoreError, psycopg.Error) as exc:
                     log.error("cluster heartbeat failed", error=str(exc).splitlines()[0])
                 else:
-                    if recovered != cluster.Recovered():
-                        log.warning("recovered the work of gone hosts", **vars(recovered))
+                    news = recovery_news(recovered, waiting)
+                    if news is not None:
+                        log.log(news[0], news[1], **vars(recovered))
+                    waiting = recovered.waiting
             wake()
             look = self._clock.now() + timedelta(seconds=min(LOOK_S, self._heartbeat))
             await self._clock.sleep_until(min(look, next_beat))

@@ -3,18 +3,22 @@ may dial, and a heartbeat that also runs the recovery of gone hosts."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from config import Settings
 from daemon.clock import SystemClock
-from daemon.membership import Membership, longest_call
+from daemon.membership import Membership, longest_call, recovery_news
 from daemon.store.pg import cluster
 from daemon.store.pg.connection import connect
 from daemon.store.pg.schema import migrate
 from tests.integration.test_pg_cluster import add_queue, claim, host, silence, value
 
 pytestmark = pytest.mark.pg
+CLOSED = "recovered the work of gone hosts"
+WAITING = "attempts of gone hosts wait while their calls may be up"
 
 
 def settings(pg_url: str, host_id: str, **calls: int) -> Settings:
@@ -91,3 +95,21 @@ def test_the_longest_call_covers_every_profile(
     calls: dict[str, int], profiles: dict[int, dict[str, int]], longest: int
 ) -> None:
     assert longest_call(Settings(calls=calls, extensions=profiles)) == longest
+
+
+@pytest.mark.parametrize(
+    ("recovered", "waiting_before", "news"),
+    [
+        (cluster.Recovered(), 0, None),
+        (cluster.Recovered(closed=1), 0, (logging.WARNING, CLOSED)),
+        (cluster.Recovered(closed=1, waiting=2), 2, (logging.WARNING, CLOSED)),
+        (cluster.Recovered(waiting=2), 0, (logging.INFO, WAITING)),
+        (cluster.Recovered(waiting=2), 2, None),  # the same attempts still wait: said once
+        (cluster.Recovered(waiting=1), 2, (logging.INFO, WAITING)),
+        (cluster.Recovered(), 2, (logging.INFO, WAITING)),  # none waits any more
+    ],
+)
+def test_a_recovery_pass_is_logged_when_it_is_news(
+    recovered: cluster.Recovered, waiting_before: int, news: tuple[int, str] | None
+) -> None:
+    assert recovery_news(recovered, waiting_before) == news
