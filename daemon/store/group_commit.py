@@ -98,10 +98,25 @@ def _refused(exc: BaseException) -> BaseException:
 
 
 def _in_transaction(conn: sqlite3.Connection, group: Sequence[Waiting]) -> list[tuple[bool, Any]]:
-    conn.execute("BEGIN IMMEDIATE")
+    # The steps around the writes (begin, each savepoint and its release, commit) are
+    # sent with the next ones: on the shared store each is a round trip, and the steps
+    # between two writes go in one.
+    steps = ["BEGIN IMMEDIATE"]
     try:
-        results = _each_in_savepoint(conn, group)
-        conn.execute("COMMIT")
+        results: list[tuple[bool, Any]] = []
+        for work, _ in group:
+            _execute_together(conn, [*steps, "SAVEPOINT one_write"])
+            try:
+                value = work(conn)
+            except sqlite3.OperationalError:
+                raise  # the store refuses writes: every write of the group fails
+            except Exception as exc:
+                steps = ["ROLLBACK TO one_write", "RELEASE one_write"]
+                results.append((False, exc))
+                continue
+            steps = ["RELEASE one_write"]
+            results.append((True, value))
+        _execute_together(conn, [*steps, "COMMIT"])
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -109,21 +124,12 @@ def _in_transaction(conn: sqlite3.Connection, group: Sequence[Waiting]) -> list[
     return results
 
 
-def _each_in_savepoint(
-    conn: sqlite3.Connection, group: Sequence[Waiting]
-) -> list[tuple[bool, Any]]:
-    results: list[tuple[bool, Any]] = []
-    for work, _ in group:
-        conn.execute("SAVEPOINT one_write")
-        try:
-            value = work(conn)
-        except sqlite3.OperationalError:
-            raise  # the store refuses writes: every write of the group fails
-        except Exception as exc:
-            conn.execute("ROLLBACK TO one_write")
-            conn.execute("RELEASE one_write")
-            results.append((False, exc))
-            continue
-        conn.execute("RELEASE one_write")
-        results.append((True, value))
-    return results
+def _execute_together(conn: sqlite3.Connection, statements: Sequence[str]) -> None:
+    """Statements without parameters, in order: in one round trip where the connection
+    can send them together (the shared store's `execute_together`), else one by one."""
+    together = getattr(conn, "execute_together", None)
+    if together is not None:
+        together(statements)
+        return
+    for statement in statements:
+        conn.execute(statement)

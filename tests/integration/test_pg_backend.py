@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -50,6 +50,29 @@ async def test_a_failing_write_keeps_nothing(store: PgDatabase) -> None:
     with pytest.raises(ValueError, match="no"):
         await store.write(fails)
     assert await store.fetch_value("SELECT n FROM counter") == 0
+
+
+async def test_a_write_refused_by_postgresql_is_undone_alone_in_its_group(
+    store: PgDatabase,
+) -> None:
+    # A broken constraint leaves PostgreSQL's transaction aborted: the writes after it
+    # in the same group still go in, once its savepoint is rolled back.
+    await store.write(lambda conn: conn.execute("CREATE TABLE seen (v INTEGER UNIQUE)"))
+
+    def insert(value: int) -> Callable[[sqlite3.Connection], int]:
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO seen (v) VALUES (?)", (value,))
+            return value
+
+        return work
+
+    results = await asyncio.gather(
+        *(store.write(insert(v)) for v in (1, 2, 2, 3)), return_exceptions=True
+    )
+    assert results[:2] == [1, 2] and results[3] == 3
+    assert isinstance(results[2], sqlite3.IntegrityError)
+    rows = await store.fetch_all("SELECT v FROM seen ORDER BY v")
+    assert [row[0] for row in rows] == [1, 2, 3]
 
 
 async def test_rows_are_read_by_position_and_by_name(store: PgDatabase) -> None:
