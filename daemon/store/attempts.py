@@ -25,8 +25,8 @@ from daemon.store.claims import Claim as Claim  # the engine claims through this
 from daemon.store.claims import claim_tasks
 from daemon.store.db import Database
 from daemon.store.queries import q
-from daemon.store.tasks import read_state, transition
-from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now
+from daemon.store.tasks import read_state, transition, transition_returning
+from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now, enqueue_webhook_of_row
 
 Answer = tuple[datetime, str | None]  # when A answered, and which A number
 
@@ -291,17 +291,18 @@ class _Ending:
         )
         if cursor.rowcount != 1:
             return Ended(closed=False, step=None)
-        change = transition(conn, self.task_id, AttemptEnded(outcome, self.ended), self.ended)
-        if change is None:
+        ended = AttemptEnded(outcome, self.ended)
+        changed = transition_returning(conn, self.task_id, ended, self.ended)
+        when = _opt_time(outcome.end_time) or format_time(self.ended)
+        if changed is None:
             if _finished(conn, self.task_id):
                 # Cancelled during the call: its `after` webhook waited for the end, to
                 # carry the ended attempt.
-                when = _opt_time(outcome.end_time) or format_time(self.ended)
                 enqueue_webhook_now(conn, WebhookEvent.AFTER, self.task_id, self.call_uuid, when)
             return Ended(closed=True, step=None)
+        change, task_row = changed
         if change.status is TaskStatus.FINISHED:
-            when = _opt_time(outcome.end_time) or format_time(self.ended)
-            enqueue_webhook_now(conn, WebhookEvent.AFTER, self.task_id, self.call_uuid, when)
+            enqueue_webhook_of_row(conn, WebhookEvent.AFTER, task_row, self.call_uuid, when)
         return Ended(closed=True, step=change.step)
 
 

@@ -45,11 +45,36 @@ def enqueue_webhook_now(
     ).fetchone()
     if task_row is None or not task_row["webhook_url"]:
         return False
+    _enqueue(conn, event, task_row, call_uuid, now)
+    return True
+
+
+def enqueue_webhook_of_row(
+    conn: sqlite3.Connection,
+    event: WebhookEvent,
+    task_row: sqlite3.Row,
+    call_uuid: str | None,
+    now: str,
+) -> bool:
+    """`enqueue_webhook_now` for a task row just written (an UPDATE's RETURNING *): the
+    row is not read again. True if stored."""
+    if not json.loads(task_row["params"]).get(URL_FIELD[event]):
+        return False
+    _enqueue(conn, event, task_row, call_uuid, now)
+    return True
+
+
+def _enqueue(
+    conn: sqlite3.Connection,
+    event: WebhookEvent,
+    task_row: sqlite3.Row,
+    call_uuid: str | None,
+    now: str,
+) -> None:
     attempt_row = None
     if call_uuid:
         attempt_row = conn.execute(q("select_attempt"), {"call_uuid": call_uuid}).fetchone()
     conn.execute(q("insert_webhook"), _outbox_row(event, task_row, attempt_row, now))
-    return True
 
 
 def enqueue_start_webhooks(

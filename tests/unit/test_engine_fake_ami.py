@@ -6,6 +6,7 @@ decide every outcome as the recording says."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import uuid
@@ -464,3 +465,23 @@ async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_aft
         "SELECT event FROM outbox WHERE task_id = ? ORDER BY id", (task_id,)
     )
     assert [r["event"] for r in rows] == ["before", "success", "after"]
+
+
+async def test_the_after_webhook_tells_the_task_and_the_attempt_as_the_end_left_them(
+    world: World,
+) -> None:
+    call = CALLS[0]
+    task_id = await world.harness.add_task(
+        call.a_number, call.b_number, url_after="http://127.0.0.1:9/after"
+    )
+    call_uuid = await world.harness.place(task_id)
+    await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
+    await world.harness.wait_end(task_id, END_WITHIN)
+
+    rows = await world.harness.db.fetch_all(
+        "SELECT event, body FROM outbox WHERE task_id = ? ORDER BY id", (task_id,)
+    )
+    assert [r["event"] for r in rows] == ["after"]
+    body = json.loads(rows[0]["body"])
+    assert (body["task"]["status"], body["task"]["finish_result"]) == ("finished", "success")
+    assert (body["attempt"]["call_uuid"], body["attempt"]["result"]) == (call_uuid, "success")
