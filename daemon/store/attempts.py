@@ -234,9 +234,14 @@ def _bridged(
     answered: dict[str, str | None] | None,
     conn: sqlite3.Connection,
 ) -> None:
-    if answered is not None:
-        conn.execute(q("mark_attempt_answered"), answered)
-    cursor = conn.execute(q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": when})
+    if answered is None:
+        cursor = conn.execute(q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": when})
+    else:
+        cursor = conn.execute(
+            q("mark_attempt_answered_and_bridged"), answered | {"bridged_at": when}
+        )
+        if cursor.rowcount == 0:
+            conn.execute(q("mark_attempt_answered"), answered)  # as it would have been
     if cursor.rowcount == 1:
         enqueue_webhook_now(conn, WebhookEvent.SUCCESS, task_id, call_uuid, when)
 

@@ -223,6 +223,13 @@ WHERE call_uuid = :call_uuid AND state != 'ended';
 UPDATE attempts SET state = 'in_call', bridged_time = :at
 WHERE call_uuid = :call_uuid AND state != 'ended' AND bridged_time IS NULL;
 
+-- name: mark_attempt_answered_and_bridged
+-- mark_attempt_answered and mark_attempt_bridged in one statement, for a bridge whose
+-- answer is not stored yet; when it changes no row, the answer is stored alone.
+UPDATE attempts SET state = 'in_call', a_answer_time = :at, answered_a_number = :number,
+                    bridged_time = :bridged_at
+WHERE call_uuid = :call_uuid AND state != 'ended' AND bridged_time IS NULL;
+
 -- name: end_attempt
 UPDATE attempts SET state = 'ended', a_answer_time = coalesce(a_answer_time, :a_answer_time),
                     bridged_time = coalesce(bridged_time, :bridged_time), end_time = :end_time,
