@@ -10,6 +10,12 @@ the error; a write the store refuses (disk full) fails the whole group.
 
 A large write (a bulk add of 10,000 tasks) is written `alone`: the small writes waiting
 with it go first, in their own transaction, and none of them waits for its commit.
+
+Where each statement is a round trip (the shared store), a group is first run `undo_by_
+retry`: without a savepoint per write, two round trips a write fewer. If one of its
+writes fails, that transaction is rolled back and the group is run again with a
+savepoint each, so the failing write is still undone alone: each write is a function of
+the store's state, and its second run does what its first would have.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ Runner = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
 
 class GroupCommit:
-    def __init__(self, run: Runner) -> None:
+    def __init__(self, run: Runner, *, undo_by_retry: bool = False) -> None:
         self._run = run
+        self._undo_by_retry = undo_by_retry
         self._waiting: list[Waiting] = []
         self._alone: list[Waiting] = []
         self._writer: asyncio.Task[None] | None = None
@@ -67,8 +74,9 @@ class GroupCommit:
             self._waiting, self._alone = [], []
 
     async def _write_group(self, group: list[Waiting]) -> None:
+        retry = self._undo_by_retry
         try:
-            results = await self._run(lambda conn: _in_transaction(conn, group))
+            results = await self._run(lambda conn: _in_transaction(conn, group, retry))
         except BaseException as exc:
             for _, future in group:
                 if future.done():
@@ -97,26 +105,17 @@ def _refused(exc: BaseException) -> BaseException:
     return exc
 
 
-def _in_transaction(conn: sqlite3.Connection, group: Sequence[Waiting]) -> list[tuple[bool, Any]]:
-    # The steps around the writes (begin, each savepoint and its release, commit) are
-    # sent with the next ones: on the shared store each is a round trip, and the steps
-    # between two writes go in one.
-    steps = ["BEGIN IMMEDIATE"]
+def _in_transaction(
+    conn: sqlite3.Connection, group: Sequence[Waiting], undo_by_retry: bool
+) -> list[tuple[bool, Any]]:
+    if undo_by_retry:
+        results = _without_savepoints(conn, group)
+        if results is not None:
+            return results
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        results: list[tuple[bool, Any]] = []
-        for work, _ in group:
-            _execute_together(conn, [*steps, "SAVEPOINT one_write"])
-            try:
-                value = work(conn)
-            except sqlite3.OperationalError:
-                raise  # the store refuses writes: every write of the group fails
-            except Exception as exc:
-                steps = ["ROLLBACK TO one_write", "RELEASE one_write"]
-                results.append((False, exc))
-                continue
-            steps = ["RELEASE one_write"]
-            results.append((True, value))
-        _execute_together(conn, [*steps, "COMMIT"])
+        results = _each_in_savepoint(conn, group)
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -124,12 +123,44 @@ def _in_transaction(conn: sqlite3.Connection, group: Sequence[Waiting]) -> list[
     return results
 
 
-def _execute_together(conn: sqlite3.Connection, statements: Sequence[str]) -> None:
-    """Statements without parameters, in order: in one round trip where the connection
-    can send them together (the shared store's `execute_together`), else one by one."""
-    together = getattr(conn, "execute_together", None)
-    if together is not None:
-        together(statements)
-        return
-    for statement in statements:
-        conn.execute(statement)
+def _each_in_savepoint(
+    conn: sqlite3.Connection, group: Sequence[Waiting]
+) -> list[tuple[bool, Any]]:
+    results: list[tuple[bool, Any]] = []
+    for work, _ in group:
+        conn.execute("SAVEPOINT one_write")
+        try:
+            value = work(conn)
+        except sqlite3.OperationalError:
+            raise  # the store refuses writes: every write of the group fails
+        except Exception as exc:
+            conn.execute("ROLLBACK TO one_write")
+            conn.execute("RELEASE one_write")
+            results.append((False, exc))
+            continue
+        conn.execute("RELEASE one_write")
+        results.append((True, value))
+    return results
+
+
+def _without_savepoints(
+    conn: sqlite3.Connection, group: Sequence[Waiting]
+) -> list[tuple[bool, Any]] | None:
+    """The group in one transaction without a savepoint per write; None, nothing of it
+    kept, when one of its writes failed and others are to be kept (the caller runs it
+    again with savepoints)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            results = [(True, work(conn)) for work, _ in group]
+        except sqlite3.OperationalError:
+            raise  # the store refuses writes: every write of the group fails
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            return [(False, exc)] if len(group) == 1 else None
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return results

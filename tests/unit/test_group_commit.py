@@ -30,6 +30,12 @@ class Counted:
         return await self.worker.run(work)
 
 
+@pytest.fixture(params=[False, True], ids=["savepoints", "undo by retry"])
+def undo_by_retry(request: pytest.FixtureRequest) -> bool:
+    # Both ways of undoing a failing write alone keep the same promises.
+    return bool(request.param)
+
+
 @pytest.fixture
 async def writer(tmp_path: Path) -> AsyncIterator[Counted]:
     worker = Worker("test-writer")
@@ -54,8 +60,10 @@ async def stored(writer: Counted) -> list[int]:
     return [row[0] for row in rows]
 
 
-async def test_writes_submitted_together_share_one_transaction(writer: Counted) -> None:
-    commit = GroupCommit(writer.run)
+async def test_writes_submitted_together_share_one_transaction(
+    writer: Counted, undo_by_retry: bool
+) -> None:
+    commit = GroupCommit(writer.run, undo_by_retry=undo_by_retry)
     results = await asyncio.gather(*(commit.write(insert(v)) for v in range(10)))
     assert results == list(range(10))
     assert await stored(writer) == list(range(10))
@@ -63,9 +71,9 @@ async def test_writes_submitted_together_share_one_transaction(writer: Counted) 
 
 
 async def test_a_write_that_comes_during_a_transaction_goes_into_the_next(
-    writer: Counted,
+    writer: Counted, undo_by_retry: bool
 ) -> None:
-    commit = GroupCommit(writer.run)
+    commit = GroupCommit(writer.run, undo_by_retry=undo_by_retry)
     first = asyncio.create_task(commit.write(insert(1)))
     await asyncio.sleep(0)  # the first transaction is on its way
     await asyncio.gather(first, *(commit.write(insert(v)) for v in (2, 3)))
@@ -73,8 +81,8 @@ async def test_a_write_that_comes_during_a_transaction_goes_into_the_next(
     assert writer.transactions == 2
 
 
-async def test_a_failing_write_is_undone_alone(writer: Counted) -> None:
-    commit = GroupCommit(writer.run)
+async def test_a_failing_write_is_undone_alone(writer: Counted, undo_by_retry: bool) -> None:
+    commit = GroupCommit(writer.run, undo_by_retry=undo_by_retry)
 
     def half_then_fail(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO t (v) VALUES (100)")
@@ -91,8 +99,8 @@ async def test_a_failing_write_is_undone_alone(writer: Counted) -> None:
     assert await stored(writer) == [1, 2]
 
 
-async def test_a_refused_write_fails_the_whole_group(writer: Counted) -> None:
-    commit = GroupCommit(writer.run)
+async def test_a_refused_write_fails_the_whole_group(writer: Counted, undo_by_retry: bool) -> None:
+    commit = GroupCommit(writer.run, undo_by_retry=undo_by_retry)
 
     def refused(conn: sqlite3.Connection) -> None:
         raise sqlite3.OperationalError("database or disk is full")
@@ -106,9 +114,9 @@ async def test_a_refused_write_fails_the_whole_group(writer: Counted) -> None:
 
 
 async def test_a_large_write_waits_alone_behind_the_small_ones_that_came_with_it(
-    writer: Counted,
+    writer: Counted, undo_by_retry: bool
 ) -> None:
-    commit = GroupCommit(writer.run)
+    commit = GroupCommit(writer.run, undo_by_retry=undo_by_retry)
     order: list[str] = []
 
     def tagged(tag: str, value: int) -> Callable[[sqlite3.Connection], int]:
@@ -127,3 +135,18 @@ async def test_a_large_write_waits_alone_behind_the_small_ones_that_came_with_it
     assert order == ["small 1", "small 2", "small 3", "bulk"]
     assert writer.transactions == 3  # small 1; small 2 and 3; the bulk on its own
     assert await stored(writer) == [1, 2, 3, 100]
+
+
+async def test_a_write_failing_alone_in_its_transaction_keeps_nothing(
+    writer: Counted, undo_by_retry: bool
+) -> None:
+    commit = GroupCommit(writer.run, undo_by_retry=undo_by_retry)
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (v) VALUES (100)")
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        await commit.write(half_then_fail)
+    assert await commit.write(insert(1)) == 1
+    assert await stored(writer) == [1]

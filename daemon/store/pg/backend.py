@@ -3,10 +3,10 @@ functions as the SQLite store's `Database`, on psycopg connections each owned by
 thread of its own (daemon/store/pg/dbapi.py lets those functions run unchanged).
 
 Writes go through one writer connection with the SQLite store's group commit (writes
-that come while one is committed share the next transaction, each in a savepoint of
-its own), committed before `write` returns (synchronous_commit as the server has it:
-on, by default). Reads run on
-a few reader connections, each inside a REPEATABLE READ READ ONLY transaction begun
+that come while one is committed share the next transaction, a failing one undone
+alone: daemon/store/group_commit.py, `undo_by_retry`), committed before `write`
+returns (synchronous_commit as the server has it: on, by default). Reads run on a few
+reader connections, each inside a REPEATABLE READ READ ONLY transaction begun
 when the read starts: one snapshot, taken after every write that returned before.
 A lost connection makes the write fail as `StoreUnavailable` (nothing of it is kept)
 and is opened again at the next use: a PostgreSQL restart or failover is a pause.
@@ -90,7 +90,8 @@ class PgDatabase(Backend):
 
     def __init__(self, writer: Worker, readers: Sequence[Worker]) -> None:
         self._writer = writer
-        self._commit = GroupCommit(writer.run)
+        # Savepoints cost a round trip each here: a group goes without them first.
+        self._commit = GroupCommit(writer.run, undo_by_retry=True)
         self._all_readers = tuple(readers)
         self._readers: asyncio.Queue[Worker] = asyncio.Queue()
         for reader in readers:

@@ -197,17 +197,6 @@ class Connection:
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
 
-    def execute_together(self, statements: Sequence[str]) -> None:
-        """Statements without parameters (a transaction's steps: BEGIN, SAVEPOINT,
-        RELEASE, COMMIT) sent as one query: one round trip, run in order, stopping at
-        the first that fails."""
-        sql = "; ".join(translate(statement) for statement in statements)
-        try:
-            # Not prepared: a prepared statement holds one command.
-            self._conn.execute(sql.encode(), prepare=False)
-        except psycopg.Error as exc:
-            raise _as_sqlite_error(exc) from exc
-
     def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
         cursor = self._conn.cursor()
         try:
