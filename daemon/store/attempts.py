@@ -270,7 +270,7 @@ class _Ending:
 
     def __call__(self, conn: sqlite3.Connection) -> Ended:
         outcome = self.outcome
-        _insert_events(self.events, conn)
+        _insert_events(self.events, conn, overlap_likely=True)
         if outcome.bridged_time is not None:
             # The bridge's own write may still be waiting for a store that refused it;
             # then its `success` webhook goes out here, ahead of `after`, and that
@@ -318,17 +318,37 @@ def stored_form(event: AmiEvent) -> str | AmiEvent:
     return event.text if isinstance(event, RawEvent) else event
 
 
-def _insert_events(events: Sequence[StoredEvent], conn: sqlite3.Connection) -> None:
+def _insert_events(
+    events: Sequence[StoredEvent], conn: sqlite3.Connection, *, overlap_likely: bool = False
+) -> None:
     """Each call's events as one batch row (migration 0004), each event in its
     `stored_form`. A periodic flush and the call's end can carry the same events, and a
     write retried after the store refused it may come after a later one: events
     numbered up to the call's last stored one are skipped, so each is stored once. A
     call's writes go out in the order its events came, so what is skipped is always
-    stored already."""
-    for call_uuid, of_call in groupby(events, key=attrgetter("call_uuid")):
+    stored already.
+
+    Unless `overlap_likely`, the batch is first inserted on the condition that none of
+    its events is stored (one statement where reading the last stored one first takes
+    two); a call's end, often written while its bridge's write with the same events is
+    on its way, reads first."""
+    for call_uuid, grouped in groupby(events, key=attrgetter("call_uuid")):
+        of_call = list(grouped)
+        if not overlap_likely:
+            whole = {
+                "call_uuid": call_uuid,
+                "first_seq": min(e.seq for e in of_call),
+                "last_seq": of_call[-1].seq,
+                "events": _batch(of_call),
+            }
+            if conn.execute(q("insert_call_event_batch_if_newer"), whole).rowcount == 1:
+                continue
         stored = conn.execute(q("max_event_seq"), {"call_uuid": call_uuid}).fetchone()[0]
         fresh = [e for e in of_call if e.seq > stored]
         if fresh:
-            # pydantic-core's JSON writer is four times as fast as json.dumps here.
-            batch = to_json([(e.received_at, stored_form(e.event)) for e in fresh]).decode()
-            conn.execute(q("insert_call_event_batch"), (call_uuid, fresh[-1].seq, batch))
+            conn.execute(q("insert_call_event_batch"), (call_uuid, fresh[-1].seq, _batch(fresh)))
+
+
+def _batch(events: Sequence[StoredEvent]) -> str:
+    # pydantic-core's JSON writer is four times as fast as json.dumps here.
+    return to_json([(e.received_at, stored_form(e.event)) for e in events]).decode()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from daemon.models import TaskStatus
+from daemon.store.attempts import AttemptRepository, StoredEvent
 from daemon.store.db import StoreUnavailable
 from daemon.store.pg.backend import PgDatabase
 from daemon.store.queries import q
@@ -73,6 +74,24 @@ async def test_a_write_refused_by_postgresql_is_undone_alone_in_its_group(
     assert isinstance(results[2], sqlite3.IntegrityError)
     rows = await store.fetch_all("SELECT v FROM seen ORDER BY v")
     assert [row[0] for row in rows] == [1, 2, 3]
+
+
+async def test_each_event_of_a_call_is_stored_once_whatever_writes_carry_it(
+    store: PgDatabase,
+) -> None:
+    attempts = AttemptRepository(store)  # type: ignore[arg-type]
+    call = "7b0c6a52-3f0e-4d6b-9a53-0c2f5e9d1a10"
+
+    def events(seqs: range) -> list[StoredEvent]:
+        return [StoredEvent(call, seq, f"{NOW}.{seq:03d}", {"N": str(seq)}) for seq in seqs]
+
+    await attempts.save_events(events(range(1, 4)))  # a flush
+    await attempts.save_events(events(range(1, 7)))  # the end, with the same three
+    await attempts.save_events(events(range(2, 4)))  # a late retry of the flush
+
+    stored = await attempts.stored_events(call)
+    assert [event["N"] for event, _ in stored] == [str(n) for n in range(1, 7)]
+    assert await store.fetch_value("SELECT count(*) FROM call_event_batches") == 2
 
 
 async def test_rows_are_read_by_position_and_by_name(store: PgDatabase) -> None:
