@@ -25,8 +25,13 @@ from daemon.store.claims import Claim as Claim  # the engine claims through this
 from daemon.store.claims import claim_tasks
 from daemon.store.db import Database
 from daemon.store.queries import q
-from daemon.store.tasks import read_state, transition, transition_returning
-from daemon.store.webhooks import WebhookEvent, enqueue_webhook_now, enqueue_webhook_of_row
+from daemon.store.tasks import apply, read_state, task_state, transition
+from daemon.store.webhooks import (
+    WebhookEvent,
+    enqueue_webhook_now,
+    enqueue_webhook_of_row,
+    has_webhook,
+)
 
 Answer = tuple[datetime, str | None]  # when A answered, and which A number
 
@@ -270,12 +275,18 @@ class _Ending:
 
     def __call__(self, conn: sqlite3.Connection) -> Ended:
         outcome = self.outcome
+        # The task is read first (it changes below only through the guarded update,
+        # which finds a task moved on meanwhile): its params tell whether it has a
+        # `success` webhook to go out here.
+        task = conn.execute(q("select_task_state_and_params"), {"id": self.task_id}).fetchone()
         _insert_events(self.events, conn, overlap_likely=True)
-        if outcome.bridged_time is not None:
+        bridged = outcome.bridged_time
+        if bridged is not None and task is not None and has_webhook(task, WebhookEvent.SUCCESS):
             # The bridge's own write may still be waiting for a store that refused it;
             # then its `success` webhook goes out here, ahead of `after`, and that
-            # write finds the bridge stored.
-            _bridged(self.call_uuid, self.task_id, format_time(outcome.bridged_time), None, conn)
+            # write finds the bridge stored. Without that webhook, `end_attempt` below
+            # stores the bridge's time as well.
+            _bridged(self.call_uuid, self.task_id, format_time(bridged), None, conn)
         cursor = conn.execute(
             q("end_attempt"),
             {
@@ -297,15 +308,18 @@ class _Ending:
         if cursor.rowcount != 1:
             return Ended(closed=False, step=None)
         ended = AttemptEnded(outcome, self.ended)
-        changed = transition_returning(conn, self.task_id, ended, self.ended)
+        changed = None
+        if task is not None:
+            changed = apply(conn, self.task_id, task_state(task), ended, self.ended, returning=True)
         when = _opt_time(outcome.end_time) or format_time(self.ended)
-        if changed is None:
+        task_row = None if changed is None else changed[1]
+        if changed is None or task_row is None:
             if _finished(conn, self.task_id):
                 # Cancelled during the call: its `after` webhook waited for the end, to
                 # carry the ended attempt.
                 enqueue_webhook_now(conn, WebhookEvent.AFTER, self.task_id, self.call_uuid, when)
             return Ended(closed=True, step=None)
-        change, task_row = changed
+        change = changed[0]
         if change.status is TaskStatus.FINISHED:
             enqueue_webhook_of_row(conn, WebhookEvent.AFTER, task_row, self.call_uuid, when)
         return Ended(closed=True, step=change.step)

@@ -418,18 +418,6 @@ def transition(
     return None if applied is None else applied[0]
 
 
-def transition_returning(
-    conn: sqlite3.Connection, task_id: int, event: Event, now: datetime
-) -> tuple[Change, sqlite3.Row] | None:
-    """`transition`, with the task as written: what the change is told with (its
-    webhook) needs no second read of the task."""
-    state = read_state(conn, task_id, with_rules=isinstance(event, AttemptEnded))
-    applied = None if state is None else apply(conn, task_id, state, event, now, returning=True)
-    if applied is None or applied[1] is None:
-        return None
-    return applied[0], applied[1]
-
-
 def hold_where(
     conn: sqlite3.Connection,
     condition: str,

@@ -58,10 +58,15 @@ def enqueue_webhook_of_row(
 ) -> bool:
     """`enqueue_webhook_now` for a task row just written (an UPDATE's RETURNING *): the
     row is not read again. True if stored."""
-    if not json.loads(task_row["params"]).get(URL_FIELD[event]):
+    if not has_webhook(task_row, event):
         return False
     _enqueue(conn, event, task_row, call_uuid, now)
     return True
+
+
+def has_webhook(task_row: sqlite3.Row, event: WebhookEvent) -> bool:
+    """Whether a task row's params give a URL for `event`."""
+    return bool(json.loads(task_row["params"]).get(URL_FIELD[event]))
 
 
 def _enqueue(
@@ -90,7 +95,7 @@ def enqueue_start_webhooks(
     wanted = [
         (event, tasks[task_id], call_uuid)
         for event, task_id, call_uuid in starts
-        if task_id in tasks and json.loads(tasks[task_id]["params"]).get(URL_FIELD[event])
+        if task_id in tasks and has_webhook(tasks[task_id], event)
     ]
     if not wanted:
         return

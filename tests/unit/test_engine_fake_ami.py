@@ -467,6 +467,36 @@ async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_aft
     assert [r["event"] for r in rows] == ["before", "success", "after"]
 
 
+async def test_a_bridge_stored_after_the_end_of_a_task_without_webhooks_keeps_its_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a `success` URL the end writes the bridge's time with the rest of the
+    # attempt; the bridge's late retry changes nothing.
+    call = CALLS[0]
+    task_id = await world.harness.add_task(call.a_number, call.b_number)
+    call_uuid = await world.harness.place(task_id)
+    real_mark_bridged = AttemptRepository.mark_bridged
+    refused: list[bool] = []
+
+    async def refused_once(self: AttemptRepository, *args: Any) -> None:
+        if not refused:
+            refused.append(True)
+            raise StoreUnavailable(REFUSAL)
+        await real_mark_bridged(self, *args)
+
+    monkeypatch.setattr(AttemptRepository, "mark_bridged", refused_once)
+    await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
+
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    await world.harness.engine.drain(END_WITHIN)  # the bridge's retry has run too
+    assert refused == [True]
+    stored = await CallRepository(world.harness.db).get(CLIENT, call_uuid, with_events=False)
+    assert stored is not None and ended.outcome.bridged_time is not None
+    assert stored.bridged_time_gmt is not None and stored.end_time_gmt is not None
+    assert stored.result == "success"
+    assert await world.harness.db.fetch_value("SELECT count(*) FROM outbox") == 0
+
+
 async def test_the_after_webhook_tells_the_task_and_the_attempt_as_the_end_left_them(
     world: World,
 ) -> None:
