@@ -239,15 +239,16 @@ def _bridged(
     answered: dict[str, str | None] | None,
     conn: sqlite3.Connection,
 ) -> None:
+    # A row (with the task's `success` URL) only when the bridge is stored by this.
     if answered is None:
-        cursor = conn.execute(q("mark_attempt_bridged"), {"call_uuid": call_uuid, "at": when})
+        params: dict[str, str | None] = {"call_uuid": call_uuid, "at": when}
+        changed = conn.execute(q("mark_attempt_bridged"), params).fetchone()
     else:
-        cursor = conn.execute(
-            q("mark_attempt_answered_and_bridged"), answered | {"bridged_at": when}
-        )
-        if cursor.rowcount == 0:
+        params = answered | {"bridged_at": when}
+        changed = conn.execute(q("mark_attempt_answered_and_bridged"), params).fetchone()
+        if changed is None:
             conn.execute(q("mark_attempt_answered"), answered)  # as it would have been
-    if cursor.rowcount == 1:
+    if changed is not None and changed["webhook_url"]:
         enqueue_webhook_now(conn, WebhookEvent.SUCCESS, task_id, call_uuid, when)
 
 

@@ -219,16 +219,21 @@ WHERE call_uuid = :call_uuid AND state != 'ended';
 
 -- name: mark_attempt_bridged
 -- Once per attempt (the bridge's own write, or the end's when that came first): the
--- caller sends the `success` webhook only when this changed a row.
+-- caller sends the `success` webhook only when this changed a row, and only to the
+-- task's URL it returns (most tasks have none: no second read for them).
 UPDATE attempts SET state = 'in_call', bridged_time = :at
-WHERE call_uuid = :call_uuid AND state != 'ended' AND bridged_time IS NULL;
+WHERE call_uuid = :call_uuid AND state != 'ended' AND bridged_time IS NULL
+RETURNING (SELECT params ->> '$.url_success' FROM tasks WHERE id = attempts.task_id)
+          AS webhook_url;
 
 -- name: mark_attempt_answered_and_bridged
 -- mark_attempt_answered and mark_attempt_bridged in one statement, for a bridge whose
 -- answer is not stored yet; when it changes no row, the answer is stored alone.
 UPDATE attempts SET state = 'in_call', a_answer_time = :at, answered_a_number = :number,
                     bridged_time = :bridged_at
-WHERE call_uuid = :call_uuid AND state != 'ended' AND bridged_time IS NULL;
+WHERE call_uuid = :call_uuid AND state != 'ended' AND bridged_time IS NULL
+RETURNING (SELECT params ->> '$.url_success' FROM tasks WHERE id = attempts.task_id)
+          AS webhook_url;
 
 -- name: end_attempt
 UPDATE attempts SET state = 'ended', a_answer_time = coalesce(a_answer_time, :a_answer_time),

@@ -497,13 +497,12 @@ async def test_a_bridge_stored_after_the_end_of_a_task_without_webhooks_keeps_it
     assert await world.harness.db.fetch_value("SELECT count(*) FROM outbox") == 0
 
 
-async def test_the_after_webhook_tells_the_task_and_the_attempt_as_the_end_left_them(
+async def test_the_success_and_after_webhooks_tell_the_attempt_as_each_write_left_it(
     world: World,
 ) -> None:
     call = CALLS[0]
-    task_id = await world.harness.add_task(
-        call.a_number, call.b_number, url_after="http://127.0.0.1:9/after"
-    )
+    hooks = {f"url_{e}": f"http://127.0.0.1:9/{e}" for e in ("success", "after")}
+    task_id = await world.harness.add_task(call.a_number, call.b_number, **hooks)
     call_uuid = await world.harness.place(task_id)
     await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
     await world.harness.wait_end(task_id, END_WITHIN)
@@ -511,7 +510,9 @@ async def test_the_after_webhook_tells_the_task_and_the_attempt_as_the_end_left_
     rows = await world.harness.db.fetch_all(
         "SELECT event, body FROM outbox WHERE task_id = ? ORDER BY id", (task_id,)
     )
-    assert [r["event"] for r in rows] == ["after"]
-    body = json.loads(rows[0]["body"])
-    assert (body["task"]["status"], body["task"]["finish_result"]) == ("finished", "success")
-    assert (body["attempt"]["call_uuid"], body["attempt"]["result"]) == (call_uuid, "success")
+    assert [r["event"] for r in rows] == ["success", "after"]
+    success, after = (json.loads(r["body"]) for r in rows)
+    assert success["attempt"]["bridged_time_gmt"] is not None
+    assert success["attempt"]["end_time_gmt"] is None
+    assert (after["task"]["status"], after["task"]["finish_result"]) == ("finished", "success")
+    assert (after["attempt"]["call_uuid"], after["attempt"]["result"]) == (call_uuid, "success")
