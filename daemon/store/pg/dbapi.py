@@ -89,7 +89,12 @@ class Row(tuple[Any, ...]):
 
 
 def _row_factory(cursor: psycopg.Cursor[Any]) -> Any:
-    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    # The names straight from the result: `cursor.description` builds a Column object
+    # per column, and this runs for every statement's result.
+    result = cursor.pgresult
+    names: dict[str, int] = {}
+    if result is not None:
+        names = {(result.fname(i) or b"").decode(): i for i in range(result.nfields)}
 
     def make(values: Sequence[Any]) -> Row:
         row = Row(values)
