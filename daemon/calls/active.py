@@ -34,6 +34,9 @@ class ActiveCall:
     tracker: CallTracker
     next_seq: int = 1
     pending_events: list[StoredEvent] = field(default_factory=list)
+    # The last event number a write on its way carries (the bridge's, a flush's): the
+    # call's end, written after it, first tries to store only the events after that.
+    events_on_their_way: int = 0
     last_event_at: datetime | None = None
     # How long the call may be quiet on its own: the ring phase (A, then B) before the
     # bridge, the maximum talk time (0 = none) after it.

@@ -51,10 +51,13 @@ class CallEnder:
         end = outcome.end_time or self._clock.now()
         notes = AttemptNotes(refusal=call.refusal, cancel_time=call.cancel_time)
         events, call.pending_events = call.pending_events, []
+        on_their_way = call.events_on_their_way
         # The store decides the task's next state (daemon/lifecycle.py) in the same write.
         ended = await self._writes.stored(
             call,
-            lambda: self._attempts.end(call.call_uuid, call.task_id, outcome, end, events, notes),
+            lambda: self._attempts.end(
+                call.call_uuid, call.task_id, outcome, end, events, notes, on_their_way
+            ),
         )
         self._calls.pop(call.call_uuid, None)
         step = ended.step

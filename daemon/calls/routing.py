@@ -77,7 +77,10 @@ class EventRouter:
             # its bridge was stored.
             answer, call.unsaved_answer = call.unsaved_answer, None
             # The events so far go with it: what a restart needs to know of the legs.
-            self._writes.spawn(self._bridged(call, at, answer, list(call.pending_events)))
+            events = list(call.pending_events)
+            if events:
+                call.events_on_their_way = events[-1].seq
+            self._writes.spawn(self._bridged(call, at, answer, events))
         elif milestone is Milestone.ENDED:
             self._ender.close(call, at)
 

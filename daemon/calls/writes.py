@@ -64,6 +64,8 @@ class CallWrites:
             if not call.closing and call.pending_events
         ]
         batch = [ev for call, _ in taken for ev in call.pending_events]
+        for call, last in taken:
+            call.events_on_their_way = last
         await self._attempts.save_events(batch)
         # Dropped from the buffers only once stored; events that came meanwhile stay.
         for call, last in taken:

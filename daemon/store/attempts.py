@@ -171,10 +171,15 @@ class AttemptRepository:
         ended: datetime,
         events: Sequence[StoredEvent],
         notes: AttemptNotes = NO_NOTES,
+        events_on_their_way: int = 0,
     ) -> Ended:
         """Close the attempt with its outcome and move the task on as the lifecycle
-        decides, atomically. A second close of the same attempt changes nothing."""
-        return await self._db.write(_Ending(call_uuid, task_id, outcome, ended, events, notes))
+        decides, atomically. A second close of the same attempt changes nothing.
+        `events_on_their_way`: the last event number an earlier write of the call
+        still on its way carries (see `_insert_events`)."""
+        return await self._db.write(
+            _Ending(call_uuid, task_id, outcome, ended, events, notes, events_on_their_way)
+        )
 
     async def live(self) -> list[LiveAttempt]:
         rows = await self._db.fetch_all(q("select_live_attempts"))
@@ -273,6 +278,7 @@ class _Ending:
     ended: datetime
     events: Sequence[StoredEvent]
     notes: AttemptNotes
+    events_on_their_way: int = 0
 
     def __call__(self, conn: sqlite3.Connection) -> Ended:
         outcome = self.outcome
@@ -280,7 +286,7 @@ class _Ending:
         # which finds a task moved on meanwhile): its params tell whether it has a
         # `success` webhook to go out here.
         task = conn.execute(q("select_task_state_and_params"), {"id": self.task_id}).fetchone()
-        _insert_events(self.events, conn, overlap_likely=True)
+        _insert_events(self.events, conn, on_their_way=self.events_on_their_way)
         bridged = outcome.bridged_time
         if bridged is not None and task is not None and has_webhook(task, WebhookEvent.SUCCESS):
             # The bridge's own write may still be waiting for a store that refused it;
@@ -334,7 +340,7 @@ def stored_form(event: AmiEvent) -> str | AmiEvent:
 
 
 def _insert_events(
-    events: Sequence[StoredEvent], conn: sqlite3.Connection, *, overlap_likely: bool = False
+    events: Sequence[StoredEvent], conn: sqlite3.Connection, *, on_their_way: int = 0
 ) -> None:
     """Each call's events as one batch row (migration 0004), each event in its
     `stored_form`. A periodic flush and the call's end can carry the same events, and a
@@ -343,20 +349,29 @@ def _insert_events(
     call's writes go out in the order its events came, so what is skipped is always
     stored already.
 
-    Unless `overlap_likely`, the batch is first inserted on the condition that none of
-    its events is stored (one statement where reading the last stored one first takes
-    two); a call's end, often written while its bridge's write with the same events is
-    on its way, reads first."""
+    The batch is first inserted on a condition, one statement where reading the last
+    stored number first takes two: that none of its events is stored; or, when an
+    earlier write still on its way carries its events numbered up to `on_their_way`
+    (a call's end, written while its bridge's write is), only the events after those,
+    on the condition that the call's last stored number is exactly that. Otherwise the
+    last stored number is read and the events after it are inserted."""
     for call_uuid, grouped in groupby(events, key=attrgetter("call_uuid")):
         of_call = list(grouped)
-        if not overlap_likely:
-            whole = {
+        first = min(e.seq for e in of_call)
+        if on_their_way >= first:
+            rest = [e for e in of_call if e.seq > on_their_way]
+            stored_from = stored_to = on_their_way
+        else:
+            rest, stored_from, stored_to = of_call, 0, first - 1
+        if rest:
+            batch = {
                 "call_uuid": call_uuid,
-                "first_seq": min(e.seq for e in of_call),
-                "last_seq": of_call[-1].seq,
-                "events": _batch(of_call),
+                "stored_from": stored_from,
+                "stored_to": stored_to,
+                "last_seq": rest[-1].seq,
+                "events": _batch(rest),
             }
-            if conn.execute(q("insert_call_event_batch_if_newer"), whole).rowcount == 1:
+            if conn.execute(q("insert_call_event_batch_if_stored"), batch).rowcount == 1:
                 continue
         stored = conn.execute(q("max_event_seq"), {"call_uuid": call_uuid}).fetchone()[0]
         fresh = [e for e in of_call if e.seq > stored]

@@ -262,13 +262,13 @@ SELECT * FROM attempts WHERE call_uuid IN (SELECT value FROM json_each(:call_uui
 -- name: insert_call_event_batch
 INSERT INTO call_event_batches (call_uuid, last_seq, events) VALUES (?, ?, ?);
 
--- name: insert_call_event_batch_if_newer
--- The batch, if every event in it is newer than the call's stored ones (the usual case:
--- one statement where reading the last stored one first takes two); else nothing.
+-- name: insert_call_event_batch_if_stored
+-- The batch, if the call's last stored event number is between :stored_from and
+-- :stored_to (daemon/store/attempts.py, _insert_events); else nothing.
 INSERT INTO call_event_batches (call_uuid, last_seq, events)
 SELECT :call_uuid, CAST(:last_seq AS INTEGER), :events
 WHERE (SELECT coalesce(max(last_seq), 0) FROM call_event_batches WHERE call_uuid = :call_uuid)
-      < :first_seq;
+      BETWEEN :stored_from AND :stored_to;
 
 -- name: max_event_seq
 SELECT coalesce(max(last_seq), 0) FROM call_event_batches WHERE call_uuid = :call_uuid;

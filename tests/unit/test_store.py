@@ -7,13 +7,14 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daemon.models import FinishResult, QueueInput, TaskInput, TaskOutput, TaskStatus
-from daemon.store.attempts import AttemptRepository, StoredEvent
+from daemon.store.attempts import AttemptRepository, StoredEvent, _insert_events
 from daemon.store.db import Database, StoreUnavailable, migrate, schema_version
 from daemon.store.queries import migrations, q
 from daemon.store.queues import DeleteOutcome, QueueRepository
@@ -271,6 +272,29 @@ async def test_each_event_of_a_call_is_stored_once_whatever_writes_carry_it(
     assert await _stored_events(db, call) == [(f"{NOW}.{n:03d}", str(n)) for n in range(1, 7)]
     assert await attempts.next_event_seq(call) == 7
     assert await db.fetch_value("SELECT count(*) FROM call_event_batches") == 3
+
+
+@pytest.mark.parametrize(
+    ("stored_before", "carried", "on_their_way", "batches"),
+    [
+        (range(0), range(1, 7), 0, 1),  # nothing stored, nothing on its way
+        (range(1, 4), range(4, 7), 3, 2),  # the write before stored and answered
+        (range(1, 4), range(1, 7), 3, 2),  # the bridge's write on its way, then stored
+        (range(0), range(1, 7), 3, 1),  # that write was refused: all six go here
+        (range(1, 4), range(1, 7), 6, 2),  # a write carrying all six, stored in part
+        (range(1, 7), range(1, 7), 6, 1),  # a write carrying all six, all stored
+    ],
+)
+async def test_a_call_end_stores_each_event_once_whatever_was_on_its_way(
+    db: Database, stored_before: range, carried: range, on_their_way: int, batches: int
+) -> None:
+    call = "7b0c6a52-3f0e-4d6b-9a53-0c2f5e9d1a10"
+    attempts = AttemptRepository(db)
+    await attempts.save_events(_events(call, stored_before))
+    await db.write(partial(_insert_events, _events(call, carried), on_their_way=on_their_way))
+
+    assert await _stored_events(db, call) == [(f"{NOW}.{n:03d}", str(n)) for n in range(1, 7)]
+    assert await db.fetch_value("SELECT count(*) FROM call_event_batches") == batches
 
 
 async def test_an_older_store_keeps_its_call_events_in_order(tmp_path: Path) -> None:
