@@ -142,6 +142,12 @@ def _as_sqlite_error(exc: psycopg.Error) -> sqlite3.Error:
     return sqlite3.DatabaseError(str(exc))
 
 
+def _has_rows(cursor: psycopg.Cursor[Any]) -> bool:
+    # What `cursor.description is not None` says, without its Column objects.
+    result = cursor.pgresult
+    return result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
+
+
 class Cursor:
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         self._cursor = cursor
@@ -151,10 +157,10 @@ class Cursor:
         return self._cursor.rowcount
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description else None
+        return self._cursor.fetchone() if _has_rows(self._cursor) else None
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description else []
+        return self._cursor.fetchall() if _has_rows(self._cursor) else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
