@@ -99,6 +99,19 @@ async def test_rows_are_read_by_position_and_by_name(store: PgDatabase) -> None:
     assert (row[0], row["next"], row.keys()) == (0, 1, ["n", "next"])
 
 
+async def test_a_result_still_held_keeps_its_rows_while_later_statements_run(
+    store: PgDatabase,
+) -> None:
+    def interleaved(conn: sqlite3.Connection) -> tuple[object, ...]:
+        rows = conn.execute("SELECT n FROM generate_series(1, 3) AS n ORDER BY n")
+        first = rows.fetchone()
+        changed = conn.execute("UPDATE counter SET n = n + 1")
+        conn.execute("SELECT 42").fetchone()
+        return first[0], [row[0] for row in rows], changed.rowcount, rows.fetchone()
+
+    assert await store.write(interleaved) == (1, [2, 3], 1, None)
+
+
 async def test_the_stores_own_queries_and_code_run_on_it(store: PgDatabase) -> None:
     tasks = TaskRepository(store)  # type: ignore[arg-type]
     queue = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -149,17 +150,37 @@ def _has_rows(cursor: psycopg.Cursor[Any]) -> bool:
 
 
 class Cursor:
+    """A statement's result. The connection's one psycopg cursor is reused by its next
+    statement: a result still referenced then is kept here first (`detach`)."""
+
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
-        self._cursor = cursor
+        self._cursor: psycopg.Cursor[Any] | None = cursor
+        self._rowcount = -1
+        self._rows: list[Any] = []
+
+    def detach(self) -> None:
+        """Keep the rows not fetched yet and the row count: the cursor runs another
+        statement now."""
+        cursor = self._cursor
+        if cursor is None:
+            return
+        self._rowcount = cursor.rowcount
+        self._rows = cursor.fetchall() if _has_rows(cursor) else []
+        self._cursor = None
 
     @property
     def rowcount(self) -> int:
-        return self._cursor.rowcount
+        return self._rowcount if self._cursor is None else self._cursor.rowcount
 
     def fetchone(self) -> Any:
+        if self._cursor is None:
+            return self._rows.pop(0) if self._rows else None
         return self._cursor.fetchone() if _has_rows(self._cursor) else None
 
     def fetchall(self) -> list[Any]:
+        if self._cursor is None:
+            rows, self._rows = self._rows, []
+            return rows
         return self._cursor.fetchall() if _has_rows(self._cursor) else []
 
     def __iter__(self) -> Iterator[Any]:
@@ -172,6 +193,9 @@ class Connection:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        # One cursor for every `execute`: a new one per statement costs about 10 µs.
+        self._cursor = conn.cursor()
+        self._last: weakref.ref[Cursor] | None = None
 
     @classmethod
     def open(
@@ -203,10 +227,17 @@ class Connection:
         return self._conn.closed or self._conn.broken
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
+        last = self._last() if self._last is not None else None
+        if last is not None:  # its caller still holds it: it keeps its result
+            last.detach()
         try:
-            return Cursor(self._conn.execute(translate(sql).encode(), _params(params)))
+            self._cursor.execute(translate(sql).encode(), _params(params))
         except psycopg.Error as exc:
+            self._last = None
             raise _as_sqlite_error(exc) from exc
+        result = Cursor(self._cursor)
+        self._last = weakref.ref(result)
+        return result
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> Cursor:
         cursor = self._conn.cursor()
