@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from daemon.store.backend import StoreUnavailable
@@ -112,15 +113,23 @@ def _in_transaction(
         results = _without_savepoints(conn, group)
         if results is not None:
             return results
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         results = _each_in_savepoint(conn, group)
         conn.execute("COMMIT")
+    return results
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A transaction begun; rolled back if what runs in it raises before it ended (its
+    COMMIT, or a ROLLBACK of its own, is the body's to send)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return results
 
 
 def _each_in_savepoint(
@@ -149,8 +158,7 @@ def _without_savepoints(
     """The group in one transaction without a savepoint per write; None, nothing of it
     kept, when one of its writes failed and others are to be kept (the caller runs it
     again with savepoints)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         try:
             results = [(True, work(conn)) for work, _ in group]
         except sqlite3.OperationalError:
@@ -159,8 +167,4 @@ def _without_savepoints(
             conn.execute("ROLLBACK")
             return [(False, exc)] if len(group) == 1 else None
         conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return results
