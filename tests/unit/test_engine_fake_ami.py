@@ -436,15 +436,9 @@ async def test_a_talk_without_events_is_looked_at_every_timeout_and_closed_when_
     assert ended.outcome.result is Result.SUCCESS
 
 
-async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_after(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A store refusing the bridge's write (disk full) retries it after 1 s; a call that
-    # ends meanwhile has its end stored first. Its `success` webhook must not be lost.
-    call = CALLS[0]
-    hooks = {f"url_{e}": f"http://127.0.0.1:9/{e}" for e in ("before", "success", "after")}
-    task_id = await world.harness.add_task(call.a_number, call.b_number, **hooks)
-    call_uuid = await world.harness.place(task_id)
+def refuse_the_first_bridge(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The store refuses the first bridge's write (disk full), takes the next; the list
+    returned holds True once it refused."""
     real_mark_bridged = AttemptRepository.mark_bridged
     refused: list[bool] = []
 
@@ -455,6 +449,19 @@ async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_aft
         await real_mark_bridged(self, *args)
 
     monkeypatch.setattr(AttemptRepository, "mark_bridged", refused_once)
+    return refused
+
+
+async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_after(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store refusing the bridge's write (disk full) retries it after 1 s; a call that
+    # ends meanwhile has its end stored first. Its `success` webhook must not be lost.
+    call = CALLS[0]
+    hooks = {f"url_{e}": f"http://127.0.0.1:9/{e}" for e in ("before", "success", "after")}
+    task_id = await world.harness.add_task(call.a_number, call.b_number, **hooks)
+    call_uuid = await world.harness.place(task_id)
+    refused = refuse_the_first_bridge(monkeypatch)
     await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
 
     ended = await world.harness.wait_end(task_id, END_WITHIN)
@@ -475,16 +482,7 @@ async def test_a_bridge_stored_after_the_end_of_a_task_without_webhooks_keeps_it
     call = CALLS[0]
     task_id = await world.harness.add_task(call.a_number, call.b_number)
     call_uuid = await world.harness.place(task_id)
-    real_mark_bridged = AttemptRepository.mark_bridged
-    refused: list[bool] = []
-
-    async def refused_once(self: AttemptRepository, *args: Any) -> None:
-        if not refused:
-            refused.append(True)
-            raise StoreUnavailable(REFUSAL)
-        await real_mark_bridged(self, *args)
-
-    monkeypatch.setattr(AttemptRepository, "mark_bridged", refused_once)
+    refused = refuse_the_first_bridge(monkeypatch)
     await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
 
     ended = await world.harness.wait_end(task_id, END_WITHIN)
