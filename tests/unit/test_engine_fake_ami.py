@@ -28,7 +28,7 @@ from daemon.models import CallRecord, TaskStatus
 from daemon.store.attempts import AttemptRepository
 from daemon.store.calls import CallRepository
 from daemon.store.db import StoreUnavailable
-from tests.engine_harness import CLIENT, EngineHarness, engine_harness, phone_settings
+from tests.engine_harness import CLIENT, Ended, EngineHarness, engine_harness, phone_settings
 from tests.store_faults import REFUSAL, refuse_writes
 from tests.stored_events import COUNT_STORED_EVENTS
 
@@ -436,9 +436,15 @@ async def test_a_talk_without_events_is_looked_at_every_timeout_and_closed_when_
     assert ended.outcome.result is Result.SUCCESS
 
 
-def refuse_the_first_bridge(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """The store refuses the first bridge's write (disk full), takes the next; the list
-    returned holds True once it refused."""
+async def ended_with_its_bridge_refused_once(
+    world: World, monkeypatch: pytest.MonkeyPatch, **hooks: str
+) -> tuple[int, str, Ended]:
+    """A bridged call whose bridge's write the store refuses once (disk full) and takes
+    when retried, after the call's end was stored: its task id, call uuid and end, once
+    the retry has run too."""
+    call = CALLS[0]
+    task_id = await world.harness.add_task(call.a_number, call.b_number, **hooks)
+    call_uuid = await world.harness.place(task_id)
     real_mark_bridged = AttemptRepository.mark_bridged
     refused: list[bool] = []
 
@@ -449,7 +455,11 @@ def refuse_the_first_bridge(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         await real_mark_bridged(self, *args)
 
     monkeypatch.setattr(AttemptRepository, "mark_bridged", refused_once)
-    return refused
+    await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
+    ended = await world.harness.wait_end(task_id, END_WITHIN)
+    await world.harness.engine.drain(END_WITHIN)
+    assert refused == [True]
+    return task_id, call_uuid, ended
 
 
 async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_after(
@@ -457,16 +467,9 @@ async def test_a_bridge_stored_after_the_end_still_sends_success_once_before_aft
 ) -> None:
     # A store refusing the bridge's write (disk full) retries it after 1 s; a call that
     # ends meanwhile has its end stored first. Its `success` webhook must not be lost.
-    call = CALLS[0]
     hooks = {f"url_{e}": f"http://127.0.0.1:9/{e}" for e in ("before", "success", "after")}
-    task_id = await world.harness.add_task(call.a_number, call.b_number, **hooks)
-    call_uuid = await world.harness.place(task_id)
-    refused = refuse_the_first_bridge(monkeypatch)
-    await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
+    task_id, _, ended = await ended_with_its_bridge_refused_once(world, monkeypatch, **hooks)
 
-    ended = await world.harness.wait_end(task_id, END_WITHIN)
-    await world.harness.engine.drain(END_WITHIN)  # the bridge's retry has run too
-    assert refused == [True]
     assert ended.outcome.result is Result.SUCCESS
     rows = await world.harness.db.fetch_all(
         "SELECT event FROM outbox WHERE task_id = ? ORDER BY id", (task_id,)
@@ -479,15 +482,8 @@ async def test_a_bridge_stored_after_the_end_of_a_task_without_webhooks_keeps_it
 ) -> None:
     # Without a `success` URL the end writes the bridge's time with the rest of the
     # attempt; the bridge's late retry changes nothing.
-    call = CALLS[0]
-    task_id = await world.harness.add_task(call.a_number, call.b_number)
-    call_uuid = await world.harness.place(task_id)
-    refused = refuse_the_first_bridge(monkeypatch)
-    await world.fake.push_raw(b"".join(recorded_as(call.file, call_uuid)))
+    _, call_uuid, ended = await ended_with_its_bridge_refused_once(world, monkeypatch)
 
-    ended = await world.harness.wait_end(task_id, END_WITHIN)
-    await world.harness.engine.drain(END_WITHIN)  # the bridge's retry has run too
-    assert refused == [True]
     stored = await CallRepository(world.harness.db).get(CLIENT, call_uuid, with_events=False)
     assert stored is not None and ended.outcome.bridged_time is not None
     assert stored.bridged_time_gmt is not None and stored.end_time_gmt is not None
